@@ -1,0 +1,20 @@
+// PM2 apps of crud-master. Each VM starts its own with `pm2 startOrReload ecosystem.config.cjs --only <name>`;
+// `make local` starts all three on one host. Each app reads its env file, written by the Ansible deploy role.
+const envDir = process.env.CRUD_MASTER_ENV_DIR || '/etc/crud-master';
+
+const app = (name, service) => ({
+  name,
+  cwd: __dirname,
+  script: `services/${service}/dist/main.js`,
+  node_args: [`--env-file=${envDir}/${name}.env`],
+  // restart a crashing service with growing delays instead of a tight loop
+  exp_backoff_restart_delay: 200,
+  // SIGINT, then this long to close HTTP, AMQP and the pool before SIGKILL (the service's own limit is 10 s)
+  kill_timeout: 12000,
+  merge_logs: true,
+  time: false,
+});
+
+module.exports = {
+  apps: [app('api-gateway', 'gateway'), app('inventory-api', 'inventory'), app('billing-consumer', 'billing')],
+};

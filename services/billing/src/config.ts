@@ -1,0 +1,30 @@
+import { fileURLToPath } from 'node:url';
+import { databaseEnv, env, parseConfig, rabbitmqEnv } from '@crud-master/shared';
+import { z } from 'zod';
+
+const consumerEnv = z.object({
+  BILLING_HEALTH_HOST: env.text().default('0.0.0.0'),
+  BILLING_HEALTH_PORT: env.port().default(8082),
+  // unacknowledged messages in flight; also the largest batch stored in one transaction
+  BILLING_PREFETCH: env.count().default(100),
+  LOG_LEVEL: env.logLevel(),
+});
+
+export const loadConfig = (vars: NodeJS.ProcessEnv = process.env) => {
+  const { consumer, db, broker } = parseConfig(
+    { consumer: consumerEnv, db: databaseEnv('BILLING'), broker: rabbitmqEnv },
+    vars,
+  );
+  return {
+    healthHost: consumer.BILLING_HEALTH_HOST,
+    healthPort: consumer.BILLING_HEALTH_PORT,
+    prefetch: consumer.BILLING_PREFETCH,
+    logLevel: consumer.LOG_LEVEL,
+    db,
+    broker,
+  };
+};
+
+export type Config = ReturnType<typeof loadConfig>;
+
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations', import.meta.url));

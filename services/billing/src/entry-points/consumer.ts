@@ -1,0 +1,133 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { assertBillingQueue, brokerConnection, isPermanentDataError, type Logger, type RabbitmqConfig } from '@crud-master/shared';
+import amqp, { type AmqpConnectionManager, type ChannelWrapper } from 'amqp-connection-manager';
+import type { Channel, ConsumeMessage } from 'amqplib';
+import type { Order, OrdersRepository } from '../data-access/orders-repository.js';
+import { backoffMs, parseOrder, PoisonMessage } from '../domain/orders.js';
+
+/** A delivery and the channel it came on: only that channel can ack it. */
+interface Delivery {
+  channel: Channel;
+  message: ConsumeMessage;
+}
+
+interface ParsedDelivery extends Delivery {
+  order: Order;
+}
+
+export interface OrderConsumer {
+  connection: AmqpConnectionManager;
+  stop(): Promise<void>;
+}
+
+interface ConsumerOptions {
+  broker: RabbitmqConfig;
+  prefetch: number;
+  orders: OrdersRepository;
+  logger: Logger;
+}
+
+/**
+ * Consumes billing_queue. Deliveries that arrive while a batch is being stored wait and form the next batch, which is
+ * inserted in one statement and acked only after its commit. Poison messages are dead-lettered at once; a database
+ * outage keeps the batch unacked and retries it with backoff, so nothing is lost or dead-lettered.
+ */
+export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOptions): OrderConsumer {
+  const waiting: Delivery[] = [];
+  let draining: Promise<void> | undefined;
+  let stopping = false;
+  const stopped = new AbortController();
+  let current: { channel: Channel; consumerTag: string } | undefined;
+
+  const connection = amqp.connect([brokerConnection(broker)], { heartbeatIntervalInSeconds: 10, reconnectTimeInSeconds: 1 });
+  connection.on('connect', () => logger.info('connected to RabbitMQ'));
+  connection.on('disconnect', ({ err }) => logger.warn({ err }, 'disconnected from RabbitMQ'));
+
+  const channel: ChannelWrapper = connection.createChannel({
+    json: false,
+    setup: async (amqpChannel: Channel) => {
+      await assertBillingQueue(amqpChannel, broker.queue);
+      await amqpChannel.prefetch(prefetch);
+      const { consumerTag } = await amqpChannel.consume(broker.queue, (message) => {
+        if (message !== null) receive({ channel: amqpChannel, message });
+      });
+      current = { channel: amqpChannel, consumerTag };
+    },
+  });
+
+  function receive(delivery: Delivery): void {
+    waiting.push(delivery);
+    draining ??= drain().finally(() => {
+      draining = undefined;
+    });
+  }
+
+  async function drain(): Promise<void> {
+    while (waiting.length > 0 && !stopping) {
+      await storeBatch(waiting.splice(0, prefetch));
+    }
+  }
+
+  function settle({ channel: amqpChannel, message }: Delivery, outcome: 'ack' | 'dead-letter'): void {
+    try {
+      if (outcome === 'ack') amqpChannel.ack(message);
+      else amqpChannel.nack(message, false, false);
+    } catch (err) {
+      // the channel closed: the broker redelivers the message, and the unique message_id makes that a no-op
+      logger.warn({ err, messageId: message.properties.messageId }, 'could not settle a delivery');
+    }
+  }
+
+  async function storeBatch(batch: Delivery[]): Promise<void> {
+    const parsed: ParsedDelivery[] = [];
+    for (const delivery of batch) {
+      try {
+        parsed.push({ ...delivery, order: parseOrder(delivery.message.content, delivery.message.properties.messageId) });
+      } catch (err) {
+        if (!(err instanceof PoisonMessage)) throw err;
+        logger.error({ reason: err.message, messageId: delivery.message.properties.messageId }, 'dead-lettering a poison message');
+        settle(delivery, 'dead-letter');
+      }
+    }
+    if (parsed.length > 0) await insertWithRetry(parsed);
+  }
+
+  async function insertWithRetry(batch: ParsedDelivery[]): Promise<void> {
+    for (let attempt = 0; !stopping; attempt++) {
+      try {
+        const added = await orders.insertMany(batch.map((delivery) => delivery.order));
+        for (const delivery of batch) settle(delivery, 'ack');
+        logger.debug({ received: batch.length, added }, 'stored a batch of orders');
+        return;
+      } catch (err) {
+        if (isPermanentDataError(err)) return isolateBadRows(batch, err);
+        const waitMs = backoffMs(attempt);
+        logger.warn({ err, attempt, waitMs, batch: batch.length }, 'could not store orders; retrying');
+        await sleep(waitMs, undefined, { signal: stopped.signal }).catch(() => undefined);
+      }
+    }
+    // stopping: the batch stays unacked, and closing the channel returns it to the queue
+  }
+
+  /** One row of the batch breaks a constraint: store the others one by one and dead-letter the bad one. */
+  async function isolateBadRows(batch: ParsedDelivery[], err: unknown): Promise<void> {
+    if (batch.length === 1) {
+      logger.error({ err, messageId: batch[0]!.order.message_id }, 'dead-lettering an order the database rejects');
+      settle(batch[0]!, 'dead-letter');
+      return;
+    }
+    for (const delivery of batch) await insertWithRetry([delivery]);
+  }
+
+  return {
+    connection,
+    stop: async () => {
+      stopping = true;
+      stopped.abort();
+      if (current) await current.channel.cancel(current.consumerTag).catch(() => undefined);
+      await draining;
+      await channel.close();
+      await connection.close();
+    },
+  };
+}

@@ -1,0 +1,5 @@
+import { runService } from '@crud-master/shared';
+import { start } from './app.js';
+import { loadConfig } from './config.js';
+
+await runService(() => start(loadConfig()));

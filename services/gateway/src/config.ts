@@ -1,0 +1,29 @@
+import { env, parseConfig, rabbitmqEnv } from '@crud-master/shared';
+import { z } from 'zod';
+
+const gatewayEnv = z.object({
+  GATEWAY_HOST: env.text().default('0.0.0.0'),
+  GATEWAY_PORT: env.port().default(8080),
+  // where /api/movies* goes, e.g. http://192.168.56.11:8080
+  INVENTORY_API_URL: z.string().url(),
+  // an inventory that has not answered by then gives 504
+  UPSTREAM_TIMEOUT_MS: env.count().default(10_000),
+  // a publish the broker has not confirmed by then gives 503
+  PUBLISH_TIMEOUT_MS: env.count().default(3_000),
+  LOG_LEVEL: env.logLevel(),
+});
+
+export const loadConfig = (vars: NodeJS.ProcessEnv = process.env) => {
+  const { gateway, broker } = parseConfig({ gateway: gatewayEnv, broker: rabbitmqEnv }, vars);
+  return {
+    host: gateway.GATEWAY_HOST,
+    port: gateway.GATEWAY_PORT,
+    inventoryUrl: gateway.INVENTORY_API_URL,
+    upstreamTimeoutMs: gateway.UPSTREAM_TIMEOUT_MS,
+    publishTimeoutMs: gateway.PUBLISH_TIMEOUT_MS,
+    logLevel: gateway.LOG_LEVEL,
+    broker,
+  };
+};
+
+export type Config = ReturnType<typeof loadConfig>;

@@ -1,0 +1,18 @@
+import { fileURLToPath } from 'node:url';
+import { databaseEnv, env, parseConfig } from '@crud-master/shared';
+import { z } from 'zod';
+
+const httpEnv = z.object({
+  INVENTORY_API_HOST: env.text().default('0.0.0.0'),
+  INVENTORY_API_PORT: env.port().default(8080),
+  LOG_LEVEL: env.logLevel(),
+});
+
+export const loadConfig = (vars: NodeJS.ProcessEnv = process.env) => {
+  const { http, db } = parseConfig({ http: httpEnv, db: databaseEnv('INVENTORY') }, vars);
+  return { host: http.INVENTORY_API_HOST, port: http.INVENTORY_API_PORT, logLevel: http.LOG_LEVEL, db };
+};
+
+export type Config = ReturnType<typeof loadConfig>;
+
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations', import.meta.url));

@@ -1,0 +1,80 @@
+import { z } from 'zod';
+
+/** Thrown when the environment does not satisfy a service's schema; the message names each bad variable. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Parts = Record<string, z.ZodTypeAny>;
+
+/**
+ * Parses the environment once, each part of the config with its own schema. Every missing or invalid variable is
+ * reported in one line that names it.
+ */
+export function parseConfig<P extends Parts>(parts: P, vars: NodeJS.ProcessEnv = process.env): { [K in keyof P]: z.output<P[K]> } {
+  const config: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const [part, schema] of Object.entries(parts)) {
+    const parsed = schema.safeParse(vars);
+    if (parsed.success) config[part] = parsed.data;
+    else problems.push(...parsed.error.issues.map(describeIssue));
+  }
+  if (problems.length > 0) throw new ConfigError(`invalid environment: ${problems.join('; ')}`);
+  return config as { [K in keyof P]: z.output<P[K]> };
+}
+
+function describeIssue(issue: z.ZodIssue): string {
+  const name = issue.path.join('.');
+  return issue.code === 'invalid_type' && issue.received === 'undefined' ? `${name} is required` : `${name}: ${issue.message}`;
+}
+
+export const env = {
+  /** A non-empty string. */
+  text: () => z.string().min(1),
+  /** A TCP port; 0 lets the OS choose (tests). */
+  port: () => z.coerce.number().int().min(0).max(65535),
+  /** A positive whole number, e.g. a timeout in ms or a pool size. */
+  count: () => z.coerce.number().int().positive(),
+  logLevel: () => z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+};
+
+export const databaseEnv = (prefix: 'INVENTORY' | 'BILLING') =>
+  z
+    .object({
+      [`${prefix}_DB_HOST`]: env.text().default('127.0.0.1'),
+      [`${prefix}_DB_PORT`]: env.port().default(5432),
+      [`${prefix}_DB_NAME`]: env.text(),
+      [`${prefix}_DB_USER`]: env.text(),
+      [`${prefix}_DB_PASSWORD`]: env.text(),
+      [`${prefix}_DB_POOL_SIZE`]: env.count().default(10),
+    })
+    .transform((vars) => ({
+      host: vars[`${prefix}_DB_HOST`] as string,
+      port: vars[`${prefix}_DB_PORT`] as number,
+      name: vars[`${prefix}_DB_NAME`] as string,
+      user: vars[`${prefix}_DB_USER`] as string,
+      password: vars[`${prefix}_DB_PASSWORD`] as string,
+      poolSize: vars[`${prefix}_DB_POOL_SIZE`] as number,
+    }));
+
+export type DatabaseConfig = z.output<ReturnType<typeof databaseEnv>>;
+
+export const rabbitmqEnv = z
+  .object({
+    RABBITMQ_HOST: env.text().default('127.0.0.1'),
+    RABBITMQ_PORT: env.port().default(5672),
+    RABBITMQ_USER: env.text(),
+    RABBITMQ_PASSWORD: env.text(),
+    RABBITMQ_VHOST: env.text(),
+    RABBITMQ_QUEUE: env.text(),
+  })
+  .transform((vars) => ({
+    host: vars.RABBITMQ_HOST,
+    port: vars.RABBITMQ_PORT,
+    user: vars.RABBITMQ_USER,
+    password: vars.RABBITMQ_PASSWORD,
+    vhost: vars.RABBITMQ_VHOST,
+    queue: vars.RABBITMQ_QUEUE,
+  }));
+
+export type RabbitmqConfig = z.output<typeof rabbitmqEnv>;

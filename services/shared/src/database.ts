@@ -1,0 +1,85 @@
+import { runner } from 'node-pg-migrate';
+import {
+  BackendTerminatedError,
+  ConnectionError,
+  createPool,
+  type DatabasePool,
+  type Interceptor,
+  SchemaValidationError,
+  sql,
+  StatementTimeoutError,
+  stringifyDsn,
+} from 'slonik';
+import type { DatabaseConfig } from './config.js';
+
+const dsn = (db: DatabaseConfig) =>
+  stringifyDsn({ host: db.host, port: db.port, databaseName: db.name, username: db.user, password: db.password });
+
+/** Runs the zod schema of sql.type(…) on every row (slonik leaves that to an interceptor). */
+const resultParser: Interceptor = {
+  name: 'result-parser',
+  transformRow: ({ resultParser: schema }, query, row) => {
+    if (schema === undefined) return row;
+    const parsed = schema.safeParse(row);
+    if (!parsed.success) throw new SchemaValidationError(query, row, parsed.error.issues);
+    return parsed.data;
+  },
+};
+
+/** A slonik pool; it connects lazily, so a service starts (and reports not ready) while its database is down. */
+export const createDatabasePool = (db: DatabaseConfig): Promise<DatabasePool> =>
+  createPool(dsn(db), {
+    maximumPoolSize: db.poolSize,
+    connectionTimeout: 3_000,
+    statementTimeout: 10_000,
+    idleTimeout: 30_000,
+    interceptors: [resultParser],
+  });
+
+/** True when the database answers a trivial query. */
+export async function isDatabaseReachable(pool: DatabasePool): Promise<boolean> {
+  try {
+    await pool.query(sql.unsafe`SELECT 1`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', '57P01', '57P03', '53300']);
+
+/** An error that says the database is down or overloaded, as opposed to a bad query or bad data. */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  if (error instanceof ConnectionError || error instanceof BackendTerminatedError || error instanceof StatementTimeoutError) return true;
+  const code = (error as { code?: unknown; cause?: { code?: unknown } } | null)?.code ?? (error as { cause?: { code?: unknown } } | null)?.cause?.code;
+  return typeof code === 'string' && UNAVAILABLE_CODES.has(code);
+}
+
+/** Applies the pending SQL migrations of a service (node-pg-migrate); returns how many ran. */
+export async function migrate(db: DatabaseConfig, migrationsDir: string): Promise<number> {
+  const applied = await runner({
+    databaseUrl: dsn(db),
+    dir: migrationsDir,
+    direction: 'up',
+    migrationsTable: 'pgmigrations',
+    log: () => {},
+  });
+  return applied.length;
+}
+
+/** The main of a service's migrate.js deploy step; its last line tells Ansible whether anything changed. */
+export async function runMigrations(loadDatabaseConfig: () => DatabaseConfig, migrationsDir: string): Promise<void> {
+  try {
+    console.log(`migrations applied: ${await migrate(loadDatabaseConfig(), migrationsDir)}`);
+  } catch (error) {
+    console.error(`migrations failed: ${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = 1;
+  }
+}
+
+/** A data or integrity error (SQLSTATE class 22 or 23): the same row would fail again, however often retried. */
+export function isPermanentDataError(error: unknown): boolean {
+  const { code, cause } = (error ?? {}) as { code?: unknown; cause?: { code?: unknown } };
+  const sqlState = typeof code === 'string' ? code : cause?.code;
+  return typeof sqlState === 'string' && /^2[23]/.test(sqlState);
+}

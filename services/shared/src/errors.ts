@@ -1,0 +1,71 @@
+import { STATUS_CODES } from 'node:http';
+import type { Context, Middleware } from 'koa';
+import type { Logger } from 'pino';
+import { isDatabaseUnavailable } from './database.js';
+
+export const PROBLEM_JSON = 'application/problem+json';
+
+/** The one error type of the services: an HTTP status and an RFC 9457 problem detail. */
+export class HttpError extends Error {
+  override name = 'HttpError';
+  constructor(
+    readonly status: number,
+    readonly detail: string,
+    readonly extensions: Record<string, unknown> = {},
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(detail);
+  }
+}
+
+/** 503 with Retry-After, for a dependency (database, broker) that is down or too slow. */
+export const unavailable = (detail: string, retryAfterSeconds = 5) =>
+  new HttpError(503, detail, {}, { 'Retry-After': String(retryAfterSeconds) });
+
+export function sendProblem(ctx: Context, error: HttpError): void {
+  ctx.status = error.status;
+  ctx.set(error.headers);
+  ctx.type = PROBLEM_JSON;
+  ctx.body = {
+    type: 'about:blank',
+    title: STATUS_CODES[error.status] ?? 'Error',
+    status: error.status,
+    detail: error.detail,
+    instance: ctx.path,
+    ...error.extensions,
+  };
+}
+
+/** Errors thrown by koa and its middleware (body parser, router) carry an exposable 4xx status. */
+function isClientError(error: unknown): error is { status: number; message: string; expose?: boolean } {
+  const status = (error as { status?: unknown } | null)?.status;
+  return typeof status === 'number' && status >= 400 && status < 500;
+}
+
+function toHttpError(error: unknown): HttpError | undefined {
+  if (error instanceof HttpError) return error;
+  if (isClientError(error)) return new HttpError(error.status, error.expose === false ? (STATUS_CODES[error.status] ?? 'Bad request') : error.message);
+  if (isDatabaseUnavailable(error)) return unavailable('The database is unavailable; try again later.');
+  return undefined;
+}
+
+/** The single error middleware: every error and every unmatched route becomes application/problem+json. */
+export function problemDetails(logger: Logger): Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+      // an unmatched route (404) or method (405, with its Allow header) leaves the status without a body
+      if (ctx.status >= 400 && ctx.body == null && ctx.respond !== false && !ctx.headerSent) {
+        throw new HttpError(ctx.status, ctx.status === 404 ? `No route for ${ctx.method} ${ctx.path}.` : `${ctx.method} is not allowed on ${ctx.path}.`);
+      }
+    } catch (error) {
+      if (ctx.headerSent || !ctx.writable) {
+        logger.warn({ err: error, path: ctx.path }, 'request failed after the response started');
+        return;
+      }
+      const known = toHttpError(error);
+      if (known === undefined || known.status >= 500) logger.error({ err: error, path: ctx.path }, 'request failed');
+      sendProblem(ctx, known ?? new HttpError(500, 'An unexpected error occurred.'));
+    }
+  };
+}

@@ -1,0 +1,76 @@
+import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { createServer, type Server } from 'node:http';
+import type Koa from 'koa';
+import type { Middleware } from 'koa';
+import bodyParser from 'koa-bodyparser';
+import { HttpError } from './errors.js';
+import type { Logger } from './logger.js';
+
+export const REQUEST_ID_HEADER = 'x-request-id';
+
+/**
+ * Gives each request an id (the client's X-Request-Id, else a new one), sets it on the request too so a proxy
+ * forwards it, echoes it on the response and logs the request when it ends.
+ */
+export function requestContext(logger: Logger): Middleware {
+  return async (ctx, next) => {
+    const given = ctx.get(REQUEST_ID_HEADER);
+    const requestId = /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
+    ctx.req.headers[REQUEST_ID_HEADER] = requestId;
+    ctx.set('X-Request-Id', requestId);
+    const started = performance.now();
+    try {
+      await next();
+    } finally {
+      const ms = Math.round((performance.now() - started) * 10) / 10;
+      logger.info({ requestId, method: ctx.method, url: ctx.url, status: ctx.status, ms }, 'request');
+    }
+  };
+}
+
+/** JSON bodies only: another content type gives 415, malformed JSON 400 and an oversized body 413. */
+export function jsonBody(limit: string): Middleware {
+  const parse = bodyParser({ enableTypes: ['json'], jsonLimit: limit, strict: true });
+  return async (ctx, next) => {
+    const hasBody = Boolean(ctx.request.length) || ctx.get('transfer-encoding') !== '';
+    if (!hasBody) return parse(ctx, next);
+    if (!ctx.is('application/json', 'application/*+json')) {
+      throw new HttpError(415, 'The request body must be application/json.');
+    }
+    return parse(ctx, next);
+  };
+}
+
+/** GET /healthz (the process is alive) and GET /readyz (its dependencies answer). */
+export function healthChecks(isReady: () => Promise<boolean>, dependency: string): Middleware {
+  return async (ctx, next) => {
+    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
+    if (ctx.path === '/healthz') {
+      ctx.body = { status: 'ok' };
+    } else if (ctx.path === '/readyz') {
+      if (!(await isReady())) throw new HttpError(503, `${dependency} is unreachable.`, {}, { 'Retry-After': '5' });
+      ctx.body = { status: 'ready' };
+    } else {
+      return next();
+    }
+  };
+}
+
+/** Starts the app's HTTP server; resolves once it listens. */
+export async function listen(app: Koa, port: number, host?: string): Promise<Server> {
+  const server = createServer(app.callback());
+  server.listen(port, host);
+  await once(server, 'listening');
+  return server;
+}
+
+export const portOf = (server: Server): number => (server.address() as AddressInfo).port;
+
+/** Stops accepting connections, lets in-flight requests finish, then drops idle keep-alive sockets. */
+export async function closeServer(server: Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  await closed;
+}
