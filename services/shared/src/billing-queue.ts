@@ -1,18 +1,32 @@
+import amqp, { type AmqpConnectionManager } from 'amqp-connection-manager';
 import type { Channel, Options } from 'amqplib';
+import type { Logger } from './logger.js';
 import { z } from 'zod';
 import type { RabbitmqConfig } from './config.js';
 import { requiredText } from './validation.js';
 
-/** The broker connection of a service, for amqp-connection-manager (which reconnects on its own). */
-export const brokerConnection = (broker: RabbitmqConfig): Options.Connect => ({
-  protocol: 'amqp',
-  hostname: broker.host,
-  port: broker.port,
-  username: broker.user,
-  password: broker.password,
-  vhost: broker.vhost,
-  heartbeat: 10,
-});
+const BROKER_HANDSHAKE_TIMEOUT_MS = 5_000;
+
+/** Connects to RabbitMQ through amqp-connection-manager, which reconnects on its own after a failure. */
+export function connectBroker(broker: RabbitmqConfig, logger: Logger): AmqpConnectionManager {
+  const url: Options.Connect = {
+    protocol: 'amqp',
+    hostname: broker.host,
+    port: broker.port,
+    username: broker.user,
+    password: broker.password,
+    vhost: broker.vhost,
+    heartbeat: 10,
+  };
+  const connection = amqp.connect([url], {
+    reconnectTimeInSeconds: 1,
+    // without it a broker that accepts TCP but never speaks AMQP would hang the connect, and close(), forever
+    connectionOptions: { timeout: BROKER_HANDSHAKE_TIMEOUT_MS },
+  });
+  connection.on('connect', () => logger.info({ host: broker.host, vhost: broker.vhost }, 'connected to RabbitMQ'));
+  connection.on('disconnect', ({ err }) => logger.warn({ err }, 'disconnected from RabbitMQ'));
+  return connection;
+}
 
 export const deadLetterQueueOf = (queue: string) => `${queue}.dead-letter`;
 

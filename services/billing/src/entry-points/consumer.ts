@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { assertBillingQueue, brokerConnection, isPermanentDataError, type Logger, type RabbitmqConfig } from '@crud-master/shared';
-import amqp, { type AmqpConnectionManager, type ChannelWrapper } from 'amqp-connection-manager';
+import { assertBillingQueue, connectBroker, isPermanentDataError, type Logger, type RabbitmqConfig } from '@crud-master/shared';
+import type { AmqpConnectionManager, ChannelWrapper } from 'amqp-connection-manager';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Order, OrdersRepository } from '../data-access/orders-repository.js';
 import { backoffMs, parseOrder, PoisonMessage } from '../domain/orders.js';
@@ -39,9 +39,7 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
   const stopped = new AbortController();
   let current: { channel: Channel; consumerTag: string } | undefined;
 
-  const connection = amqp.connect([brokerConnection(broker)], { heartbeatIntervalInSeconds: 10, reconnectTimeInSeconds: 1 });
-  connection.on('connect', () => logger.info('connected to RabbitMQ'));
-  connection.on('disconnect', ({ err }) => logger.warn({ err }, 'disconnected from RabbitMQ'));
+  const connection = connectBroker(broker, logger);
 
   const channel: ChannelWrapper = connection.createChannel({
     json: false,

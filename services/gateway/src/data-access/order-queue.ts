@@ -1,5 +1,4 @@
-import { assertBillingQueue, brokerConnection, type Logger, type RabbitmqConfig, unavailable } from '@crud-master/shared';
-import amqp from 'amqp-connection-manager';
+import { assertBillingQueue, connectBroker, type Logger, type RabbitmqConfig, unavailable } from '@crud-master/shared';
 import type { ConfirmChannel } from 'amqplib';
 import type { OrderPublisher } from '../domain/billing.js';
 
@@ -13,9 +12,7 @@ export interface OrderQueue extends OrderPublisher {
  * publishTimeoutMs (broker down, slow or refusing) is dropped from amqp-connection-manager's buffer and rejected.
  */
 export function orderQueue(broker: RabbitmqConfig, publishTimeoutMs: number, logger: Logger): OrderQueue {
-  const connection = amqp.connect([brokerConnection(broker)], { heartbeatIntervalInSeconds: 10, reconnectTimeInSeconds: 1 });
-  connection.on('connect', () => logger.info('connected to RabbitMQ'));
-  connection.on('disconnect', ({ err }) => logger.warn({ err }, 'disconnected from RabbitMQ'));
+  const connection = connectBroker(broker, logger);
   const channel = connection.createChannel({
     confirm: true,
     json: false,

@@ -1,0 +1,202 @@
+import { deadLetterQueueOf } from '@crud-master/shared';
+import { expect } from 'chai';
+import { loadConfig as loadInventoryConfig } from '../../inventory/src/config.js';
+import { type InventoryApi, start as startInventory } from '../../inventory/src/app.js';
+import { openBroker, type TestBroker } from '../../../tests/support/broker.js';
+import { testEnv, unique } from '../../../tests/support/env.js';
+import { eventually, request } from '../../../tests/support/http.js';
+import { closedPort, silentPeer } from '../../../tests/support/network.js';
+import { expectProblem } from '../../../tests/support/problem.js';
+import { type ApiGateway, start } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+
+const urlOf = (service: { server: { address(): unknown } }) => `http://127.0.0.1:${(service.server.address() as { port: number }).port}`;
+
+describe('api-gateway', () => {
+  const queue = unique('billing-test');
+  let inventory: InventoryApi;
+  let gateway: ApiGateway;
+  let base: string;
+  let broker: TestBroker;
+
+  const startGateway = (overrides: Record<string, string | number> = {}) =>
+    start(loadConfig(testEnv({ GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: 0, INVENTORY_API_URL: urlOf(inventory), RABBITMQ_QUEUE: queue, ...overrides })));
+
+  before(async () => {
+    inventory = await startInventory(loadInventoryConfig(testEnv({ INVENTORY_API_HOST: '127.0.0.1', INVENTORY_API_PORT: 0 })));
+    gateway = await startGateway();
+    base = urlOf(gateway);
+    broker = await openBroker();
+    await broker.declare(queue);
+    await eventually(async () => ((await request(`${base}/readyz`)).status === 200 ? true : undefined), 10_000, 'the gateway to be ready');
+  });
+
+  after(async () => {
+    await gateway.stop();
+    await inventory.stop();
+    await broker.deleteQueues(queue, deadLetterQueueOf(queue));
+    await broker.close();
+  });
+
+  describe('/api/movies proxy', () => {
+    it('When a movie is posted through the gateway, then the inventory answer passes through unchanged', async () => {
+      const title = unique('Proxied');
+      const reply = await request(`${base}/api/movies`, { method: 'POST', json: { title, description: 'via gateway' } });
+      expect(reply.status).to.equal(201);
+      expect(reply.body).to.include({ title, description: 'via gateway' });
+      expect(reply.headers.get('location')).to.equal(`/api/movies/${reply.body.id}`);
+      const direct = await request(`${urlOf(inventory)}/api/movies/${reply.body.id}`);
+      const proxied = await request(`${base}/api/movies/${reply.body.id}`);
+      expect(proxied.status).to.equal(direct.status);
+      expect(proxied.body).to.deep.equal(direct.body);
+      expect(proxied.headers.get('content-type')).to.equal(direct.headers.get('content-type'));
+    });
+
+    it('When the query, PUT and DELETE go through the gateway, then they reach the inventory', async () => {
+      const tag = unique('Query');
+      const created = await request(`${base}/api/movies`, { method: 'POST', json: { title: `${tag} 50% off` } });
+      const search = await request(`${base}/api/movies?title=${encodeURIComponent(`${tag} 50%`)}&limit=5`);
+      expect(search.body).to.deep.equal([created.body]);
+      const updated = await request(`${base}/api/movies/${created.body.id}`, { method: 'PUT', json: { description: 'updated' } });
+      expect(updated.body.description).to.equal('updated');
+      expect((await request(`${base}/api/movies/${created.body.id}`, { method: 'DELETE' })).status).to.equal(204);
+    });
+
+    it('When the inventory answers an error, then its status, problem body and headers pass through', async () => {
+      const direct = await request(`${urlOf(inventory)}/api/movies/abc`);
+      const proxied = await request(`${base}/api/movies/abc`);
+      expectProblem(proxied, 400);
+      expect(proxied.body).to.deep.equal(direct.body);
+      expectProblem(await request(`${base}/api/movies`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' }), 415);
+    });
+
+    it('When a request carries an X-Request-Id, then the inventory gets the same id and the client sees it', async () => {
+      const reply = await request(`${base}/api/movies?limit=1`, { headers: { 'X-Request-Id': 'trace-me-42' } });
+      expect(reply.headers.get('x-request-id')).to.equal('trace-me-42');
+      const fresh = await request(`${base}/api/movies?limit=1`);
+      expect(fresh.headers.get('x-request-id')).to.match(/^[0-9a-f-]{36}$/);
+    });
+
+    it('When the inventory is unreachable, then the gateway answers 502 problem+json at once', async () => {
+      const orphan = await startGateway({ INVENTORY_API_URL: `http://127.0.0.1:${await closedPort()}` });
+      try {
+        const reply = await request(`${urlOf(orphan)}/api/movies`);
+        expectProblem(reply, 502, /unreachable/);
+        expect(reply.ms).to.be.below(2_000);
+      } finally {
+        await orphan.stop();
+      }
+    });
+
+    it('When the inventory does not answer in time, then the gateway answers 504 problem+json', async () => {
+      const hung = await silentPeer();
+      const impatient = await startGateway({ INVENTORY_API_URL: `http://127.0.0.1:${hung.port}`, UPSTREAM_TIMEOUT_MS: 300 });
+      try {
+        const reply = await request(`${urlOf(impatient)}/api/movies`, { method: 'POST', json: { title: 'x' } });
+        expectProblem(reply, 504, /did not answer/);
+      } finally {
+        await impatient.stop();
+        await hung.close();
+      }
+    });
+  });
+
+  describe('POST /api/billing', () => {
+    it("When the seed's typed body is posted, then it answers 202 and a persistent JSON message is queued", async () => {
+      const key = unique('idem');
+      const reply = await request(`${base}/api/billing`, {
+        method: 'POST',
+        headers: { 'Idempotency-Key': key },
+        json: { user_id: 'usr_123', number_of_items: 3, total_amount: 99.97 },
+      });
+      expect(reply.status, JSON.stringify(reply.body)).to.equal(202);
+      const order = { user_id: 'usr_123', number_of_items: 3, total_amount: '99.97' };
+      expect(reply.body).to.deep.equal({ message_id: key, status: 'queued', order });
+      const message = await broker.take(queue);
+      expect(message, 'a message in the queue').to.not.equal(undefined);
+      expect(JSON.parse(message!.content.toString())).to.deep.equal(order);
+      expect(message!.properties).to.include({ messageId: key, contentType: 'application/json', deliveryMode: 2 });
+    });
+
+    it("When the subject's all-strings body is posted, then it is normalised and gets a fresh UUID", async () => {
+      const reply = await request(`${base}/api/billing`, { method: 'POST', json: { user_id: '3', number_of_items: '5', total_amount: '180' } });
+      expect(reply.status).to.equal(202);
+      expect(reply.body.message_id).to.match(/^[0-9a-f-]{36}$/);
+      const message = await broker.take(queue);
+      expect(JSON.parse(message!.content.toString())).to.deep.equal({ user_id: '3', number_of_items: 5, total_amount: '180.00' });
+      expect(message!.properties.messageId).to.equal(reply.body.message_id);
+    });
+
+    const invalidOrders: Array<[string, unknown]> = [
+      ['user_id is missing', { number_of_items: 1, total_amount: 1 }],
+      ['user_id is blank', { user_id: ' ', number_of_items: 1, total_amount: 1 }],
+      ['number_of_items is zero', { user_id: 'u', number_of_items: 0, total_amount: 1 }],
+      ['number_of_items is a fraction', { user_id: 'u', number_of_items: 1.5, total_amount: 1 }],
+      ['number_of_items is not a number', { user_id: 'u', number_of_items: 'five', total_amount: 1 }],
+      ['total_amount is negative', { user_id: 'u', number_of_items: 1, total_amount: -1 }],
+      ['total_amount has three decimals', { user_id: 'u', number_of_items: 1, total_amount: '1.999' }],
+      ['total_amount is huge', { user_id: 'u', number_of_items: 1, total_amount: 1e12 }],
+      ['total_amount is null', { user_id: 'u', number_of_items: 1, total_amount: null }],
+      ['the body is an array', [{ user_id: 'u', number_of_items: 1, total_amount: 1 }]],
+    ];
+    for (const [when, body] of invalidOrders) {
+      it(`When ${when}, then it answers 400 and queues nothing`, async () => {
+        expectProblem(await request(`${base}/api/billing`, { method: 'POST', json: body }), 400, /Invalid body/);
+        expect(await broker.count(queue)).to.equal(0);
+      });
+    }
+
+    it('When the Idempotency-Key is not visible ASCII, then it answers 400', async () => {
+      const reply = await request(`${base}/api/billing`, {
+        method: 'POST',
+        headers: { 'Idempotency-Key': 'x'.repeat(201) },
+        json: { user_id: 'u', number_of_items: 1, total_amount: 1 },
+      });
+      expectProblem(reply, 400, /Idempotency-Key/);
+    });
+
+    it('When the body is malformed, not JSON or too large, then it answers 400, 415 or 413', async () => {
+      const post = (body: string, type = 'application/json') => request(`${base}/api/billing`, { method: 'POST', headers: { 'content-type': type }, body });
+      expectProblem(await post('{"user_id":'), 400);
+      expectProblem(await post('user_id=1', 'application/x-www-form-urlencoded'), 415);
+      expectProblem(await post(JSON.stringify({ user_id: 'x'.repeat(20_000), number_of_items: 1, total_amount: 1 })), 413);
+    });
+
+    it('When the broker is down, then it answers 503 with Retry-After within the publish timeout', async () => {
+      const cutOff = await startGateway({ RABBITMQ_PORT: await closedPort(), PUBLISH_TIMEOUT_MS: 500 });
+      try {
+        const reply = await request(`${urlOf(cutOff)}/api/billing`, { method: 'POST', json: { user_id: 'u', number_of_items: 1, total_amount: 1 } });
+        expectProblem(reply, 503, /not accepted/);
+        expect(reply.headers.get('retry-after')).to.equal('5');
+        expect(reply.ms).to.be.below(3_000);
+        expectProblem(await request(`${urlOf(cutOff)}/readyz`), 503);
+      } finally {
+        await cutOff.stop();
+      }
+    });
+
+    it('When the broker accepts TCP but never confirms, then it answers 503, not 202', async () => {
+      const mute = await silentPeer();
+      const stalled = await startGateway({ RABBITMQ_PORT: mute.port, PUBLISH_TIMEOUT_MS: 500 });
+      try {
+        const reply = await request(`${urlOf(stalled)}/api/billing`, { method: 'POST', json: { user_id: 'u', number_of_items: 1, total_amount: 1 } });
+        expectProblem(reply, 503);
+      } finally {
+        await stalled.stop();
+        await mute.close();
+      }
+    });
+  });
+
+  describe('health', () => {
+    it('When the broker is connected, then /healthz and /readyz answer 200', async () => {
+      expect((await request(`${base}/healthz`)).body).to.deep.equal({ status: 'ok' });
+      expect((await request(`${base}/readyz`)).body).to.deep.equal({ status: 'ready' });
+    });
+
+    it('When a route does not exist, then the gateway answers 404 problem+json', async () => {
+      expectProblem(await request(`${base}/api/moviesX`), 404);
+      expectProblem(await request(`${base}/api/billing`), 405);
+    });
+  });
+});

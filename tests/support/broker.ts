@@ -1,0 +1,33 @@
+import { assertBillingQueue } from '@crud-master/shared';
+import amqplib, { type ChannelModel, type ConfirmChannel, type GetMessage } from 'amqplib';
+
+/** A plain amqplib connection to the test broker, to look into queues and publish raw messages. */
+export async function openBroker() {
+  const connection: ChannelModel = await amqplib.connect({
+    hostname: process.env.RABBITMQ_HOST ?? '127.0.0.1',
+    port: Number(process.env.RABBITMQ_PORT ?? 5672),
+    username: process.env.RABBITMQ_USER,
+    password: process.env.RABBITMQ_PASSWORD,
+    vhost: process.env.RABBITMQ_VHOST,
+  });
+  connection.on('error', () => undefined);
+  const channel: ConfirmChannel = await connection.createConfirmChannel();
+  return {
+    channel,
+    /** Declares a billing queue and its dead-letter queue, as the services do. */
+    declare: (queue: string) => assertBillingQueue(channel, queue),
+    /** Takes the next message off a queue, or undefined when it is empty. */
+    take: async (queue: string): Promise<GetMessage | undefined> => (await channel.get(queue, { noAck: true })) || undefined,
+    count: async (queue: string): Promise<number> => (await channel.checkQueue(queue)).messageCount,
+    publish: async (queue: string, content: string | Buffer, options: amqplib.Options.Publish = {}) => {
+      channel.sendToQueue(queue, Buffer.from(content), { persistent: true, contentType: 'application/json', ...options });
+      await channel.waitForConfirms();
+    },
+    deleteQueues: async (...queues: string[]) => {
+      for (const queue of queues) await channel.deleteQueue(queue);
+    },
+    close: () => connection.close(),
+  };
+}
+
+export type TestBroker = Awaited<ReturnType<typeof openBroker>>;

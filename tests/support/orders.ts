@@ -1,0 +1,24 @@
+import { createDatabasePool } from '@crud-master/shared';
+import { sql } from 'slonik';
+import { loadConfig } from '../../services/billing/src/config.js';
+import { testEnv } from './env.js';
+
+/** billing_db, read straight from the test: the rows stored under some message ids. */
+export async function openOrders() {
+  const pool = await createDatabasePool(loadConfig(testEnv()).db);
+  const rowsOf = async (messageIds: readonly string[]) =>
+    pool.any(sql.unsafe`
+      SELECT user_id, number_of_items, total_amount::text AS total_amount, message_id
+      FROM orders WHERE message_id = ANY(${sql.array(messageIds, 'text')}) ORDER BY id`);
+  return {
+    rowsOf,
+    /** How many rows each message id has: exactly once means 1 each. */
+    countsOf: async (messageIds: readonly string[]) => {
+      const rows = await rowsOf(messageIds);
+      return messageIds.map((id) => rows.filter((row) => row.message_id === id).length);
+    },
+    close: () => pool.end(),
+  };
+}
+
+export type TestOrders = Awaited<ReturnType<typeof openOrders>>;
