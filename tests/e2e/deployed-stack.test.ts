@@ -1,0 +1,126 @@
+import { execFileSync } from 'node:child_process';
+import { expect } from 'chai';
+import { unique } from '../support/env.js';
+import { eventually, request } from '../support/http.js';
+import { expectProblem } from '../support/problem.js';
+
+/**
+ * The stack that `make local` deployed, used as a user would: curl on :8080, pm2, the RabbitMQ management API and
+ * psql as postgres. Addresses come from .env (loaded by ../support/env.js).
+ */
+const env = process.env;
+const gateway = env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${env.GATEWAY_PORT ?? 8080}`;
+const inventory = `http://127.0.0.1:${env.LOCAL_INVENTORY_API_PORT ?? 8081}`;
+const billingHealth = `http://127.0.0.1:${env.BILLING_HEALTH_PORT ?? 8082}`;
+const management = `http://127.0.0.1:${env.RABBITMQ_UI_PORT ?? 15672}/api`;
+const vhost = encodeURIComponent(env.RABBITMQ_VHOST ?? 'billing_vhost');
+const queue = env.RABBITMQ_QUEUE ?? 'billing_queue';
+const managementAuth = { Authorization: `Basic ${Buffer.from(`${env.RABBITMQ_USER}:${env.RABBITMQ_PASSWORD}`).toString('base64')}` };
+
+const pm2 = (...args: string[]) => execFileSync('pm2', args, { encoding: 'utf8' });
+
+/** billing_db through psql as the postgres user, the way an operator looks. */
+function psqlBilling(query: string): string {
+  return execFileSync('sudo', ['-u', 'postgres', 'psql', '-d', env.BILLING_DB_NAME ?? 'billing_db', '-tAc', query], { encoding: 'utf8', cwd: '/' }).trim();
+}
+
+const countsOf = (keys: string[]): number[] => {
+  const list = keys.map((key) => `'${key.replace(/'/g, "''")}'`).join(',');
+  const rows = psqlBilling(`SELECT message_id, count(*) FROM orders WHERE message_id IN (${list}) GROUP BY message_id`);
+  const counts = new Map(rows.split('\n').filter(Boolean).map((line) => line.split('|') as [string, string]));
+  return keys.map((key) => Number(counts.get(key) ?? 0));
+};
+
+const readyInQueue = async (): Promise<number> =>
+  (await request(`${management}/queues/${vhost}/${encodeURIComponent(queue)}`, { headers: managementAuth })).body.messages_ready;
+
+const postOrder = (key: string, body: unknown) =>
+  request(`${gateway}/api/billing`, { method: 'POST', headers: { 'Idempotency-Key': key }, json: body });
+
+describe('the deployed stack (make local)', () => {
+  describe('health', () => {
+    for (const [name, url] of [['api-gateway', gateway], ['inventory-api', inventory], ['billing-consumer', billingHealth]]) {
+      it(`When ${name} runs under PM2, then /healthz and /readyz answer 200`, async () => {
+        expect((await request(`${url}/healthz`)).status).to.equal(200);
+        expect((await request(`${url}/readyz`)).status).to.equal(200);
+      });
+    }
+
+    it('When pm2 lists the apps, then the three run online with the seed names', () => {
+      const apps = JSON.parse(pm2('jlist')) as Array<{ name: string; pm2_env: { status: string } }>;
+      const status = Object.fromEntries(apps.map((app) => [app.name, app.pm2_env.status]));
+      expect(status).to.include({ 'api-gateway': 'online', 'inventory-api': 'online', 'billing-consumer': 'online' });
+    });
+  });
+
+  describe('movies through :8080', () => {
+    it('When a movie is created, read, searched, updated and deleted, then each step answers as the contract says', async () => {
+      const title = unique('E2E 100% Movie_');
+      const created = await request(`${gateway}/api/movies`, { method: 'POST', json: { title, description: 'end to end' } });
+      expect(created.status).to.equal(201);
+      const location = created.headers.get('location');
+      expect(location).to.equal(`/api/movies/${created.body.id}`);
+      expect((await request(`${gateway}${location}`)).body).to.deep.equal(created.body);
+      const found = await request(`${gateway}/api/movies?title=${encodeURIComponent(title.toUpperCase())}`);
+      expect(found.body).to.deep.equal([created.body]);
+      const updated = await request(`${gateway}${location}`, { method: 'PUT', json: { title: `${title} II` } });
+      expect(updated.body).to.deep.equal({ ...created.body, title: `${title} II` });
+      expect((await request(`${gateway}${location}`, { method: 'DELETE' })).status).to.equal(204);
+      expectProblem(await request(`${gateway}${location}`), 404);
+    });
+
+    it('When ids, bodies or content types are bad, then the gateway passes the 400, 404 and 415 problems through', async () => {
+      expectProblem(await request(`${gateway}/api/movies/abc`), 400);
+      expectProblem(await request(`${gateway}/api/movies/9000000000000000000`), 404);
+      expectProblem(await request(`${gateway}/api/movies`, { method: 'POST', json: { title: '' } }), 400);
+      expectProblem(await request(`${gateway}/api/movies`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' }), 415);
+      expectProblem(await request(`${gateway}/api/movies?limit=1000`), 400);
+    });
+
+    it('When all movies are deleted, then the list is empty', async () => {
+      await request(`${gateway}/api/movies`, { method: 'POST', json: { title: unique('Doomed') } });
+      expect((await request(`${gateway}/api/movies`, { method: 'DELETE' })).status).to.equal(204);
+      expect((await request(`${gateway}/api/movies`)).body).to.deep.equal([]);
+    });
+  });
+
+  describe('billing through :8080', () => {
+    it('When the seed and subject bodies are posted, then both answer 202 and land in billing_db once', async () => {
+      const keys = [unique('e2e-typed'), unique('e2e-strings')];
+      expect((await postOrder(keys[0]!, { user_id: 'usr_123', number_of_items: 3, total_amount: 99.97 })).status).to.equal(202);
+      expect((await postOrder(keys[1]!, { user_id: '3', number_of_items: '5', total_amount: '180' })).status).to.equal(202);
+      await eventually(async () => (countsOf(keys).every((n) => n === 1) ? true : undefined), 15_000, 'both orders in billing_db');
+      expect(psqlBilling(`SELECT total_amount FROM orders WHERE message_id = '${keys[1]}'`)).to.equal('180.00');
+    });
+
+    it('When the body is invalid, then it answers 400 problem+json', async () => {
+      expectProblem(await postOrder(unique('bad'), { user_id: 'u', number_of_items: 0, total_amount: 'x' }), 400);
+    });
+  });
+
+  describe("the seed's resilience scenario", () => {
+    after(() => pm2('restart', 'billing-consumer'));
+
+    it('When billing-consumer is stopped, then orders get 202, wait Ready in billing_queue, and all land once after pm2 restart', async () => {
+      pm2('stop', 'billing-consumer');
+      const before = await readyInQueue();
+      const keys = Array.from({ length: 5 }, () => unique('resilience'));
+      for (const key of keys) {
+        expect((await postOrder(key, { user_id: 'usr_resilience', number_of_items: 1, total_amount: '12.34' })).status).to.equal(202);
+      }
+      await eventually(async () => ((await readyInQueue()) === before + 5 ? true : undefined), 15_000, 'the management API to show 5 more Ready');
+      expect(countsOf(keys)).to.deep.equal([0, 0, 0, 0, 0]);
+
+      pm2('restart', 'billing-consumer');
+      await eventually(async () => (countsOf(keys).every((n) => n === 1) ? true : undefined), 30_000, 'all 5 orders in billing_db');
+      await eventually(async () => ((await readyInQueue()) === 0 ? true : undefined), 15_000, 'an empty queue');
+    });
+  });
+
+  describe('RabbitMQ', () => {
+    it('When the management API lists users, then guest is gone and the .env user is an administrator', async () => {
+      const users = (await request(`${management}/users`, { headers: managementAuth })).body as Array<{ name: string; tags: string | string[] }>;
+      expect(users.map((user) => user.name)).to.include(env.RABBITMQ_USER).and.not.include('guest');
+    });
+  });
+});

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# `make test`: provision this host with the roles (`make local`), prove the second run changes nothing, check the
+# types, then run the component suite and the end-to-end suite against the deployed stack. Every step runs even when
+# an earlier one failed; the last line sums them all: `tests: N passed, M failed`.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+results=.test-results
+rm -rf "$results" && mkdir -p "$results"
+passed=0
+failed=0
+
+# A check counts as one test: its command's exit code.
+check() {
+  local name=$1; shift
+  echo "==> $name"
+  if "$@" 2>&1 | tee "$results/$name.log"; then
+    passed=$((passed + 1)); echo "==> $name: passed"
+  else
+    failed=$((failed + 1)); echo "==> $name: FAILED (log: $results/$name.log)"
+  fi
+}
+
+# A mocha suite counts its own tests; a run that dies before its summary counts as one failure more.
+suite() {
+  local name=$1; shift
+  echo "==> suite $name"
+  npx mocha "$@" 2>&1 | tee "$results/$name.log"
+  local code=${PIPESTATUS[0]}
+  local passing failing
+  passing=$(grep -Eo '^ +[0-9]+ passing' "$results/$name.log" | grep -Eo '[0-9]+' | tail -1)
+  failing=$(grep -Eo '^ +[0-9]+ failing' "$results/$name.log" | grep -Eo '[0-9]+' | tail -1)
+  passed=$((passed + ${passing:-0}))
+  failed=$((failed + ${failing:-0}))
+  if [ "$code" -ne 0 ] && [ -z "$failing" ]; then failed=$((failed + 1)); fi
+}
+
+check provision make --no-print-directory local
+check provision-idempotent make --no-print-directory local-idempotent
+check install npm ci --no-audit --no-fund
+check build npm run build
+check typecheck npx tsc -p tsconfig.test.json
+suite component 'services/*/test/**/*.test.ts' 'tests/component/**/*.test.ts'
+suite e2e 'tests/e2e/**/*.test.ts'
+
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
