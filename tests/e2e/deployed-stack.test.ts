@@ -89,7 +89,7 @@ describe('the deployed stack (make local)', () => {
       const keys = [unique('e2e-typed'), unique('e2e-strings')];
       expect((await postOrder(keys[0]!, { user_id: 'usr_123', number_of_items: 3, total_amount: 99.97 })).status).to.equal(202);
       expect((await postOrder(keys[1]!, { user_id: '3', number_of_items: '5', total_amount: '180' })).status).to.equal(202);
-      await eventually(async () => (countsOf(keys).every((n) => n === 1) ? true : undefined), 15_000, 'both orders in billing_db');
+      await eventually(() => (countsOf(keys).every((n) => n === 1) ? true : undefined), 15_000, 'both orders in billing_db');
       expect(psqlBilling(`SELECT total_amount FROM orders WHERE message_id = '${keys[1]}'`)).to.equal('180.00');
     });
 
@@ -112,7 +112,7 @@ describe('the deployed stack (make local)', () => {
       expect(countsOf(keys)).to.deep.equal([0, 0, 0, 0, 0]);
 
       pm2('restart', 'billing-consumer');
-      await eventually(async () => (countsOf(keys).every((n) => n === 1) ? true : undefined), 30_000, 'all 5 orders in billing_db');
+      await eventually(() => (countsOf(keys).every((n) => n === 1) ? true : undefined), 30_000, 'all 5 orders in billing_db');
       await eventually(async () => ((await readyInQueue()) === 0 ? true : undefined), 15_000, 'an empty queue');
     });
   });

@@ -56,7 +56,7 @@ export async function relay(targetPort: number): Promise<TcpPeer & { cut(): void
   });
   return {
     port: peer.port,
-    close: peer.close,
+    close: () => peer.close(),
     cut: () => {
       up = false;
       for (const link of links) link.destroy();

@@ -16,7 +16,7 @@ export async function start(config: Config): Promise<ApiGateway> {
     inventoryUrl: config.inventoryUrl,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     orders,
-    isReady: async () => orders.isConnected(),
+    isReady: () => Promise.resolve(orders.isConnected()),
     logger,
   });
   const server = await listen(app, config.port, config.host);

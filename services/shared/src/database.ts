@@ -5,6 +5,7 @@ import {
   createPool,
   type DatabasePool,
   type Interceptor,
+  type QueryResultRow,
   SchemaValidationError,
   sql,
   StatementTimeoutError,
@@ -22,7 +23,7 @@ const resultParser: Interceptor = {
     if (schema === undefined) return row;
     const parsed = schema.safeParse(row);
     if (!parsed.success) throw new SchemaValidationError(query, row, parsed.error.issues);
-    return parsed.data;
+    return parsed.data as QueryResultRow;
   },
 };
 

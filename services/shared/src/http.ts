@@ -35,25 +35,27 @@ export function jsonBody(limit: string): Middleware {
   const parse = bodyParser({ enableTypes: ['json'], jsonLimit: limit, strict: true });
   return async (ctx, next) => {
     const hasBody = Boolean(ctx.request.length) || ctx.get('transfer-encoding') !== '';
-    if (!hasBody) return parse(ctx, next);
-    if (!ctx.is('application/json', 'application/*+json')) {
+    if (hasBody && !ctx.is('application/json', 'application/*+json')) {
       throw new HttpError(415, 'The request body must be application/json.');
     }
-    return parse(ctx, next);
+    await parse(ctx, next);
   };
 }
 
 /** GET /healthz (the process is alive) and GET /readyz (its dependencies answer). */
 export function healthChecks(isReady: () => Promise<boolean>, dependency: string): Middleware {
   return async (ctx, next) => {
-    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
+    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
+      await next();
+      return;
+    }
     if (ctx.path === '/healthz') {
       ctx.body = { status: 'ok' };
     } else if (ctx.path === '/readyz') {
       if (!(await isReady())) throw new HttpError(503, `${dependency} is unreachable.`, {}, { 'Retry-After': '5' });
       ctx.body = { status: 'ready' };
     } else {
-      return next();
+      await next();
     }
   };
 }

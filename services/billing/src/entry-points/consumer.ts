@@ -15,6 +15,12 @@ interface ParsedDelivery extends Delivery {
   order: Order;
 }
 
+/** amqplib types message properties as any; the id is used only when it is a string. */
+const messageIdOf = (message: ConsumeMessage): string | undefined => {
+  const id: unknown = message.properties.messageId;
+  return typeof id === 'string' ? id : undefined;
+};
+
 export interface OrderConsumer {
   connection: AmqpConnectionManager;
   stop(): Promise<void>;
@@ -72,7 +78,7 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
       else amqpChannel.nack(message, false, false);
     } catch (err) {
       // the channel closed: the broker redelivers the message, and the unique message_id makes that a no-op
-      logger.warn({ err, messageId: message.properties.messageId }, 'could not settle a delivery');
+      logger.warn({ err, messageId: messageIdOf(message) }, 'could not settle a delivery');
     }
   }
 
@@ -80,10 +86,10 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
     const parsed: ParsedDelivery[] = [];
     for (const delivery of batch) {
       try {
-        parsed.push({ ...delivery, order: parseOrder(delivery.message.content, delivery.message.properties.messageId) });
+        parsed.push({ ...delivery, order: parseOrder(delivery.message.content, messageIdOf(delivery.message)) });
       } catch (err) {
         if (!(err instanceof PoisonMessage)) throw err;
-        logger.error({ reason: err.message, messageId: delivery.message.properties.messageId }, 'dead-lettering a poison message');
+        logger.error({ reason: err.message, messageId: messageIdOf(delivery.message) }, 'dead-lettering a poison message');
         settle(delivery, 'dead-letter');
       }
     }
