@@ -2,8 +2,9 @@
 // `make local` starts all three on one host. Each app reads its env file, written by the Ansible deploy role.
 const envDir = process.env.CRUD_MASTER_ENV_DIR || '/etc/crud-master';
 
-const app = (name, service) => ({
+const app = (name, service, scaling) => ({
   name,
+  ...scaling,
   cwd: __dirname,
   script: `services/${service}/dist/main.js`,
   node_args: [`--env-file=${envDir}/${name}.env`],
@@ -15,6 +16,11 @@ const app = (name, service) => ({
   time: false,
 });
 
+// The HTTP services are stateless: cluster mode shares their port between instances, and `pm2 reload` replaces
+// them one at a time, so a reload drops no request. The consumer runs alone: one batch writer per queue.
+const http = { exec_mode: 'cluster', instances: 2 };
+const single = { exec_mode: 'fork', instances: 1 };
+
 module.exports = {
-  apps: [app('api-gateway', 'gateway'), app('inventory-api', 'inventory'), app('billing-consumer', 'billing')],
+  apps: [app('api-gateway', 'gateway', http), app('inventory-api', 'inventory', http), app('billing-consumer', 'billing', single)],
 };

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, Server as NetServer } from 'node:net';
 import { createServer, type Server } from 'node:http';
 import type Koa from 'koa';
 import type { Middleware } from 'koa';
@@ -60,9 +60,17 @@ export function healthChecks(isReady: () => Promise<boolean>, dependency: string
   };
 }
 
+/** Servers being closed: their responses ask clients to close the connection. */
+const draining = new WeakSet<Server>();
+
 /** Starts the app's HTTP server; resolves once it listens. */
 export async function listen(app: Koa, port: number, host?: string): Promise<Server> {
-  const server = createServer(app.callback());
+  const handle = app.callback();
+  const server = createServer((req, res) => {
+    // while draining, each response closes its connection, so a keep-alive client reconnects to a live instance
+    if (draining.has(server)) res.setHeader('Connection', 'close');
+    return handle(req, res);
+  });
   server.listen(port, host);
   await once(server, 'listening');
   return server;
@@ -70,9 +78,23 @@ export async function listen(app: Koa, port: number, host?: string): Promise<Ser
 
 export const portOf = (server: Server): number => (server.address() as AddressInfo).port;
 
-/** Stops accepting connections, lets in-flight requests finish, then drops idle keep-alive sockets. */
-export async function closeServer(server: Server): Promise<void> {
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  server.closeIdleConnections();
-  await closed;
+const IDLE_GRACE_MS = 1_000;
+const DRAIN_LIMIT_MS = 8_000;
+
+/**
+ * Stops accepting connections and lets in-flight requests finish, for a reload that drops no request. http's own
+ * close() would also drop idle keep-alive sockets at once, racing a request the client has just sent on one; here an
+ * idle socket gets a grace period, in which its request is still answered (with Connection: close).
+ */
+export function closeServer(server: Server): Promise<void> {
+  draining.add(server);
+  return new Promise((resolve) => {
+    const idle = setTimeout(() => server.closeIdleConnections(), IDLE_GRACE_MS);
+    const limit = setTimeout(() => server.closeAllConnections(), DRAIN_LIMIT_MS);
+    NetServer.prototype.close.call(server, () => {
+      clearTimeout(idle);
+      clearTimeout(limit);
+      resolve();
+    });
+  });
 }
