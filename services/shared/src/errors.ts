@@ -54,15 +54,20 @@ export function problemDetails(logger: Logger): Middleware {
   return async (ctx, next) => {
     try {
       await next();
-      // an unmatched route (404) or method (405, with its Allow header) leaves the status without a body
+      // an unmatched route (404) or method (405, with its Allow header) leaves the status without a body; the
+      // router says 501 for a method it does not know (PROPFIND), which this API simply does not allow either
       if (ctx.status >= 400 && ctx.body == null && ctx.respond !== false && !ctx.headerSent) {
-        throw new HttpError(ctx.status, ctx.status === 404 ? `No route for ${ctx.method} ${ctx.path}.` : `${ctx.method} is not allowed on ${ctx.path}.`);
+        if (ctx.status === 404) throw new HttpError(404, `No route for ${ctx.method} ${ctx.path}.`);
+        throw new HttpError(ctx.status === 501 ? 405 : ctx.status, `${ctx.method} is not allowed on ${ctx.path}.`);
       }
     } catch (error) {
       if (ctx.headerSent || !ctx.writable) {
         logger.warn({ err: error, path: ctx.path }, 'request failed after the response started');
         return;
       }
+      // answered before the whole body arrived (413, 415): read and drop the rest, or the next request on this
+      // keep-alive connection would be parsed from the middle of this body (and a proxy writing it would get EPIPE)
+      if (!ctx.req.complete) ctx.req.resume();
       const known = toHttpError(error);
       if (known === undefined || known.status >= 500) logger.error({ err: error, path: ctx.path }, 'request failed');
       sendProblem(ctx, known ?? new HttpError(500, 'An unexpected error occurred.'));

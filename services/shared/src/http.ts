@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { type AddressInfo, Server as NetServer } from 'node:net';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type Koa from 'koa';
 import type { Middleware } from 'koa';
 import bodyParser from 'koa-bodyparser';
-import { HttpError } from './errors.js';
+import { HttpError, PROBLEM_JSON } from './errors.js';
 import type { Logger } from './logger.js';
 
 export const REQUEST_ID_HEADER = 'x-request-id';
@@ -32,10 +33,11 @@ export function requestContext(logger: Logger): Middleware {
 
 /** JSON bodies only: another content type gives 415, malformed JSON 400 and an oversized body 413. */
 export function jsonBody(limit: string): Middleware {
-  const parse = bodyParser({ enableTypes: ['json'], jsonLimit: limit, strict: true });
+  const jsonTypes = ['application/json', 'application/*+json'];
+  const parse = bodyParser({ enableTypes: ['json'], extendTypes: { json: jsonTypes }, jsonLimit: limit, strict: true });
   return async (ctx, next) => {
     const hasBody = Boolean(ctx.request.length) || ctx.get('transfer-encoding') !== '';
-    if (hasBody && !ctx.is('application/json', 'application/*+json')) {
+    if (hasBody && !ctx.is(jsonTypes)) {
       throw new HttpError(415, 'The request body must be application/json.');
     }
     await parse(ctx, next);
@@ -71,9 +73,24 @@ export async function listen(app: Koa, port: number, host?: string): Promise<Ser
     if (draining.has(server)) res.setHeader('Connection', 'close');
     return handle(req, res);
   });
+  server.on('clientError', answerMalformedRequest);
   server.listen(port, host);
   await once(server, 'listening');
   return server;
+}
+
+/** Node's parser rejects malformed HTTP before the app sees it; answer that with problem+json too. */
+function answerMalformedRequest(error: NodeJS.ErrnoException, socket: Duplex): void {
+  if (!socket.writable || error.code === 'ECONNRESET') {
+    socket.destroy();
+    return;
+  }
+  const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+  const title = STATUS_CODES[status] ?? 'Bad Request';
+  const body = JSON.stringify({ type: 'about:blank', title, status, detail: `The request is not valid HTTP (${error.code ?? 'parse error'}).` });
+  socket.end(
+    `HTTP/1.1 ${status} ${title}\r\nContent-Type: ${PROBLEM_JSON}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 export const portOf = (server: Server): number => (server.address() as AddressInfo).port;
