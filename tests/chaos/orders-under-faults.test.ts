@@ -1,0 +1,124 @@
+import { execFileSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { expect } from 'chai';
+import { unique } from '../support/env.js';
+import { eventually } from '../support/http.js';
+import { openOrders, type TestOrders } from '../support/orders.js';
+import { pm2Processes } from '../support/pm2.js';
+import { rawRequest } from '../support/raw-http.js';
+
+/**
+ * A 202 is a promise that the order is stored exactly once. This posts CHAOS_ORDERS orders (2,000 by default) at
+ * CHAOS_RATE per second through the deployed gateway while it SIGKILLs billing-consumer several times and restarts
+ * RabbitMQ and PostgreSQL once each; then every order that got a 202 must be in billing_db exactly once, and every
+ * other answer must be one a client can retry (503, or a connection error).
+ */
+const gateway = process.env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${process.env.GATEWAY_PORT ?? 8080}`;
+const total = Number(process.env.CHAOS_ORDERS ?? 2_000);
+const rate = Number(process.env.CHAOS_RATE ?? 100);
+const DRAIN_LIMIT_MS = 180_000;
+
+const asRoot = (command: string, ...args: string[]) =>
+  process.getuid?.() === 0 ? execFileSync(command, args, { stdio: 'pipe' }) : execFileSync('sudo', ['-n', command, ...args], { stdio: 'pipe' });
+
+const killConsumer = () => {
+  for (const p of pm2Processes().filter((p) => p.name === 'billing-consumer' && p.pid > 0)) process.kill(p.pid, 'SIGKILL');
+  return 'SIGKILL billing-consumer';
+};
+const restart = (service: string) => () => {
+  asRoot('service', service, 'restart');
+  return `restart ${service}`;
+};
+
+/** The faults, each at a fraction of the sending time. */
+const faults: Array<[number, () => string]> = [
+  [0.1, killConsumer],
+  [0.25, killConsumer],
+  [0.35, restart('rabbitmq-server')],
+  [0.55, killConsumer],
+  [0.7, restart('postgresql')],
+  [0.85, killConsumer],
+];
+
+type Outcome = 202 | 503 | 'connection error' | string;
+
+describe('orders under faults (chaos)', function () {
+  this.timeout(0);
+  let orders: TestOrders;
+
+  before(async () => {
+    orders = await openOrders();
+  });
+
+  after(async () => {
+    await orders.close();
+  });
+
+  it(`When ${total} orders arrive at ${rate}/s while the consumer is killed and RabbitMQ and PostgreSQL restart, then every 202 is stored exactly once`, async () => {
+    const outcomes = new Map<string, Outcome>();
+    const post = async (key: string) => {
+      try {
+        const reply = await rawRequest(gateway, {
+          method: 'POST',
+          path: '/api/billing',
+          headers: { 'content-type': 'application/json', 'idempotency-key': key },
+          body: JSON.stringify({ user_id: 'usr_chaos', number_of_items: 1, total_amount: '1.00' }),
+        });
+        outcomes.set(key, reply.status === 202 || reply.status === 503 ? reply.status : `${reply.status} ${reply.body.slice(0, 100)}`);
+      } catch {
+        outcomes.set(key, 'connection error');
+      }
+    };
+
+    const started = Date.now();
+    const sendingMs = (total / rate) * 1000;
+    const pending = [...faults];
+    const inFlight: Array<Promise<void>> = [];
+    const log: string[] = [];
+    for (let i = 0; i < total; i++) {
+      const due = started + (i * 1000) / rate;
+      if (due > Date.now()) await sleep(due - Date.now());
+      while (pending.length > 0 && Date.now() - started >= pending[0]![0] * sendingMs) {
+        const fault = pending.shift()![1];
+        // a restart blocks for seconds: run it beside the traffic, not in its way
+        inFlight.push(sleep(0).then(() => void log.push(`${((Date.now() - started) / 1000).toFixed(1)}s ${fault()}`)));
+      }
+      inFlight.push(post(unique('chaos')));
+    }
+    await Promise.all(inFlight);
+    const sentAt = Date.now();
+
+    const accepted = [...outcomes].filter(([, outcome]) => outcome === 202).map(([key]) => key);
+    let counts: number[] = [];
+    await eventually(
+      async () => {
+        counts = await orders.countsOf(accepted).catch(() => []);
+        return counts.length === accepted.length && counts.every((n) => n >= 1) ? true : undefined;
+      },
+      DRAIN_LIMIT_MS,
+      'every accepted order in billing_db',
+    ).catch(() => undefined);
+    const drainSeconds = (Date.now() - sentAt) / 1000;
+
+    const tally = (outcome: Outcome) => [...outcomes.values()].filter((o) => o === outcome).length;
+    const others = [...outcomes.values()].filter((o) => o !== 202 && o !== 503 && o !== 'connection error');
+    const figures = {
+      sent: outcomes.size,
+      accepted202: accepted.length,
+      unavailable503: tally(503),
+      connectionErrors: tally('connection error'),
+      other: others.length,
+      lost: counts.filter((n) => n === 0).length,
+      duplicated: counts.filter((n) => n > 1).length,
+      drainSeconds,
+    };
+    console.log(`      faults: ${log.join(', ')}`);
+    console.log(`      chaos: ${JSON.stringify(figures)}`);
+
+    expect(figures.sent).to.equal(total);
+    expect(others, 'answers other than 202, 503 or a connection error').to.deep.equal([]);
+    expect(figures.lost, 'orders answered 202 but missing from billing_db').to.equal(0);
+    expect(figures.duplicated, 'orders stored more than once').to.equal(0);
+    expect(figures.accepted202, 'most orders are accepted despite the faults').to.be.above(total / 2);
+  });
+});
