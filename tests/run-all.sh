@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: provision this host with the roles (`make local`), prove the second run changes nothing, check the
-# types, then run the component suite and the end-to-end suite against the deployed stack. Every step runs even when
-# an earlier one failed; the last line sums them all: `tests: N passed, M failed`.
+# types, then run the component suite, the end-to-end suite and the Postman collection (newman) against the deployed
+# stack. Every step runs even when an earlier one failed; the last line sums them all: `tests: N passed, M failed`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 results=.test-results
@@ -34,6 +34,20 @@ suite() {
   if [ "$code" -ne 0 ] && [ -z "$failing" ]; then failed=$((failed + 1)); fi
 }
 
+# The Postman collection counts its pm.test assertions, from newman's JSON report; a run that fails without a failed
+# assertion (no report, a broken script) counts as one failure more.
+postman() {
+  echo "==> postman"
+  npx newman run postman/crud-master.postman_collection.json --env-var "baseUrl=${BASE_URL:-http://localhost:8080}" \
+    --reporters cli,json --reporter-json-export "$results/postman.json" 2>&1 | tee "$results/postman.log"
+  local code=${PIPESTATUS[0]} counts
+  counts=$(node -e 'const { total, failed } = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).run.stats.assertions;
+    console.log(total - failed, failed)' "$results/postman.json" 2>/dev/null) || counts='0 0'
+  passed=$((passed + ${counts% *}))
+  failed=$((failed + ${counts#* }))
+  if [ "$code" -ne 0 ] && [ "${counts#* }" -eq 0 ]; then failed=$((failed + 1)); fi
+}
+
 check provision make --no-print-directory local
 check provision-idempotent make --no-print-directory local-idempotent
 check install npm ci --no-audit --no-fund
@@ -41,6 +55,7 @@ check build npm run build
 check typecheck npx tsc -p tsconfig.test.json
 suite component 'services/*/test/**/*.test.ts' 'tests/component/**/*.test.ts'
 suite e2e 'tests/e2e/**/*.test.ts'
+postman
 
 echo "tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

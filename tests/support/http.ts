@@ -1,3 +1,5 @@
+import { assertContract } from './contract.js';
+
 export interface Reply {
   status: number;
   headers: Headers;
@@ -5,7 +7,7 @@ export interface Reply {
   ms: number;
 }
 
-/** One HTTP request; the body is parsed as JSON when the response says it is JSON. */
+/** One HTTP request; the body is parsed as JSON when the response says it is JSON. The reply must match openapi.yaml. */
 export async function request(url: string, init: RequestInit & { json?: unknown } = {}): Promise<Reply> {
   const { json, ...rest } = init;
   const headers = new Headers(rest.headers);
@@ -14,7 +16,9 @@ export async function request(url: string, init: RequestInit & { json?: unknown 
   const response = await fetch(url, { ...rest, headers, body: json !== undefined ? JSON.stringify(json) : rest.body });
   const text = await response.text();
   const isJson = /json/.test(response.headers.get('content-type') ?? '');
-  return { status: response.status, headers: response.headers, body: isJson && text ? JSON.parse(text) : text, ms: performance.now() - started };
+  const body = isJson && text ? JSON.parse(text) : text;
+  assertContract(rest.method ?? 'GET', url, response.status, response.headers, body);
+  return { status: response.status, headers: response.headers, body, ms: performance.now() - started };
 }
 
 /** Polls until `probe` returns a value other than undefined, or fails after `timeoutMs`. */

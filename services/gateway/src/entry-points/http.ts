@@ -3,6 +3,7 @@ import { healthChecks, jsonBody, problemDetails, requestContext, type Logger } f
 import Koa from 'koa';
 import type {} from 'koa-bodyparser'; // types ctx.request.body
 import { type OrderPublisher, placeOrder } from '../domain/billing.js';
+import { apiDocs } from './docs.js';
 import { inventoryProxy } from './inventory-proxy.js';
 
 export const BILLING_BODY_LIMIT = '16kb';
@@ -27,6 +28,7 @@ export function createHttpApp({ inventoryUrl, upstreamTimeoutMs, orders, isReady
   app.use(requestContext(logger));
   app.use(problemDetails(logger));
   app.use(healthChecks(isReady, 'The broker'));
+  app.use(apiDocs());
   app.use(inventoryProxy(inventoryUrl, upstreamTimeoutMs));
   app.use(router.routes());
   app.use(router.allowedMethods());
