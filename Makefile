@@ -1,0 +1,170 @@
+# crud-master — `make help` lists the targets.
+#
+# Every target first makes .env from .env.example when it is missing (the `-include .env` below: GNU make remakes
+# a missing included file before anything else), with a random value in each empty *_PASSWORD.
+# The targets install what they need from Debian/Ubuntu packages when it is missing (as root, or through sudo).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+# apt-get and the like: directly as root, else through sudo.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+
+# Ansible reads ansible/ansible.cfg (roles_path, pipelining) wherever make runs from.
+export ANSIBLE_CONFIG := $(CURDIR)/ansible/ansible.cfg
+PLAYBOOK := ansible/site.yml
+LOCAL_INVENTORY := ansible/local.ini
+VM_INVENTORY := inventory.ini
+# More ansible-playbook arguments, e.g. `make local ANSIBLE_ARGS='--tags deploy -v'` or `-K` for a sudo password.
+ANSIBLE_ARGS ?=
+# The gateway that `make postman` runs the Postman collection against.
+BASE_URL ?= http://localhost:8080
+
+# Packages per purpose (Debian 12 / Ubuntu 22.04 names). Ansible itself: see deps-ansible.
+DEPS_BASE := python3-apt sudo rsync openssl
+DEPS_LINT := ansible-lint yamllint ruby
+# Collections the roles use; Debian 12's `ansible` package has them, Ubuntu 22.04's (2.10) does not.
+ANSIBLE_COLLECTIONS := ansible.posix community.postgresql community.rabbitmq
+
+# Installs the packages named in $(1) that are not installed yet (one apt-get update, only when needed).
+define apt_ensure
+	@command -v dpkg-query >/dev/null || { echo "Not a Debian/Ubuntu host: install $(1) yourself."; exit 0; }; \
+	missing=""; \
+	for pkg in $(1); do \
+	  dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing:$$missing"; \
+	  $(SUDO) apt-get update -qq; \
+	  $(APT_INSTALL) $$missing; \
+	fi
+endef
+
+-include .env
+
+##@ Help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN { FS = ":.*## " } \
+	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5); next } \
+	  /^[a-zA-Z0-9_.-]+:.*## / { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@echo
+
+##@ Setup
+
+.env: | .env.example ## Make .env from .env.example (random *_PASSWORD values); kept once it exists
+	@umask 077; \
+	while IFS= read -r line || [ -n "$$line" ]; do \
+	  case "$$line" in \
+	    [A-Za-z_]*_PASSWORD=) \
+	      secret="$$(openssl rand -hex 16 2>/dev/null || od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"; \
+	      printf '%s%s\n' "$$line" "$$secret" ;; \
+	    *) printf '%s\n' "$$line" ;; \
+	  esac; \
+	done < .env.example > .env.tmp; \
+	mv .env.tmp .env; \
+	echo "Made .env from .env.example (each empty *_PASSWORD got a random value)."
+
+.PHONY: deps-ansible
+deps-ansible: ## Install Ansible (with its collections), sudo and rsync when missing
+	$(call apt_ensure,$(DEPS_BASE))
+	@have="$$(ansible-galaxy collection list 2>/dev/null || true)"; missing=""; \
+	for collection in $(ANSIBLE_COLLECTIONS); do \
+	  grep -q "^$$collection " <<<"$$have" || missing="$$missing $$collection"; \
+	done; \
+	if [ -n "$$missing" ] && ! command -v apt-get >/dev/null; then \
+	  echo "Missing Ansible collections:$$missing (no apt-get here: install them yourself)." >&2; exit 1; \
+	fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Ansible (missing:$$missing)"; \
+	  if grep -qi '^ID=ubuntu' /etc/os-release; then \
+	    $(APT_INSTALL) software-properties-common; \
+	    $(SUDO) add-apt-repository -y ppa:ansible/ansible; \
+	  fi; \
+	  $(SUDO) apt-get update -qq; \
+	  $(APT_INSTALL) ansible; \
+	fi
+
+.PHONY: deps-lint
+deps-lint: deps-ansible ## Install ansible-lint, yamllint and ruby when missing
+	$(call apt_ensure,$(DEPS_LINT))
+
+##@ VMs (Vagrant + VirtualBox)
+
+.PHONY: up
+up: .env ## Create and provision gateway-vm, inventory-vm and billing-vm (vagrant up)
+	vagrant up
+
+.PHONY: provision
+provision: .env deps-ansible ## Re-run ansible/site.yml on the running VMs (inventory.ini, over SSH)
+	ansible-playbook -i $(VM_INVENTORY) $(PLAYBOOK) $(ANSIBLE_ARGS)
+
+.PHONY: destroy
+destroy: ## Destroy the VMs (vagrant destroy -f)
+	vagrant destroy -f
+
+##@ This host (no VirtualBox: the same playbook, all three services here)
+
+.PHONY: local
+local: .env deps-ansible ## Provision THIS host: PostgreSQL, RabbitMQ, Node.js, PM2 and the three services
+	@started=$$(date +%s); \
+	ansible-playbook -i $(LOCAL_INVENTORY) $(PLAYBOOK) $(ANSIBLE_ARGS); \
+	echo "make local: provisioning took $$(( $$(date +%s) - started ))s"
+
+.PHONY: local-idempotent
+local-idempotent: .env deps-ansible ## Run the playbook on this host again; fail unless it reports changed=0
+	ansible/check-idempotent.sh $(LOCAL_INVENTORY) $(ANSIBLE_ARGS)
+
+##@ Checks
+
+.PHONY: lint-infra
+lint-infra: .env deps-lint ## Syntax-check the playbook, ansible-lint, yamllint, ruby -c Vagrantfile
+	ansible-playbook --syntax-check -i $(VM_INVENTORY) $(PLAYBOOK)
+	ansible-playbook --syntax-check -i $(LOCAL_INVENTORY) $(PLAYBOOK)
+	ANSIBLE_ROLES_PATH=$(CURDIR)/roles ansible-lint --offline $(PLAYBOOK) roles
+	yamllint --strict ansible roles .ansible-lint .yamllint
+	ruby -c Vagrantfile
+	bash -n ansible/check-idempotent.sh
+
+.PHONY: lint
+lint: lint-infra lint-ts lint-openapi ## Every static check: the infrastructure's, the TypeScript's and the OpenAPI contract's
+
+.PHONY: lint-openapi
+lint-openapi: node_modules ## Lint openapi.yaml with Redocly (redocly.yaml: recommended-strict, so a warning fails too)
+	npx @redocly/cli lint openapi.yaml
+
+.PHONY: lint-ts
+lint-ts: node_modules ## Type-check (tsc) and lint (ESLint with typescript-eslint) the services and their tests
+	npm run build
+	npx tsc -p tsconfig.test.json
+	npx eslint .
+
+##@ Tests
+
+.PHONY: test
+test: .env deps-ansible ## Provision this host (make local, twice: changed=0), then the component and end-to-end suites
+	tests/run-all.sh
+
+.PHONY: postman
+postman: node_modules ## Run the Postman collection with newman against BASE_URL (default http://localhost:8080)
+	npx newman run postman/crud-master.postman_collection.json --env-var baseUrl=$(BASE_URL)
+
+node_modules: package-lock.json
+	npm ci --no-audit --no-fund
+	@touch node_modules
+
+##@ Three-VM topology without VirtualBox
+
+.PHONY: hosts-test
+hosts-test: deps-ansible ## gateway-vm, inventory-vm, billing-vm as isolated hosts here (namespaces), same playbook, e2e + isolation
+	tests/hosts/hosts-test.sh
+
+##@ Benchmarks
+
+.PHONY: bench
+bench: .env node_modules ## Benchmark the deployed stack (make local) against its ceilings, side by side: prints a table, writes bench/results.json
+	npx tsx bench/run.ts
