@@ -1,4 +1,5 @@
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import { unique } from '../support/env.js';
@@ -9,35 +10,56 @@ import { rawRequest } from '../support/raw-http.js';
 
 /**
  * A 202 is a promise that the order is stored exactly once. This posts CHAOS_ORDERS orders (2,000 by default) at
- * CHAOS_RATE per second through the deployed gateway while it SIGKILLs billing-consumer several times and restarts
+ * CHAOS_RATE per second (50) through the deployed gateway while it SIGKILLs billing-consumer several times and restarts
  * RabbitMQ and PostgreSQL once each; then every order that got a 202 must be in billing_db exactly once, and every
  * other answer must be one a client can retry (503, or a connection error).
  */
 const gateway = process.env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${process.env.GATEWAY_PORT ?? 8080}`;
 const total = Number(process.env.CHAOS_ORDERS ?? 2_000);
-const rate = Number(process.env.CHAOS_RATE ?? 100);
+const rate = Number(process.env.CHAOS_RATE ?? 50);
 const DRAIN_LIMIT_MS = 180_000;
 
+const run = promisify(execFile);
 const asRoot = (command: string, ...args: string[]) =>
-  process.getuid?.() === 0 ? execFileSync(command, args, { stdio: 'pipe' }) : execFileSync('sudo', ['-n', command, ...args], { stdio: 'pipe' });
+  process.getuid?.() === 0 ? run(command, args) : run('sudo', ['-n', command, ...args]);
 
-const killConsumer = () => {
-  for (const p of pm2Processes().filter((p) => p.name === 'billing-consumer' && p.pid > 0)) process.kill(p.pid, 'SIGKILL');
+const killConsumer = async () => {
+  for (const p of pm2Processes().filter((p) => p.name === 'billing-consumer' && p.pid > 0)) {
+    try {
+      process.kill(p.pid, 'SIGKILL');
+    } catch (error) {
+      // already gone: PM2 is bringing it back after the previous kill
+      if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+    }
+  }
   return 'SIGKILL billing-consumer';
 };
-const restart = (service: string) => () => {
-  asRoot('service', service, 'restart');
-  return `restart ${service}`;
-};
+/**
+ * Restarts a service with an outage of a few seconds between stop and start (asynchronous: the orders keep coming),
+ * optionally doing something while it is down.
+ */
+const restartWithOutage =
+  (service: string, downSeconds: number, whileDown?: () => Promise<string>) => async () => {
+    await asRoot('service', service, 'stop');
+    await sleep(downSeconds * 500);
+    const during = whileDown ? `, ${await whileDown()} while it was down` : '';
+    await sleep(downSeconds * 500);
+    await asRoot('service', service, 'start');
+    return `restart ${service} (${downSeconds} s down${during})`;
+  };
 
-/** The faults, each at a fraction of the sending time. */
-const faults: Array<[number, () => string]> = [
-  [0.1, killConsumer],
-  [0.25, killConsumer],
-  [0.35, restart('rabbitmq-server')],
+/**
+ * The faults, each at a fraction of the sending time (40 s by default). A RabbitMQ restart takes about 15 s here
+ * (its init script waits for the node to stop, then to boot), so the PostgreSQL outage comes after it is back.
+ */
+const faults: Array<[number, () => Promise<string>]> = [
+  [0.05, killConsumer],
+  [0.1, restartWithOutage('rabbitmq-server', 2)],
   [0.55, killConsumer],
-  [0.7, restart('postgresql')],
+  // the consumer dies while its database is down: the moment an ack before the commit would lose orders
+  [0.65, restartWithOutage('postgresql', 4, killConsumer)],
   [0.85, killConsumer],
+  [0.95, killConsumer],
 ];
 
 type Outcome = 202 | 503 | 'connection error' | string;
@@ -80,8 +102,8 @@ describe('orders under faults (chaos)', function () {
       if (due > Date.now()) await sleep(due - Date.now());
       while (pending.length > 0 && Date.now() - started >= pending[0]![0] * sendingMs) {
         const fault = pending.shift()![1];
-        // a restart blocks for seconds: run it beside the traffic, not in its way
-        inFlight.push(sleep(0).then(() => void log.push(`${((Date.now() - started) / 1000).toFixed(1)}s ${fault()}`)));
+        const at = ((Date.now() - started) / 1000).toFixed(1);
+        inFlight.push(fault().then((what) => void log.push(`${at}s ${what} (done at ${((Date.now() - started) / 1000).toFixed(1)}s)`)));
       }
       inFlight.push(post(unique('chaos')));
     }
