@@ -26,6 +26,8 @@ BASE_URL ?= http://localhost:8080
 # Packages per purpose (Debian 12 / Ubuntu 22.04 names). Ansible itself: see deps-ansible.
 DEPS_BASE := python3-apt sudo rsync openssl
 DEPS_LINT := ansible-lint yamllint ruby
+# The end-to-end suite loads the Swagger UI in headless Chromium.
+DEPS_TEST := chromium
 # Collections the roles use; Debian 12's `ansible` package has them, Ubuntu 22.04's (2.10) does not.
 ANSIBLE_COLLECTIONS := ansible.posix community.postgresql community.rabbitmq
 
@@ -89,6 +91,10 @@ deps-ansible: ## Install Ansible (with its collections), sudo and rsync when mis
 	  $(APT_INSTALL) ansible; \
 	fi
 
+.PHONY: deps-test
+deps-test: ## Install what the test suites use besides the stack itself (Chromium) when missing
+	$(call apt_ensure,$(DEPS_TEST))
+
 .PHONY: deps-lint
 deps-lint: deps-ansible ## Install ansible-lint, yamllint and ruby when missing
 	$(call apt_ensure,$(DEPS_LINT))
@@ -145,9 +151,21 @@ lint-ts: node_modules ## Type-check (tsc) and lint (ESLint with typescript-eslin
 
 ##@ Tests
 
+# How hard `make chaos` and `make fuzz` push (make test runs 2,000 orders and 2,000 hostile requests).
+CHAOS_ORDERS ?= 2000
+FUZZ_RUNS ?= 20000
+
 .PHONY: test
-test: .env deps-ansible ## Provision this host (make local, twice: changed=0), then the component and end-to-end suites
+test: .env deps-ansible deps-test ## Provision this host (make local, twice: changed=0), then every suite: component, e2e, fuzz, chaos, Postman
 	tests/run-all.sh
+
+.PHONY: chaos
+chaos: .env node_modules ## Post CHAOS_ORDERS orders while killing the consumer and restarting RabbitMQ and PostgreSQL (after make local)
+	CHAOS_ORDERS=$(CHAOS_ORDERS) npx mocha tests/chaos/orders-under-faults.test.ts
+
+.PHONY: fuzz
+fuzz: .env node_modules ## Send FUZZ_RUNS generated hostile requests to every route on :8080 (after make local)
+	FUZZ_RUNS=$(FUZZ_RUNS) npx mocha tests/fuzz/hostile-input.test.ts
 
 .PHONY: postman
 postman: node_modules ## Run the Postman collection with newman against BASE_URL (default http://localhost:8080)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make test`: provision this host with the roles (`make local`), prove the second run changes nothing, check the
-# types, then run the component suite, the end-to-end suite and the Postman collection (newman) against the deployed
-# stack. Every step runs even when an earlier one failed; the last line sums them all: `tests: N passed, M failed`.
+# types, then run the component suite, and against the deployed stack the end-to-end suite, the Postman collection
+# (newman), the hostile-input fuzz and the chaos test. Every step runs even when an earlier one failed; the last line
+# sums them all: `tests: N passed, M failed`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 results=.test-results
@@ -56,6 +57,8 @@ check typecheck npx tsc -p tsconfig.test.json
 suite component 'services/*/test/**/*.test.ts' 'tests/component/**/*.test.ts'
 suite e2e 'tests/e2e/**/*.test.ts'
 postman
+FUZZ_RUNS=2000 suite fuzz 'tests/fuzz/**/*.test.ts'
+CHAOS_ORDERS=2000 suite chaos 'tests/chaos/**/*.test.ts'
 
 echo "tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
