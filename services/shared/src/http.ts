@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { type AddressInfo, Server as NetServer } from 'node:net';
-import { createServer, type Server, STATUS_CODES } from 'node:http';
+import { createServer, type OutgoingHttpHeader, type OutgoingHttpHeaders, type Server, ServerResponse, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type Koa from 'koa';
 import type { Middleware } from 'koa';
@@ -67,12 +67,15 @@ const draining = new WeakSet<Server>();
 
 /** Starts the app's HTTP server; resolves once it listens. */
 export async function listen(app: Koa, port: number, host?: string): Promise<Server> {
-  const handle = app.callback();
-  const server = createServer((req, res) => {
-    // while draining, each response closes its connection, so a keep-alive client reconnects to a live instance
-    if (draining.has(server)) res.setHeader('Connection', 'close');
-    return handle(req, res);
-  });
+  // while draining, each response closes its connection, so a keep-alive client reconnects to a live instance; set
+  // as the head is written, after any proxied upstream headers (which would say keep-alive)
+  class DrainingAwareResponse extends ServerResponse {
+    override writeHead(statusCode: number, ...rest: [string | OutgoingHttpHeaders | OutgoingHttpHeader[] | undefined, OutgoingHttpHeaders?]) {
+      if (draining.has(server)) this.setHeader('Connection', 'close');
+      return super.writeHead(statusCode, ...(rest as [string, OutgoingHttpHeaders]));
+    }
+  }
+  const server: Server = createServer({ ServerResponse: DrainingAwareResponse }, app.callback());
   server.on('clientError', answerMalformedRequest);
   server.listen(port, host);
   await once(server, 'listening');

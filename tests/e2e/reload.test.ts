@@ -1,0 +1,50 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { expect } from 'chai';
+import { unique } from '../support/env.js';
+import { request } from '../support/http.js';
+import { rawRequest } from '../support/raw-http.js';
+
+/**
+ * `pm2 reload` of the HTTP services (PM2 cluster mode: new instances first, then the old ones drain and stop) under
+ * a steady load through :8080, over keep-alive connections: not one request may fail.
+ */
+const gateway = process.env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${process.env.GATEWAY_PORT ?? 8080}`;
+const run = promisify(execFile);
+const CLIENTS = 16;
+
+describe('graceful reload under load', function () {
+  this.timeout(120_000);
+
+  it('When api-gateway and then inventory-api are reloaded under a steady load, then no request fails', async () => {
+    const movie = (await request(`${gateway}/api/movies`, { method: 'POST', json: { title: unique('Reload') } })).body as { id: number };
+    const failures: string[] = [];
+    let answered = 0;
+    let reloading = true;
+    const client = async () => {
+      while (reloading) {
+        try {
+          const reply = await rawRequest(gateway, { method: 'GET', path: `/api/movies/${movie.id}` });
+          if (reply.status === 200) answered++;
+          else failures.push(`${reply.status} ${reply.body.slice(0, 120)}`);
+        } catch (error) {
+          failures.push(String(error));
+        }
+      }
+    };
+    const load = Array.from({ length: CLIENTS }, client);
+    const pause = () => new Promise((resolve) => setTimeout(resolve, 1_500));
+    await pause();
+    await run('pm2', ['reload', 'api-gateway']);
+    await pause();
+    await run('pm2', ['reload', 'inventory-api']);
+    await pause();
+    reloading = false;
+    await Promise.all(load);
+    await request(`${gateway}/api/movies/${movie.id}`, { method: 'DELETE' });
+
+    console.log(`      reload: ${answered} answered 200, ${failures.length} failed`);
+    expect(failures, 'requests that failed during the reloads').to.deep.equal([]);
+    expect(answered, 'the load really ran').to.be.above(200);
+  });
+});
