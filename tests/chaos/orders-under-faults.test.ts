@@ -23,7 +23,7 @@ const run = promisify(execFile);
 const asRoot = (command: string, ...args: string[]) =>
   process.getuid?.() === 0 ? run(command, args) : run('sudo', ['-n', command, ...args]);
 
-const killConsumer = async () => {
+const killConsumer = () => {
   for (const p of pm2Processes().filter((p) => p.name === 'billing-consumer' && p.pid > 0)) {
     try {
       process.kill(p.pid, 'SIGKILL');
@@ -32,7 +32,7 @@ const killConsumer = async () => {
       if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
     }
   }
-  return 'SIGKILL billing-consumer';
+  return Promise.resolve('SIGKILL billing-consumer');
 };
 /**
  * Restarts a service with an outage of a few seconds between stop and start (asynchronous: the orders keep coming),
@@ -62,7 +62,8 @@ const faults: Array<[number, () => Promise<string>]> = [
   [0.95, killConsumer],
 ];
 
-type Outcome = 202 | 503 | 'connection error' | string;
+/** 202, 503, 'connection error', or anything else as status and body (a failure). */
+type Outcome = number | string;
 
 describe('orders under faults (chaos)', function () {
   this.timeout(0);
