@@ -1,27 +1,36 @@
-import { execFileSync } from 'node:child_process';
 import { expect } from 'chai';
 import { unique } from '../support/env.js';
+import { appHosts, onHost, type Host } from '../support/hosts.js';
 import { eventually, request } from '../support/http.js';
 import { expectProblem } from '../support/problem.js';
 
 /**
  * The stack that `make local` deployed, used as a user would: curl on :8080, pm2, the RabbitMQ management API and
  * psql as postgres. Addresses come from .env (loaded by ../support/env.js).
+ *
+ * The defaults are the single host. `make hosts-test` (tests/hosts/) runs the same suite against three isolated hosts:
+ *   E2E_GATEWAY_URL, E2E_INVENTORY_URL, E2E_BILLING_HEALTH_URL   the base URL of each service
+ *   E2E_RABBITMQ_API_URL                                         the management API (…:15672/api)
+ *   E2E_GATEWAY_EXEC, E2E_INVENTORY_EXEC, E2E_BILLING_EXEC       a command prefix that runs `pm2 …` and
+ *                                                                `sudo -u postgres psql …` on that service's host
+ *                                                                (../support/hosts.ts)
  */
 const env = process.env;
 const gateway = env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${env.GATEWAY_PORT ?? 8080}`;
-const inventory = `http://127.0.0.1:${env.LOCAL_INVENTORY_API_PORT ?? 8081}`;
-const billingHealth = `http://127.0.0.1:${env.BILLING_HEALTH_PORT ?? 8082}`;
-const management = `http://127.0.0.1:${env.RABBITMQ_UI_PORT ?? 15672}/api`;
+const inventory = env.E2E_INVENTORY_URL ?? `http://127.0.0.1:${env.LOCAL_INVENTORY_API_PORT ?? 8081}`;
+const billingHealth = env.E2E_BILLING_HEALTH_URL ?? `http://127.0.0.1:${env.BILLING_HEALTH_PORT ?? 8082}`;
+const management = env.E2E_RABBITMQ_API_URL ?? `http://127.0.0.1:${env.RABBITMQ_UI_PORT ?? 15672}/api`;
 const vhost = encodeURIComponent(env.RABBITMQ_VHOST ?? 'billing_vhost');
 const queue = env.RABBITMQ_QUEUE ?? 'billing_queue';
 const managementAuth = { Authorization: `Basic ${Buffer.from(`${env.RABBITMQ_USER}:${env.RABBITMQ_PASSWORD}`).toString('base64')}` };
 
-const pm2 = (...args: string[]) => execFileSync('pm2', args, { encoding: 'utf8' });
+const pm2On = (host: Host, ...args: string[]) => onHost(host, 'pm2', args);
+/** billing-consumer runs on billing-vm: the scenario's `pm2 stop/restart` run there. */
+const pm2 = (...args: string[]) => pm2On('billing', ...args);
 
-/** billing_db through psql as the postgres user, the way an operator looks. */
+/** billing_db through psql as the postgres user (on billing-vm), the way an operator looks. */
 function psqlBilling(query: string): string {
-  return execFileSync('sudo', ['-u', 'postgres', 'psql', '-d', env.BILLING_DB_NAME ?? 'billing_db', '-tAc', query], { encoding: 'utf8', cwd: '/' }).trim();
+  return onHost('billing', 'sudo', ['-u', 'postgres', 'psql', '-d', env.BILLING_DB_NAME ?? 'billing_db', '-tAc', query]).trim();
 }
 
 const countsOf = (keys: string[]): number[] => {
@@ -47,9 +56,12 @@ describe('the deployed stack (make local)', () => {
     }
 
     it('When pm2 lists the apps, then the three run online with the seed names', () => {
-      const apps = JSON.parse(pm2('jlist')) as Array<{ name: string; pm2_env: { status: string } }>;
-      const status = Object.fromEntries(apps.map((app) => [app.name, app.pm2_env.status]));
-      expect(status).to.include({ 'api-gateway': 'online', 'inventory-api': 'online', 'billing-consumer': 'online' });
+      const status: Record<string, string> = {};
+      for (const [app, host] of Object.entries(appHosts)) {
+        const apps = JSON.parse(pm2On(host, 'jlist')) as Array<{ name: string; pm2_env: { status: string } }>;
+        status[app] = apps.find((entry) => entry.name === app)?.pm2_env.status ?? `not in the pm2 list of the ${host} host`;
+      }
+      expect(status).to.deep.equal({ 'api-gateway': 'online', 'inventory-api': 'online', 'billing-consumer': 'online' });
     });
   });
 

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { unique } from '../support/env.js';
+import { hostPrefix, type Host } from '../support/hosts.js';
 import { request } from '../support/http.js';
 import { rawRequest } from '../support/raw-http.js';
 
@@ -10,7 +11,12 @@ import { rawRequest } from '../support/raw-http.js';
  * a steady load through :8080, over keep-alive connections: not one request may fail.
  */
 const gateway = process.env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${process.env.GATEWAY_PORT ?? 8080}`;
-const run = promisify(execFile);
+const execFileAsync = promisify(execFile);
+/** `pm2 …` on the host of the app (this one, or through E2E_*_EXEC with `make hosts-test`). */
+const pm2On = (host: Host, ...args: string[]) => {
+  const [file, ...rest] = [...hostPrefix(host), 'pm2', ...args];
+  return execFileAsync(file!, rest);
+};
 const CLIENTS = 16;
 
 describe('graceful reload under load', function () {
@@ -35,9 +41,9 @@ describe('graceful reload under load', function () {
     const load = Array.from({ length: CLIENTS }, client);
     const pause = () => new Promise((resolve) => setTimeout(resolve, 1_500));
     await pause();
-    await run('pm2', ['reload', 'api-gateway']);
+    await pm2On('gateway', 'reload', 'api-gateway');
     await pause();
-    await run('pm2', ['reload', 'inventory-api']);
+    await pm2On('inventory', 'reload', 'inventory-api');
     await pause();
     reloading = false;
     await Promise.all(load);

@@ -1,58 +1,70 @@
-import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import '../support/env.js';
-import { pm2Processes } from '../support/pm2.js';
+import { hostsWithApps, onHost, spawnOnHost } from '../support/hosts.js';
 
-/** Security promises of the deployed stack (make local), checked the way an auditor would. */
+/**
+ * Security promises of the deployed stack (make local), checked the way an auditor would: on each service's host
+ * (this one, or through E2E_*_EXEC with `make hosts-test`, see ../support/hosts.ts).
+ */
 const env = process.env;
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const ENV_DIR = env.CRUD_MASTER_ENV_DIR ?? '/etc/crud-master';
 
 describe('security of the deployed stack', () => {
-  for (const [user, database] of [
-    [env.INVENTORY_DB_USER, env.INVENTORY_DB_NAME],
-    [env.BILLING_DB_USER, env.BILLING_DB_NAME],
+  for (const [user, database, host] of [
+    [env.INVENTORY_DB_USER, env.INVENTORY_DB_NAME, 'inventory'],
+    [env.BILLING_DB_USER, env.BILLING_DB_NAME, 'billing'],
   ] as const) {
-    it(`When ${user} connects over TCP without a password, then PostgreSQL refuses`, () => {
-      const attempt = spawnSync('psql', ['-h', '127.0.0.1', '-U', user!, '-d', database!, '-w', '-tAc', 'SELECT 1'], {
-        encoding: 'utf8',
-        env: { PATH: env.PATH, PGPASSWORD: '', PGCONNECT_TIMEOUT: '5' },
+    /** psql over TCP on the database's own host, with PGPASSWORD set to `password`. */
+    const psqlWith = (password: string) =>
+      spawnOnHost(host, 'env', [`PGPASSWORD=${password}`, 'PGCONNECT_TIMEOUT=5', 'psql', '-h', '127.0.0.1', '-U', user!, '-d', database!, '-w', '-tAc', 'SELECT 1'], {
+        env: { PATH: env.PATH },
       });
+
+    it(`When ${user} connects over TCP without a password, then PostgreSQL refuses`, () => {
+      const attempt = psqlWith('');
       expect(attempt.status, attempt.stdout).to.not.equal(0);
       expect(attempt.stderr).to.match(/password|authentication/i);
     });
 
     it(`When ${user} connects over TCP with a wrong password, then PostgreSQL refuses`, () => {
-      const attempt = spawnSync('psql', ['-h', '127.0.0.1', '-U', user!, '-d', database!, '-w', '-tAc', 'SELECT 1'], {
-        encoding: 'utf8',
-        env: { PATH: env.PATH, PGPASSWORD: 'not-the-password', PGCONNECT_TIMEOUT: '5' },
-      });
+      const attempt = psqlWith('not-the-password');
       expect(attempt.status).to.not.equal(0);
       expect(attempt.stderr).to.match(/password authentication failed/);
     });
   }
 
   it('When the env files are listed, then each is mode 0600 and the folder is closed to others', () => {
-    const files = readdirSync(ENV_DIR).filter((name) => name.endsWith('.env'));
-    expect(files).to.have.members(['api-gateway.env', 'inventory-api.env', 'billing-consumer.env']);
-    for (const file of files) expect((statSync(`${ENV_DIR}/${file}`).mode & 0o777).toString(8), file).to.equal('600');
-    expect(statSync(ENV_DIR).mode & 0o007, 'others may not list the folder').to.equal(0);
+    for (const { host, apps } of hostsWithApps()) {
+      // `<mode in octal> <path>` of the folder, then of each file in it (a host has the env files of its own apps only).
+      const [folder, ...files] = onHost(host, 'sh', ['-c', 'cd "$1" && stat -c "%a %n" . *.env', 'sh', ENV_DIR]).trim().split('\n');
+      const modes = Object.fromEntries(files.map((line) => line.split(' ').reverse() as [string, string]));
+      expect(Object.keys(modes), `the env files on the ${host} host`).to.have.members(apps.map((app) => `${app}.env`));
+      for (const [file, mode] of Object.entries(modes)) expect(mode, `${file} on the ${host} host`).to.equal('600');
+      expect(Number.parseInt(folder!.split(' ')[0]!, 8) & 0o007, `others may not list ${ENV_DIR} on the ${host} host`).to.equal(0);
+    }
   });
 
-  it('When the tracked files are searched for the .env secrets, then none holds one', () => {
+  it('When the tracked files are searched for the .env secrets, then none holds one', function () {
+    // the topology test runs this suite from a copy of the checkout, without its git history
+    if (spawnSync('git', ['rev-parse', '--git-dir'], { cwd: repo }).status !== 0) this.skip();
     const secrets = Object.entries(env)
       .filter(([name, value]) => name.endsWith('_PASSWORD') && value && value.length >= 8)
       .map(([, value]) => value!);
     expect(secrets, 'the .env passwords to look for').to.have.length.of.at.least(3);
     const hits = spawnSync('git', ['grep', '-l', '-F', ...secrets.flatMap((s) => ['-e', s])], { cwd: repo, encoding: 'utf8' });
     expect(hits.stdout.trim(), 'tracked files that hold a secret').to.equal('');
+    expect(hits.status, 'git grep found nothing (1), rather than failing').to.equal(1);
   });
 
   it('When the services run, then they run as an unprivileged user where the platform allows it', () => {
-    const users = new Set(pm2Processes().map((p) => execFileSync('ps', ['-o', 'user=', '-p', String(p.pid)], { encoding: 'utf8' }).trim()));
-    expect(users.size, 'one service user').to.equal(1);
-    expect([...users][0]).to.not.equal('root');
+    for (const { host } of hostsWithApps()) {
+      const processes = JSON.parse(onHost(host, 'pm2', ['jlist'])) as Array<{ pid: number }>;
+      const users = new Set(processes.map((p) => onHost(host, 'ps', ['-o', 'user=', '-p', String(p.pid)]).trim()));
+      expect(users.size, `one service user on the ${host} host`).to.equal(1);
+      expect([...users][0], `the service user on the ${host} host`).to.not.equal('root');
+    }
   });
 });

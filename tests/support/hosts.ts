@@ -1,0 +1,40 @@
+import { execFileSync, spawnSync, type SpawnSyncOptionsWithStringEncoding, type SpawnSyncReturns } from 'node:child_process';
+
+/**
+ * Where the end-to-end suites run a command "on the VM" of a service: `pm2 …`, `psql …`, `ps …`.
+ * By default that is this host (`make local` runs the three services here). `make hosts-test` (tests/hosts/) sets a
+ * command prefix per host that runs the command inside that isolated host:
+ *   E2E_GATEWAY_EXEC, E2E_INVENTORY_EXEC, E2E_BILLING_EXEC   (words split on spaces; empty or unset: this host)
+ */
+export type Host = 'gateway' | 'inventory' | 'billing';
+
+/** The PM2 apps and the host of each. */
+export const appHosts = { 'api-gateway': 'gateway', 'inventory-api': 'inventory', 'billing-consumer': 'billing' } as const;
+export type App = keyof typeof appHosts;
+
+export const hostPrefix = (host: Host): string[] => (process.env[`E2E_${host.toUpperCase()}_EXEC`] ?? '').split(' ').filter(Boolean);
+
+/** The distinct hosts and the apps each runs: one entry on a single host, three with `make hosts-test`. */
+export function hostsWithApps(): Array<{ host: Host; apps: App[] }> {
+  const byPrefix = new Map<string, { host: Host; apps: App[] }>();
+  for (const [app, host] of Object.entries(appHosts) as Array<[App, Host]>) {
+    const key = hostPrefix(host).join(' ');
+    const entry = byPrefix.get(key) ?? { host, apps: [] };
+    entry.apps.push(app);
+    byPrefix.set(key, entry);
+  }
+  return [...byPrefix.values()];
+}
+
+/** Runs a command on a host and returns its stdout; throws when it fails. */
+export function onHost(host: Host, command: string, args: string[]): string {
+  const [file, ...rest] = [...hostPrefix(host), command, ...args];
+  return execFileSync(file!, rest, { encoding: 'utf8', cwd: '/' });
+}
+
+/** Runs a command on a host and returns its outcome (status, stdout, stderr). Pass variables with `env NAME=value …`:
+ * a host prefix does not carry this process's environment. */
+export function spawnOnHost(host: Host, command: string, args: string[], options: Partial<SpawnSyncOptionsWithStringEncoding> = {}): SpawnSyncReturns<string> {
+  const [file, ...rest] = [...hostPrefix(host), command, ...args];
+  return spawnSync(file!, rest, { cwd: '/', ...options, encoding: 'utf8' });
+}
