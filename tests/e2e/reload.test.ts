@@ -40,13 +40,17 @@ describe('graceful reload under load', function () {
     };
     const load = Array.from({ length: CLIENTS }, client);
     const pause = () => new Promise((resolve) => setTimeout(resolve, 1_500));
-    await pause();
-    await pm2On('gateway', 'reload', 'api-gateway');
-    await pause();
-    await pm2On('inventory', 'reload', 'inventory-api');
-    await pause();
-    reloading = false;
-    await Promise.all(load);
+    try {
+      await pause();
+      await pm2On('gateway', 'reload', 'api-gateway');
+      await pause();
+      await pm2On('inventory', 'reload', 'inventory-api');
+      await pause();
+    } finally {
+      // a failed reload must not leave the load running
+      reloading = false;
+      await Promise.all(load);
+    }
     await request(`${gateway}/api/movies/${movie.id}`, { method: 'DELETE' });
 
     console.log(`      reload: ${answered} answered 200, ${failures.length} failed`);
