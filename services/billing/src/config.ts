@@ -5,8 +5,9 @@ import { z } from 'zod';
 const consumerEnv = z.object({
   BILLING_HEALTH_HOST: env.text().default('0.0.0.0'),
   BILLING_HEALTH_PORT: env.port().default(8082),
-  // unacknowledged messages in flight; also the largest batch stored in one transaction
-  BILLING_PREFETCH: env.count().default(100),
+  // unacknowledged messages in flight; a batch stored in one transaction takes at most half of them, so the next
+  // batch arrives while one is stored (bench/: 1000 drains about twice as fast as 100)
+  BILLING_PREFETCH: env.count().default(1000),
   LOG_LEVEL: env.logLevel(),
 });
 

@@ -1,4 +1,3 @@
-import { runner } from 'node-pg-migrate';
 import {
   BackendTerminatedError,
   ConnectionError,
@@ -58,6 +57,8 @@ export function isDatabaseUnavailable(error: unknown): boolean {
 
 /** Applies the pending SQL migrations of a service (node-pg-migrate); returns how many ran. */
 export async function migrate(db: DatabaseConfig, migrationsDir: string): Promise<number> {
+  // loaded only by the deploy step (dist/migrate.js): a running service does not carry node-pg-migrate in memory
+  const { runner } = await import('node-pg-migrate');
   const applied = await runner({
     databaseUrl: dsn(db),
     dir: migrationsDir,

@@ -34,9 +34,10 @@ interface ConsumerOptions {
 }
 
 /**
- * Consumes billing_queue. Deliveries that arrive while a batch is being stored wait and form the next batch, which is
- * inserted in one statement and acked only after its commit. Poison messages are dead-lettered at once; a database
- * outage keeps the batch unacked and retries it with backoff, so nothing is lost or dead-lettered.
+ * Consumes billing_queue. Deliveries that arrive while a batch is being stored wait and form the next batch (up to
+ * half the prefetch), which is inserted in one statement and acked only after its commit, with one ack per batch.
+ * Poison messages are dead-lettered at once; a database outage keeps the batch unacked and retries it with backoff,
+ * so nothing is lost or dead-lettered.
  */
 export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOptions): OrderConsumer {
   const waiting: Delivery[] = [];
@@ -66,16 +67,21 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
     });
   }
 
+  // A batch takes at most half the prefetch, so that the broker delivers the next batch while this one is stored:
+  // with whole-prefetch batches the broker and the database would take turns waiting for each other.
+  const batchSize = Math.max(1, Math.ceil(prefetch / 2));
+
   async function drain(): Promise<void> {
     while (waiting.length > 0 && !stopping) {
-      await storeBatch(waiting.splice(0, prefetch));
+      await storeBatch(waiting.splice(0, batchSize));
     }
   }
 
-  function settle({ channel: amqpChannel, message }: Delivery, outcome: 'ack' | 'dead-letter'): void {
+  /** 'ack-up-to' acks this delivery and every earlier one of its channel (multiple=true), in one frame. */
+  function settle({ channel: amqpChannel, message }: Delivery, outcome: 'ack-up-to' | 'dead-letter'): void {
     try {
-      if (outcome === 'ack') amqpChannel.ack(message);
-      else amqpChannel.nack(message, false, false);
+      if (outcome === 'dead-letter') amqpChannel.nack(message, false, false);
+      else amqpChannel.ack(message, true);
     } catch (err) {
       // the channel closed: the broker redelivers the message, and the unique message_id makes that a no-op
       logger.warn({ err, messageId: messageIdOf(message) }, 'could not settle a delivery');
@@ -100,7 +106,7 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
     for (let attempt = 0; !stopping; attempt++) {
       try {
         const added = await orders.insertMany(batch.map((delivery) => delivery.order));
-        for (const delivery of batch) settle(delivery, 'ack');
+        ackBatch(batch);
         logger.debug({ received: batch.length, added }, 'stored a batch of orders');
         return;
       } catch (err) {
@@ -111,6 +117,17 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
       }
     }
     // stopping: the batch stays unacked, and closing the channel returns it to the queue
+  }
+
+  /**
+   * Acks a stored batch with one ack per channel: multiple=true on its last delivery. Batches are stored one at a
+   * time in delivery order, so every earlier delivery of that channel is already settled (stored and acked, or
+   * dead-lettered) or in this batch; the deliveries still waiting came later and are not covered.
+   */
+  function ackBatch(batch: ParsedDelivery[]): void {
+    const lastOfChannel = new Map<Channel, ParsedDelivery>();
+    for (const delivery of batch) lastOfChannel.set(delivery.channel, delivery);
+    for (const delivery of lastOfChannel.values()) settle(delivery, 'ack-up-to');
   }
 
   /** One row of the batch breaks a constraint: store the others one by one and dead-letter the bad one. */
