@@ -1,4 +1,5 @@
-import { deadLetterQueueOf, migrate } from '@crud-master/shared';
+import { deadLetterQueueOf } from '@crud-master/shared';
+import { migrate } from '@crud-master/shared/database';
 import { expect } from 'chai';
 import { type BillingConsumer, start as startConsumer } from '../../services/billing/src/app.js';
 import { loadConfig as loadBillingConfig, MIGRATIONS_DIR } from '../../services/billing/src/config.js';

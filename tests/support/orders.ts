@@ -1,4 +1,4 @@
-import { createDatabasePool } from '@crud-master/shared';
+import { createDatabasePool } from '@crud-master/shared/database';
 import { sql } from 'slonik';
 import { loadConfig } from '../../services/billing/src/config.js';
 import { testEnv } from './env.js';

@@ -1,4 +1,5 @@
-import { closeServer, createDatabasePool, createLogger, isDatabaseReachable, listen, type Service } from '@crud-master/shared';
+import { closeServer, createLogger, listen, type Service } from '@crud-master/shared';
+import { createDatabasePool, isDatabaseReachable } from '@crud-master/shared/database';
 import type { Server } from 'node:http';
 import type { Config } from './config.js';
 import { ordersRepository } from './data-access/orders-repository.js';

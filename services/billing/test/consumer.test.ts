@@ -1,4 +1,5 @@
-import { deadLetterQueueOf, migrate } from '@crud-master/shared';
+import { deadLetterQueueOf } from '@crud-master/shared';
+import { migrate } from '@crud-master/shared/database';
 import { expect } from 'chai';
 import { openBroker, type TestBroker } from '../../../tests/support/broker.js';
 import { testEnv, unique } from '../../../tests/support/env.js';

@@ -1,4 +1,5 @@
-import { ConfigError, createDatabasePool, migrate } from '@crud-master/shared';
+import { ConfigError } from '@crud-master/shared';
+import { createDatabasePool, migrate } from '@crud-master/shared/database';
 import { expect } from 'chai';
 import type { DatabasePool } from 'slonik';
 import { sql } from 'slonik';

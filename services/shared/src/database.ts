@@ -11,6 +11,7 @@ import {
   stringifyDsn,
 } from 'slonik';
 import type { DatabaseConfig } from './config.js';
+import { type ErrorTranslator, unavailable } from './errors.js';
 
 const dsn = (db: DatabaseConfig) =>
   stringifyDsn({ host: db.host, port: db.port, databaseName: db.name, username: db.user, password: db.password });
@@ -54,6 +55,10 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   const code = (error as { code?: unknown; cause?: { code?: unknown } } | null)?.code ?? (error as { cause?: { code?: unknown } } | null)?.cause?.code;
   return typeof code === 'string' && UNAVAILABLE_CODES.has(code);
 }
+
+/** For problemDetails: a database that is down or overloaded is a 503 with Retry-After, not a 500. */
+export const databaseProblems: ErrorTranslator = (error) =>
+  isDatabaseUnavailable(error) ? unavailable('The database is unavailable; try again later.') : undefined;
 
 /** Applies the pending SQL migrations of a service (node-pg-migrate); returns how many ran. */
 export async function migrate(db: DatabaseConfig, migrationsDir: string): Promise<number> {

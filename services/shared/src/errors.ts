@@ -1,7 +1,6 @@
 import { STATUS_CODES } from 'node:http';
 import type { Context, Middleware } from 'koa';
 import type { Logger } from 'pino';
-import { isDatabaseUnavailable } from './database.js';
 
 export const PROBLEM_JSON = 'application/problem+json';
 
@@ -42,15 +41,17 @@ function isClientError(error: unknown): error is { status: number; message: stri
   return typeof status === 'number' && status >= 400 && status < 500;
 }
 
-function toHttpError(error: unknown): HttpError | undefined {
+/** Maps an error of a service's own dependencies (its database) to a problem; undefined for anything else. */
+export type ErrorTranslator = (error: unknown) => HttpError | undefined;
+
+function toHttpError(error: unknown, translate: ErrorTranslator): HttpError | undefined {
   if (error instanceof HttpError) return error;
   if (isClientError(error)) return new HttpError(error.status, error.expose === false ? (STATUS_CODES[error.status] ?? 'Bad request') : error.message);
-  if (isDatabaseUnavailable(error)) return unavailable('The database is unavailable; try again later.');
-  return undefined;
+  return translate(error);
 }
 
 /** The single error middleware: every error and every unmatched route becomes application/problem+json. */
-export function problemDetails(logger: Logger): Middleware {
+export function problemDetails(logger: Logger, translate: ErrorTranslator = () => undefined): Middleware {
   return async (ctx, next) => {
     try {
       await next();
@@ -68,7 +69,7 @@ export function problemDetails(logger: Logger): Middleware {
       // answered before the whole body arrived (413, 415): read and drop the rest, or the next request on this
       // keep-alive connection would be parsed from the middle of this body (and a proxy writing it would get EPIPE)
       if (!ctx.req.complete) ctx.req.resume();
-      const known = toHttpError(error);
+      const known = toHttpError(error, translate);
       if (known === undefined || known.status >= 500) logger.error({ err: error, path: ctx.path }, 'request failed');
       sendProblem(ctx, known ?? new HttpError(500, 'An unexpected error occurred.'));
     }

@@ -1,6 +1,6 @@
+// The database helpers are at '@crud-master/shared/database', so that the gateway does not load slonik and pg.
 export * from './billing-queue.js';
 export * from './config.js';
-export * from './database.js';
 export * from './errors.js';
 export * from './http.js';
 export * from './lifecycle.js';

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { assertBillingQueue, connectBroker, isPermanentDataError, type Logger, type RabbitmqConfig } from '@crud-master/shared';
+import { assertBillingQueue, connectBroker, type Logger, type RabbitmqConfig } from '@crud-master/shared';
+import { isPermanentDataError } from '@crud-master/shared/database';
 import type { AmqpConnectionManager, ChannelWrapper } from 'amqp-connection-manager';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Order, OrdersRepository } from '../data-access/orders-repository.js';

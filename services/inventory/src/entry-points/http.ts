@@ -1,5 +1,6 @@
 import Router from '@koa/router';
 import { healthChecks, jsonBody, problemDetails, requestContext, type Logger } from '@crud-master/shared';
+import { databaseProblems } from '@crud-master/shared/database';
 import Koa from 'koa';
 import type {} from 'koa-bodyparser'; // types ctx.request.body
 import type { MoviesService } from '../domain/movies.js';
@@ -36,7 +37,7 @@ export function createHttpApp(movies: MoviesService, isReady: () => Promise<bool
 
   const app = new Koa();
   app.use(requestContext(logger));
-  app.use(problemDetails(logger));
+  app.use(problemDetails(logger, databaseProblems));
   app.use(healthChecks(isReady, 'The database'));
   app.use(jsonBody(BODY_LIMIT));
   app.use(router.routes());
