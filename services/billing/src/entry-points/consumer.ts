@@ -43,7 +43,6 @@ interface ConsumerOptions {
 export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOptions): OrderConsumer {
   const waiting: Delivery[] = [];
   let draining: Promise<void> | undefined;
-  let stopping = false;
   const stopped = new AbortController();
   let current: { channel: Channel; consumerTag: string } | undefined;
 
@@ -73,7 +72,7 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
   const batchSize = Math.max(1, Math.ceil(prefetch / 2));
 
   async function drain(): Promise<void> {
-    while (waiting.length > 0 && !stopping) {
+    while (waiting.length > 0 && !stopped.signal.aborted) {
       await storeBatch(waiting.splice(0, batchSize));
     }
   }
@@ -104,7 +103,7 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
   }
 
   async function insertWithRetry(batch: ParsedDelivery[]): Promise<void> {
-    for (let attempt = 0; !stopping; attempt++) {
+    for (let attempt = 0; !stopped.signal.aborted; attempt++) {
       try {
         const added = await orders.insertMany(batch.map((delivery) => delivery.order));
         ackBatch(batch);
@@ -144,7 +143,6 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
   return {
     connection,
     stop: async () => {
-      stopping = true;
       stopped.abort();
       if (current) await current.channel.cancel(current.consumerTag).catch(() => undefined);
       await draining;
