@@ -1,8 +1,6 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { unique } from '../support/env.js';
-import { hostPrefix, type Host } from '../support/hosts.js';
+import { type Host, onHostAsync } from '../support/hosts.js';
 import { request } from '../support/http.js';
 import { rawRequest } from '../support/raw-http.js';
 
@@ -11,12 +9,8 @@ import { rawRequest } from '../support/raw-http.js';
  * a steady load through :8080, over keep-alive connections: not one request may fail.
  */
 const gateway = process.env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${process.env.GATEWAY_PORT ?? 8080}`;
-const execFileAsync = promisify(execFile);
 /** `pm2 …` on the host of the app (this one, or through E2E_*_EXEC with `make hosts-test`). */
-const pm2On = (host: Host, ...args: string[]) => {
-  const [file, ...rest] = [...hostPrefix(host), 'pm2', ...args];
-  return execFileAsync(file!, rest);
-};
+const pm2On = (host: Host, ...args: string[]) => onHostAsync(host, 'pm2', args);
 const CLIENTS = 16;
 
 describe('graceful reload under load', function () {

@@ -1,4 +1,5 @@
-import { execFileSync, spawnSync, type SpawnSyncOptionsWithStringEncoding, type SpawnSyncReturns } from 'node:child_process';
+import { execFile, execFileSync, spawnSync, type SpawnSyncOptionsWithStringEncoding, type SpawnSyncReturns } from 'node:child_process';
+import { promisify } from 'node:util';
 
 /**
  * Where the end-to-end suites run a command "on the VM" of a service: `pm2 …`, `psql …`, `ps …`.
@@ -30,6 +31,14 @@ export function hostsWithApps(): Array<{ host: Host; apps: App[] }> {
 export function onHost(host: Host, command: string, args: string[]): string {
   const [file, ...rest] = [...hostPrefix(host), command, ...args];
   return execFileSync(file!, rest, { encoding: 'utf8', cwd: '/' });
+}
+
+const execFileAsync = promisify(execFile);
+
+/** Runs a command on a host without blocking the event loop (a test's load keeps running); rejects when it fails. */
+export async function onHostAsync(host: Host, command: string, args: string[]): Promise<string> {
+  const [file, ...rest] = [...hostPrefix(host), command, ...args];
+  return (await execFileAsync(file!, rest, { encoding: 'utf8', cwd: '/' })).stdout;
 }
 
 /** Runs a command on a host and returns its outcome (status, stdout, stderr). Pass variables with `env NAME=value …`:
