@@ -99,18 +99,33 @@ deps-test: ## Install what the test suites use besides the stack itself (Chromiu
 deps-lint: deps-ansible ## Install ansible-lint, yamllint and ruby when missing
 	$(call apt_ensure,$(DEPS_LINT))
 
-##@ VMs (Vagrant + VirtualBox)
+##@ VMs (Vagrant: VirtualBox, or Docker with PROVIDER=docker)
+
+# Vagrant's provider: virtualbox (VMs), or docker (systemd containers from `make box`, for hosts without VirtualBox).
+PROVIDER ?= virtualbox
+# billing-vm and inventory-vm come up first (the docker provider in parallel): gateway-vm's deploy waits until
+# inventory-api and RabbitMQ answer.
+BACKEND_VMS := billing-vm inventory-vm
 
 .PHONY: up
-up: .env ## Create and provision gateway-vm, inventory-vm and billing-vm (vagrant up)
-	vagrant up
+up: .env $(if $(filter docker,$(PROVIDER)),box) ## Create and provision gateway-vm, inventory-vm and billing-vm (PROVIDER=virtualbox|docker)
+	vagrant up --provider=$(PROVIDER) $(BACKEND_VMS)
+	vagrant up --provider=$(PROVIDER)
+
+.PHONY: box
+box: ## Build the docker provider's systemd image (Debian 12; cached by a hash of box/; BOX_FROM=debootstrap|dockerfile)
+	box/build.sh
 
 .PHONY: provision
-provision: .env deps-ansible ## Re-run ansible/site.yml on the running VMs (inventory.ini, over SSH)
-	ansible-playbook -i $(VM_INVENTORY) $(PLAYBOOK) $(ANSIBLE_ARGS)
+provision: .env deps-ansible ## Re-run ansible/site.yml on the running VMs (inventory.ini, over SSH; same PROVIDER as make up)
+	ansible-playbook -i $(VM_INVENTORY) -e vagrant_provider=$(PROVIDER) $(PLAYBOOK) $(ANSIBLE_ARGS)
+
+.PHONY: provision-idempotent
+provision-idempotent: .env deps-ansible ## Re-run the playbook on the running VMs; fail unless every host reports changed=0
+	ansible/check-idempotent.sh $(VM_INVENTORY) -e vagrant_provider=$(PROVIDER) $(ANSIBLE_ARGS)
 
 .PHONY: destroy
-destroy: ## Destroy the VMs (vagrant destroy -f)
+destroy: ## Destroy the VMs (vagrant destroy -f): with PROVIDER=docker, their containers and network too
 	vagrant destroy -f
 
 ##@ This host (no VirtualBox: the same playbook, all three services here)
@@ -175,11 +190,11 @@ node_modules: package-lock.json
 	npm ci --no-audit --no-fund
 	@touch node_modules
 
-##@ Three-VM topology without VirtualBox
+##@ The VM path with Vagrant (docker provider, in a network sandbox)
 
-.PHONY: hosts-test
-hosts-test: deps-ansible ## gateway-vm, inventory-vm, billing-vm as isolated hosts here (namespaces), same playbook, e2e + isolation
-	tests/hosts/hosts-test.sh
+.PHONY: vagrant-test
+vagrant-test: deps-ansible ## make box, make up PROVIDER=docker, then e2e, Postman, the seed scenario over vagrant ssh, a reboot, make provision (changed=0), isolation, make destroy
+	tests/vagrant/vagrant-stage.sh
 
 ##@ Benchmarks
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make test`: provision this host with the roles (`make local`), prove the second run changes nothing, check the
 # types, then run the component suite, and against the deployed stack the end-to-end suite, the Postman collection
-# (newman), the hostile-input fuzz and the chaos test; last, the three-VM topology as isolated hosts. Every step runs
+# (newman), the hostile-input fuzz and the chaos test; last, the Vagrant stage (the three machines of the Vagrantfile
+# with the docker provider, tests/vagrant/vagrant-stage.sh). Every step runs
 # even when an earlier one failed; the last line sums them all: `tests: N passed, M failed`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -49,12 +50,12 @@ postman() {
   if [ "$code" -ne 0 ] && [ "${counts#* }" -eq 0 ]; then failed=$((failed + 1)); fi
 }
 
-# The three-VM topology on this machine (make hosts-test) counts its own checks in its last line.
-hosts_test() {
-  echo "==> hosts-test"
-  make --no-print-directory hosts-test 2>&1 | tee "$results/hosts-test.log"
+# The Vagrant stage (make vagrant-test) counts its own checks in its last line.
+vagrant_stage() {
+  echo "==> vagrant-stage"
+  make --no-print-directory vagrant-test 2>&1 | tee "$results/vagrant-stage.log"
   local code=${PIPESTATUS[0]} line ok=0 bad=0
-  line=$(grep -E '^hosts-test: [0-9]+ passed, [0-9]+ failed' "$results/hosts-test.log" | tail -1)
+  line=$(grep -E '^vagrant-stage: [0-9]+ passed, [0-9]+ failed' "$results/vagrant-stage.log" | tail -1)
   if [ -n "$line" ]; then read -r ok bad < <(grep -Eo '[0-9]+' <<<"$line" | tr '\n' ' '); fi
   passed=$((passed + ok))
   failed=$((failed + bad))
@@ -71,7 +72,7 @@ suite e2e 'tests/e2e/**/*.test.ts'
 postman
 FUZZ_RUNS=2000 suite fuzz 'tests/fuzz/**/*.test.ts'
 CHAOS_ORDERS=2000 suite chaos 'tests/chaos/**/*.test.ts'
-hosts_test
+vagrant_stage
 
 echo "tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,5 +1,5 @@
-// Tries one AMQP login, for the checks of `make hosts-test` (run inside a host's network namespace).
-//   node --import tsx tests/hosts/amqp-login.ts HOST PORT USER PASSWORD VHOST
+// Tries one AMQP login, for the isolation checks of the Vagrant stage (run in a guest's network namespace).
+//   node --import tsx tests/vagrant/amqp-login.ts HOST PORT USER PASSWORD VHOST
 // Prints `accepted` (exit 0), or `refused: <the broker's or the socket's reason>` (exit 1).
 import amqp from 'amqplib';
 

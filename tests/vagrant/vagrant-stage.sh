@@ -1,0 +1,318 @@
+#!/usr/bin/env bash
+# `make vagrant-test`, the last stage of `make test`: the VM path for real. The checkout's own Vagrantfile, with
+# Vagrant's docker provider, brings up gateway-vm, inventory-vm and billing-vm (`make up PROVIDER=docker`: systemd
+# guests from `make box`, provisioned by ansible_local), and then, against the guests:
+#   - each guest runs systemd and the pinned Node.js, and finds the others at the addresses of .env;
+#   - the end-to-end suite (pm2 and psql over SSH on the guests) and the Postman collection through gateway-vm;
+#   - the seed's scenario over `vagrant ssh`, and a `vagrant reload` of all three with orders waiting (vm-path.test.ts);
+#   - `make provision-idempotent`: ansible-playbook over SSH with inventory.ini reports changed=0 on every host;
+#   - isolation: which databases and broker logins each guest gets;
+#   - `make destroy` leaves no container and no network.
+# Docker, the guests and every test packet live in a network namespace with NAT out (sandbox.sh); the stage tears it
+# all down on every exit path.
+#
+# The last line: `vagrant-stage: N passed, M failed`; the exit code is non-zero when anything failed.
+# Settings (environment):
+#   VAGRANT_STAGE_SOURCE  the checkout to deploy and test (this repository); e.g. a copy with a deliberate bug
+#   VAGRANT_STAGE_LOGS    where the logs go (.test-results/vagrant)
+#   VAGRANT_STAGE_KEEP=1  leave the machines and the sandbox up at the end, to look around:
+#                         `tests/vagrant/sandbox.sh exec sh -c 'cd DIR && vagrant ssh billing-vm'`
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+source_dir=$(cd "${VAGRANT_STAGE_SOURCE:-$repo}" && pwd)
+logs=${VAGRANT_STAGE_LOGS:-$repo/.test-results/vagrant}
+keep=${VAGRANT_STAGE_KEEP:-0}
+sandbox=$here/sandbox.sh
+machines=(gateway-vm inventory-vm billing-vm)
+export VAGRANT_CHECKPOINT_DISABLE=1 ANSIBLE_NOCOLOR=1
+
+started=$(date +%s)
+passed=0
+failed=0
+failures=()
+pass() { passed=$((passed + 1)); echo "  ok    $1"; }
+fail() {
+  failed=$((failed + 1)); failures+=("$1 -- $(printf '%s' "$2" | tr -s '\n' ' ')")
+  echo "  FAIL  $1"
+  printf '%s\n' "$2" | sed 's/^/        /'
+}
+step() { echo; echo "==> $* ($(( $(date +%s) - started ))s)"; }
+summary() {
+  echo
+  echo "vagrant-stage: took $(( $(date +%s) - started ))s; logs in $logs"
+  if [ "${#failures[@]}" -gt 0 ]; then
+    echo "vagrant-stage: what failed:"
+    printf '  - %s\n' "${failures[@]}" | cut -c1-600
+  fi
+  echo "vagrant-stage: $passed passed, $failed failed"
+}
+
+tmp=""
+checkout=""
+teardown() {
+  [ -n "$tmp" ] || return 0
+  if [ "$keep" = 1 ]; then
+    echo "vagrant-stage: VAGRANT_STAGE_KEEP=1: the machines run in $checkout; tear down with:" \
+      "$sandbox exec make -C $checkout destroy && $sandbox down && rm -rf $tmp"
+    tmp=""
+    return 0
+  fi
+  [ -d "$checkout/.vagrant/machines" ] && in_sandbox make -C "$checkout" --no-print-directory destroy > "$logs/teardown.log" 2>&1
+  "$sandbox" down >> "$logs/teardown.log" 2>&1
+  rm -rf "$tmp"
+  tmp=""
+}
+trap teardown EXIT
+trap 'echo "vagrant-stage: interrupted"; exit 130' INT TERM
+
+# Fails the whole run now (a step that the rest depends on).
+abort() { fail "$1" "$2"; teardown; summary; exit 1; }
+
+in_sandbox() { "$sandbox" exec "$@"; }
+# COMMAND… as root on a guest, over SSH with the key Vagrant made (vagrant ssh without Vagrant's start-up time).
+on_vm() { local vm=$1; shift; in_sandbox ssh -F "$tmp/ssh_config" -q "$vm" -- sudo -n "$(printf '%q ' "$@")"; }
+# COMMAND… in a guest's network namespace, with this machine's programs (psql, node, curl).
+net_of() {
+  local vm=$1 pid; shift
+  pid=$(in_sandbox docker inspect -f '{{.State.Pid}}' "crud-master-$vm") || return 1
+  nsenter --net="/proc/$pid/ns/net" -- "$@"
+}
+# The task that failed and Ansible's message, from a provisioning log.
+failed_task() { awk '/^TASK \[/ { task = $0 } /^(fatal|failed):/ { print task; print substr($0, 1, 700); exit }' "$1"; }
+
+# ---------------------------------------------------------------------------------------------------------------
+step "preflight"
+[ "$(id -u)" -eq 0 ] || abort "preflight" "run as root (the sandbox's namespace and Docker engine need it)"
+exec 9>/tmp/crud-master-vagrant-stage.lock
+flock -n 9 || abort "preflight" "another Vagrant stage is running (lock /tmp/crud-master-vagrant-stage.lock)"
+missing=""
+for pkg in vagrant docker.io slirp4netns debootstrap rsync; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+  echo "installing:$missing (no service is started: the stage runs its own Docker engine in the sandbox)"
+  policy_made=0
+  [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 0755 /usr/sbin/policy-rc.d; policy_made=1; }
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing; } \
+    > /tmp/crud-master-vagrant-stage-apt.log 2>&1
+  code=$?
+  [ "$policy_made" = 1 ] && rm -f /usr/sbin/policy-rc.d
+  [ "$code" -eq 0 ] || abort "preflight" "apt-get install$missing failed (/tmp/crud-master-vagrant-stage-apt.log)"
+fi
+for command in node npm psql nsenter ansible-playbook; do
+  command -v "$command" >/dev/null || abort "preflight" "$command is missing here: make local installs it (make test runs it first)"
+done
+rm -rf "$logs" && mkdir -p "$logs"
+# A run killed by SIGKILL leaves its engine, namespace and machines: the sandbox and its containers are ours by name.
+"$sandbox" down > /dev/null 2>&1
+"$sandbox" up > "$logs/sandbox.log" 2>&1 || abort "sandbox" "$(tail -3 "$logs/sandbox.log")"
+stale=$(in_sandbox docker ps -aq --filter name=crud-master-)
+[ -n "$stale" ] && in_sandbox docker rm -f $stale > /dev/null
+in_sandbox docker network prune -f > /dev/null
+pass "sandbox: a network namespace with NAT out and its own Docker engine ($(in_sandbox docker version -f '{{.Server.Version}}'))"
+
+# ---------------------------------------------------------------------------------------------------------------
+step "the checkout and its .env"
+tmp=$(mktemp -d /var/tmp/vagrant-stage.XXXXXX)
+checkout=$tmp/crud-master
+# What git would have, plus uncommitted work; no .env, no .vagrant, no node_modules.
+rsync -a --filter=':- .gitignore' --exclude=.git/ --exclude=.vagrant/ --exclude=node_modules/ --exclude=.env \
+  --exclude=.test-results/ "$source_dir/" "$checkout/" || abort "setup" "could not copy $source_dir"
+make -C "$checkout" --no-print-directory .env > /dev/null || abort "setup" "make .env failed in $checkout"
+# As a user's own checkout: the guests' vagrant user (uid 1000) owns /vagrant, as on VirtualBox's shared folder.
+chown -R 1000:1000 "$checkout"
+set -a
+# shellcheck disable=SC1091
+. "$checkout/.env"
+set +a
+pinned_node=$(sed -nE 's/^node_version:[[:space:]]*"?([0-9.]+)"?.*/\1/p' "$checkout/roles/node/defaults/main.yml")
+# The client of the tests runs from the same checkout, with its own node_modules (while the machines come up).
+(cd "$checkout" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error) > "$logs/npm-client.log" 2>&1 &
+client_job=$!
+
+# ---------------------------------------------------------------------------------------------------------------
+step "make box BOX_FROM=debootstrap"
+t0=$(date +%s)
+if in_sandbox env BOX_FROM=debootstrap make -C "$checkout" --no-print-directory box > "$logs/box.log" 2>&1; then
+  pass "make box: $(tail -1 "$logs/box.log" | sed 's/^box: //') ($(( $(date +%s) - t0 ))s)"
+else
+  abort "make box" "$(tail -5 "$logs/box.log")"
+fi
+
+step "make up PROVIDER=docker"
+t0=$(date +%s)
+if in_sandbox make -C "$checkout" --no-print-directory up PROVIDER=docker > "$logs/up.log" 2>&1; then
+  pass "make up PROVIDER=docker: the three machines are up and provisioned ($(( $(date +%s) - t0 ))s)"
+else
+  fail "make up PROVIDER=docker ($(( $(date +%s) - t0 ))s)" "$(failed_task "$logs/up.log" | head -4)
+$(grep -E '^(==> |An error|The SSH|Vagrant)' "$logs/up.log" | tail -4)
+(log: $logs/up.log)"
+fi
+in_sandbox sh -c "cd '$checkout' && vagrant ssh-config" > "$tmp/ssh_config" 2> "$logs/ssh-config.log"
+for vm in "${machines[@]}"; do
+  grep -q "^Host $vm\$" "$tmp/ssh_config" || abort "vagrant ssh-config" "$vm is not running: $(tail -3 "$logs/ssh-config.log")"
+done
+
+# ---------------------------------------------------------------------------------------------------------------
+step "the guests"
+for vm in "${machines[@]}"; do
+  facts=$(on_vm "$vm" sh -c 'echo "$(ps -o comm= -p 1) $(systemctl is-system-running) $(node --version)"' 2>&1)
+  if [ "$facts" = "systemd running v$pinned_node" ]; then
+    pass "$vm: systemd is PID 1 and running; node --version is v$pinned_node"
+  else
+    fail "$vm: systemd running and Node.js v$pinned_node (roles/node, node_version)" "PID 1, system state, node --version: $facts
+$(on_vm "$vm" systemctl list-units --failed --plain --no-legend 2>&1 | head -5)"
+  fi
+done
+
+# Each guest has its .env address on the private network, and inventory.ini agrees (make provision goes there).
+for vm in "${machines[@]}"; do
+  key=$(tr '[:lower:]-' '[:upper:]_' <<<"${vm%-vm}")_VM_IP
+  want=${!key}
+  has=$(on_vm "$vm" hostname -I 2>&1)
+  listed=$(sed -nE "s/^$vm[[:space:]].*ansible_host=([^[:space:]]+).*/\1/p" "$checkout/inventory.ini")
+  if [[ " $has " == *" $want "* ]] && [ "$listed" = "$want" ]; then
+    pass "$vm is at $want ($key of .env), as inventory.ini says"
+  else
+    fail "$vm is at $want ($key of .env), as inventory.ini says" \
+      "$vm has the addresses: $has; .env $key=$want; inventory.ini ansible_host=$listed. .env and inventory.ini must name the same address, inside the private network of the other machines."
+  fi
+done
+
+gateway_env=$(on_vm gateway-vm cat /etc/crud-master/api-gateway.env 2>&1)
+env_value() { printf '%s\n' "$gateway_env" | sed -n "s/^$1=//p" | tr -d "\"'" | tail -1; }
+want_inventory_url="http://$INVENTORY_VM_IP:$INVENTORY_API_PORT"
+message=""
+[ "$(env_value INVENTORY_API_URL)" = "$want_inventory_url" ] || message="INVENTORY_API_URL=$(env_value INVENTORY_API_URL), expected $want_inventory_url (INVENTORY_VM_IP:INVENTORY_API_PORT of .env). "
+[ "$(env_value RABBITMQ_HOST)" = "$BILLING_VM_IP" ] || message="${message}RABBITMQ_HOST=$(env_value RABBITMQ_HOST), expected $BILLING_VM_IP (BILLING_VM_IP of .env). "
+if [ -z "$message" ]; then
+  pass "gateway-vm's api-gateway targets inventory-vm ($want_inventory_url) and billing-vm's RabbitMQ ($BILLING_VM_IP)"
+else
+  fail "gateway-vm's api-gateway targets the other machines" \
+    "/etc/crud-master/api-gateway.env on gateway-vm: ${message}The play gives the gateway the wrong address of another machine (ansible/group_vars/all.yml: crud_master_inventory_ip, crud_master_billing_ip, crud_master_inventory_api_port)."
+fi
+
+# ---------------------------------------------------------------------------------------------------------------
+wait "$client_job" || abort "client" "npm ci of the test client failed (log: $logs/npm-client.log)"
+# A mocha suite from the client, in the sandbox; it counts its own tests (a run that dies early: one failure more).
+suite() {
+  local name=$1; shift
+  (cd "$checkout" && in_sandbox env "$@") > "$logs/$name.log" 2>&1
+  local code=$? passing failing
+  sed 's/^/  | /' "$logs/$name.log" | grep -Ev '^\s*\|\s*$' | head -120
+  passing=$(grep -Eo '^ +[0-9]+ passing' "$logs/$name.log" | grep -Eo '[0-9]+' | tail -1)
+  failing=$(grep -Eo '^ +[0-9]+ failing' "$logs/$name.log" | grep -Eo '[0-9]+' | tail -1)
+  passed=$((passed + ${passing:-0}))
+  failed=$((failed + ${failing:-0}))
+  [ -n "$failing" ] && failures+=("$name: $failing failing (log: $logs/$name.log)")
+  if [ "$code" -ne 0 ] && [ -z "$failing" ]; then fail "$name" "mocha exited with $code before its summary (log: $logs/$name.log)"; fi
+}
+
+step "end-to-end suite against gateway-vm's :$GATEWAY_PORT (forwarded), pm2 and psql over SSH"
+cat > "$tmp/on-vm" <<EOF
+#!/usr/bin/env bash
+# on-vm MACHINE COMMAND…: COMMAND as root on MACHINE over SSH (for E2E_*_EXEC of tests/support/hosts.ts).
+vm=\$1; shift
+exec ssh -F "$tmp/ssh_config" -q "\$vm" -- sudo -n "\$(printf '%q ' "\$@")"
+EOF
+chmod 0755 "$tmp/on-vm"
+suite e2e \
+  E2E_GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" \
+  E2E_INVENTORY_URL="$want_inventory_url" \
+  E2E_BILLING_HEALTH_URL="http://$BILLING_VM_IP:$BILLING_HEALTH_PORT" \
+  E2E_RABBITMQ_API_URL="http://127.0.0.1:$RABBITMQ_UI_PORT/api" \
+  E2E_GATEWAY_EXEC="$tmp/on-vm gateway-vm" \
+  E2E_INVENTORY_EXEC="$tmp/on-vm inventory-vm" \
+  E2E_BILLING_EXEC="$tmp/on-vm billing-vm" \
+  timeout --kill-after=10 900 npx mocha --exit 'tests/e2e/**/*.test.ts'
+
+step "Postman collection against gateway-vm's :$GATEWAY_PORT"
+(cd "$checkout" && in_sandbox npx newman run postman/crud-master.postman_collection.json \
+  --env-var "baseUrl=http://127.0.0.1:$GATEWAY_PORT" --reporters cli,json --reporter-json-export "$logs/postman.json") \
+  > "$logs/postman.log" 2>&1
+counts=$(node -e 'const { total, failed } = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).run.stats.assertions;
+  console.log(total - failed, failed)' "$logs/postman.json" 2>/dev/null) || counts="0 1"
+if [ "${counts#* }" = 0 ]; then
+  pass "Postman collection: ${counts% *} assertions passed"
+else
+  fail "Postman collection: ${counts#* } of $(( ${counts% *} + ${counts#* } )) assertions failed" \
+    "$(grep -E '^ *[0-9]+\. ' "$logs/postman.log" | head -5) (log: $logs/postman.log)"
+fi
+
+step "the seed's scenario over vagrant ssh, and a reboot of the three machines"
+suite vm-path VAGRANT_CWD="$checkout" \
+  E2E_GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" E2E_RABBITMQ_API_URL="http://127.0.0.1:$RABBITMQ_UI_PORT/api" \
+  timeout --kill-after=10 1200 npx mocha --exit tests/vagrant/vm-path.test.ts
+# The guests' SSH addresses may change with the reboot.
+in_sandbox sh -c "cd '$checkout' && vagrant ssh-config" > "$tmp/ssh_config" 2>> "$logs/ssh-config.log"
+
+# ---------------------------------------------------------------------------------------------------------------
+step "make provision-idempotent PROVIDER=docker: ansible-playbook over SSH, inventory.ini"
+t0=$(date +%s)
+if in_sandbox make -C "$checkout" --no-print-directory provision-idempotent PROVIDER=docker > "$logs/provision.log" 2>&1; then
+  pass "make provision reports changed=0 on every host ($(( $(date +%s) - t0 ))s)"
+else
+  fail "make provision reports changed=0 on every host" "$(grep -E '^(FAIL|fatal|changed|failed)' "$logs/provision.log" | head -8 | cut -c1-300)
+(log: $logs/provision.log)"
+fi
+
+# ---------------------------------------------------------------------------------------------------------------
+step "isolation: a machine gets only what it needs"
+check_pg_refused() { # DB_VM DB_IP FROM_VM USER PASSWORD DB
+  local db_vm=$1 db_ip=$2 from=$3 user=$4 password=$5 db=$6 reply
+  local name="$db_vm's PostgreSQL refuses $user from $from"
+  reply=$(on_vm "$db_vm" env PGPASSWORD="$password" psql "host=127.0.0.1 user=$user dbname=$db connect_timeout=5" -tAc 'select 1' 2>&1)
+  [ "$reply" = 1 ] || { fail "$name" "the control failed: $user cannot log in to $db on $db_vm itself: $reply"; return; }
+  reply=$(net_of "$from" env PGPASSWORD="$password" psql "host=$db_ip user=$user dbname=$db connect_timeout=5 sslmode=disable" -tAc 'select 1' 2>&1)
+  case $reply in
+    1) fail "$name" "$db_vm's PostgreSQL ACCEPTED $user@$db from $from: pg_hba.conf (roles/postgres, postgres_hba_allowed_hosts) lets in a machine that does not need the database." ;;
+    *"no pg_hba.conf entry"*) pass "$name: pg_hba.conf has no entry for it" ;;
+    *"Connection refused"*) pass "$name: PostgreSQL does not listen there" ;;
+    *) fail "$name" "unexpected answer (neither pg_hba.conf nor a refused connection): $reply" ;;
+  esac
+}
+check_pg_refused inventory-vm "$INVENTORY_VM_IP" billing-vm "$INVENTORY_DB_USER" "$INVENTORY_DB_PASSWORD" "$INVENTORY_DB_NAME"
+check_pg_refused billing-vm "$BILLING_VM_IP" gateway-vm "$BILLING_DB_USER" "$BILLING_DB_PASSWORD" "$BILLING_DB_NAME"
+
+amqp_login() { # FROM_VM USER PASSWORD
+  (cd "$checkout" && net_of "$1" node --import tsx tests/vagrant/amqp-login.ts "$BILLING_VM_IP" "$RABBITMQ_PORT" "$2" "$3" "$RABBITMQ_VHOST" 2>&1)
+}
+reply=$(amqp_login gateway-vm "$RABBITMQ_USER" "$RABBITMQ_PASSWORD")
+if [ "$reply" = accepted ]; then
+  pass "billing-vm's RabbitMQ accepts the .env user from gateway-vm"
+else
+  fail "billing-vm's RabbitMQ accepts the .env user from gateway-vm" "AMQP login as $RABBITMQ_USER: $reply"
+fi
+name="billing-vm's RabbitMQ refuses guest from gateway-vm"
+reply=$(amqp_login gateway-vm guest guest)
+management=$(net_of gateway-vm curl -sS -m 5 -o /dev/null -w '%{http_code}' -u guest:guest \
+  "http://$BILLING_VM_IP:$RABBITMQ_UI_PORT/api/whoami" 2>&1)
+case $reply in
+  *ACCESS_REFUSED*|*403*)
+    if [ "$management" = 401 ]; then
+      pass "$name (AMQP: ACCESS_REFUSED; management API: 401)"
+    else
+      fail "$name" "the management API on $BILLING_VM_IP:$RABBITMQ_UI_PORT answered guest with $management, not 401"
+    fi ;;
+  accepted) fail "$name" "RabbitMQ on billing-vm ACCEPTED guest/guest from gateway-vm (roles/rabbitmq: rabbitmq_remove_guest, loopback_users)" ;;
+  *) fail "$name" "unexpected answer (not a refused login): $reply" ;;
+esac
+
+# ---------------------------------------------------------------------------------------------------------------
+if [ "$keep" != 1 ]; then
+  step "make destroy"
+  t0=$(date +%s)
+  in_sandbox make -C "$checkout" --no-print-directory destroy > "$logs/destroy.log" 2>&1
+  left=$(in_sandbox docker ps -a --filter name=crud-master- --format '{{.Names}}'; in_sandbox docker network ls --filter name=vagrant_network --format '{{.Name}}')
+  if [ -z "$left" ]; then
+    pass "make destroy leaves no container and no network ($(( $(date +%s) - t0 ))s)"
+  else
+    fail "make destroy leaves no container and no network" "left behind: $(tr '\n' ' ' <<<"$left") (log: $logs/destroy.log)"
+  fi
+fi
+
+teardown
+summary
+[ "$failed" -eq 0 ]

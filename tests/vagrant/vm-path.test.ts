@@ -1,0 +1,94 @@
+import { execFileSync } from 'node:child_process';
+import { expect } from 'chai';
+import { unique } from '../support/env.js';
+import { eventually, request } from '../support/http.js';
+
+/**
+ * The VM path as its users walk it, with Vagrant itself: the seed's resilience scenario typed over `vagrant ssh`,
+ * then a reboot (`vagrant reload`) of the three machines. The Vagrant stage (vagrant-stage.sh) runs it in its sandbox
+ * against the machines that `make up PROVIDER=docker` made:
+ *   VAGRANT_CWD            the checkout whose Vagrantfile and .vagrant/ hold the machines
+ *   E2E_GATEWAY_URL        gateway-vm's :8080 as forwarded to the host
+ *   E2E_RABBITMQ_API_URL   billing-vm's management API as forwarded to the host (…:15672/api)
+ */
+const env = process.env;
+const gateway = env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${env.GATEWAY_PORT ?? 8080}`;
+const management = env.E2E_RABBITMQ_API_URL ?? `http://127.0.0.1:${env.RABBITMQ_UI_PORT ?? 15672}/api`;
+const managementAuth = { Authorization: `Basic ${Buffer.from(`${env.RABBITMQ_USER}:${env.RABBITMQ_PASSWORD}`).toString('base64')}` };
+const queuePath = `${encodeURIComponent(env.RABBITMQ_VHOST ?? 'billing_vhost')}/${encodeURIComponent(env.RABBITMQ_QUEUE ?? 'billing_queue')}`;
+const machines = { 'gateway-vm': ['api-gateway'], 'inventory-vm': ['inventory-api'], 'billing-vm': ['billing-consumer'] } as const;
+type Machine = keyof typeof machines;
+
+const vagrant = (...args: string[]): string => execFileSync('vagrant', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+/** `vagrant ssh MACHINE -c COMMAND`, as the vagrant user, the way the seed's scenario is typed. */
+const ssh = (machine: Machine, command: string): string => vagrant('ssh', machine, '-c', command);
+
+const psqlBilling = (query: string): string =>
+  ssh('billing-vm', `sudo -u postgres psql ${env.BILLING_DB_NAME ?? 'billing_db'} -tAc "${query}"`).trim();
+
+const countsOf = (keys: string[]): number[] => {
+  const rows = psqlBilling(`SELECT message_id, count(*) FROM orders WHERE message_id IN (${keys.map((key) => `'${key}'`).join(',')}) GROUP BY message_id`);
+  const counts = new Map(rows.split('\n').filter(Boolean).map((line) => line.split('|') as [string, string]));
+  return keys.map((key) => Number(counts.get(key) ?? 0));
+};
+
+const readyInQueue = async (): Promise<number> =>
+  (await request(`${management}/queues/${queuePath}`, { headers: managementAuth })).body.messages_ready;
+
+const postOrders = async (prefix: string, count: number): Promise<string[]> => {
+  const keys = Array.from({ length: count }, () => unique(prefix));
+  const bodies = [{ user_id: 'usr_123', number_of_items: 3, total_amount: 99.97 }, { user_id: '3', number_of_items: '5', total_amount: '180' }];
+  for (const [index, key] of keys.entries()) {
+    const reply = await request(`${gateway}/api/billing`, { method: 'POST', headers: { 'Idempotency-Key': key }, json: bodies[index % 2] });
+    expect(reply.status, `POST /api/billing ${key}`).to.equal(202);
+  }
+  return keys;
+};
+
+/** The PM2 apps of a machine by name, with their status: read through `pm2 jlist` (the wrapper, as vagrant). */
+const pm2Status = (machine: Machine, sudo = false): Record<string, string> =>
+  Object.fromEntries((JSON.parse(ssh(machine, `${sudo ? 'sudo ' : ''}pm2 jlist`)) as Array<{ name: string; pm2_env: { status: string } }>)
+    .map((app) => [app.name, app.pm2_env.status]));
+
+describe('the VM path with Vagrant (make up PROVIDER=docker)', () => {
+  it("When the seed's scenario is typed over vagrant ssh, then orders wait Ready in billing_queue and land once after pm2 restart", async function () {
+    this.timeout(180_000);
+    ssh('billing-vm', 'pm2 stop billing-consumer');
+    expect(pm2Status('billing-vm')).to.deep.equal({ 'billing-consumer': 'stopped' });
+    expect(pm2Status('billing-vm', true), '`sudo pm2 list` sees the same daemon as `pm2 list`').to.deep.equal(pm2Status('billing-vm'));
+
+    const before = await readyInQueue();
+    const keys = await postOrders('vagrant-seed', 3);
+    await eventually(async () => ((await readyInQueue()) === before + 3 ? true : undefined), 15_000, 'the management API on :15672 to show 3 more Ready');
+    expect(countsOf(keys), 'orders in billing_db while the consumer is stopped').to.deep.equal([0, 0, 0]);
+
+    ssh('billing-vm', 'pm2 restart billing-consumer');
+    await eventually(() => (countsOf(keys).every((n) => n === 1) ? true : undefined), 30_000, 'each order once in billing_db');
+    expect(ssh('billing-vm', 'pm2 logs billing-consumer --lines 20 --nostream')).to.include('billing-consumer');
+  });
+
+  it('When the three machines reboot with orders waiting, then PM2 brings every app back and the orders land once', async function () {
+    this.timeout(900_000);
+    ssh('billing-vm', 'pm2 stop billing-consumer');
+    const before = await readyInQueue();
+    const keys = await postOrders('vagrant-reboot', 3);
+    await eventually(async () => ((await readyInQueue()) === before + 3 ? true : undefined), 15_000, '3 more Ready before the reboot');
+
+    vagrant('reload', '--no-provision');
+
+    for (const [machine, apps] of Object.entries(machines) as Array<[Machine, readonly string[]]>) {
+      const unit = ssh(machine, 'systemctl is-active pm2-vagrant.service; systemctl is-enabled pm2-vagrant.service || true').trim().replace(/\s+/g, ' ');
+      expect(unit, `${machine}: the unit of \`pm2 startup\` (pm2-vagrant.service, roles/pm2 tasks/startup.yml) is active and enabled after boot`)
+        .to.equal('active enabled');
+      const online = await eventually(() => {
+        const status = pm2Status(machine);
+        return apps.every((app) => status[app] === 'online') ? status : undefined;
+      }, 120_000, `${apps.join(', ')} online on ${machine} after the reboot`);
+      expect(Object.keys(online)).to.have.members([...apps]);
+      const failed = ssh(machine, 'systemctl list-units --failed --plain --no-legend').trim();
+      expect(failed, `${machine}: failed units after the reboot`).to.not.match(/pm2|postgresql|rabbitmq|ssh/);
+    }
+    await eventually(() => (countsOf(keys).every((n) => n === 1) ? true : undefined), 60_000, 'the orders that waited through the reboot, each once in billing_db');
+    expect((await request(`${gateway}/readyz`)).status, "gateway-vm's :8080 after the reboot").to.equal(200);
+  });
+});
