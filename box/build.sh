@@ -23,7 +23,12 @@ vagrant_dir=$(ruby -e 'print Gem::Specification.find_by_name("vagrant").gem_dir'
 key=$vagrant_dir/keys/vagrant.pub
 [ -f "$key" ] || { echo "box: Vagrant's insecure key is not at $key (is Vagrant installed?)" >&2; exit 1; }
 
-recipe=$(cat "$here/Dockerfile" "$here/setup.sh" "$here/build.sh" "$key" | sha256sum | cut -c1-12)
+# The certificate authorities this host added itself (a corporate or sandbox TLS proxy): the guests trust them too,
+# or their downloads from the npm registry would fail where this host's succeed.
+local_cas=(/usr/local/share/ca-certificates/*.crt)
+[ -e "${local_cas[0]}" ] || local_cas=()
+
+recipe=$(cat "$here/Dockerfile" "$here/setup.sh" "$here/build.sh" "$key" ${local_cas[@]+"${local_cas[@]}"} | sha256sum | cut -c1-12)
 if docker image inspect "$image:$recipe" >/dev/null 2>&1; then
   docker tag "$image:$recipe" "$image:latest"
   echo "box: $image:$recipe is up to date (recipe $recipe)"
@@ -50,7 +55,9 @@ trap cleanup EXIT
 
 case $from in
   dockerfile)
+    mkdir -p "$work/ca-certificates"
     cp "$here/Dockerfile" "$here/setup.sh" "$key" "$work/"
+    [ "${#local_cas[@]}" -eq 0 ] || cp "${local_cas[@]}" "$work/ca-certificates/"
     docker build --label "crud-master.box-recipe=$recipe" -t "$image:$recipe" "$work"
     ;;
   debootstrap)
@@ -63,6 +70,8 @@ case $from in
     mount --bind /dev "$rootfs/dev"
     mount --bind /dev/pts "$rootfs/dev/pts"
     cp "$here/setup.sh" "$key" "$rootfs/tmp/"
+    mkdir -p "$rootfs/usr/local/share/ca-certificates"
+    [ "${#local_cas[@]}" -eq 0 ] || cp "${local_cas[@]}" "$rootfs/usr/local/share/ca-certificates/"
     cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
     chroot "$rootfs" /bin/sh /tmp/setup.sh
     rm -f "$rootfs/tmp/setup.sh"

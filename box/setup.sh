@@ -1,7 +1,8 @@
 #!/bin/sh
 # Turns a Debian 12 root file system into a Vagrant box for the docker provider: systemd as PID 1, sshd, sudo,
 # Python and Ansible (Vagrant's ansible_local finds it and installs nothing), and the `vagrant` user with Vagrant's
-# insecure public key (replaced by a key of each machine's own at its first `vagrant up`).
+# insecure public key (replaced by a key of each machine's own at its first `vagrant up`), and the certificate
+# authorities of the host that built it.
 # Runs as root inside the image: from the Dockerfile (RUN) or in the debootstrap chroot of build.sh. Expects the
 # insecure key at /tmp/vagrant.pub.
 set -eu
@@ -20,6 +21,8 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   systemd systemd-sysv dbus libpam-systemd openssh-server sudo ca-certificates iproute2 procps less \
   python3 python3-apt ansible rsync acl
+# Besides Debian's, the authorities that build.sh copied to /usr/local/share/ca-certificates.
+update-ca-certificates
 # The package lists stay: Ansible's apt `cache_valid_time` would take an emptied lists folder for a fresh one.
 apt-get clean
 

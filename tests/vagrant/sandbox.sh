@@ -33,8 +33,8 @@ up() {
     slirp4netns --configure --mtu=65520 --disable-host-loopback --netns-type=path "$netns_path" tap0 \
       > "$run_dir/slirp4netns.log" 2>&1 &
     echo $! > "$run_dir/slirp4netns.pid"
-    for _ in $(seq 50); do ip -n "$name" addr show tap0 2>/dev/null | grep -q 'inet ' && break; sleep 0.1; done
-    ip -n "$name" addr show tap0 | grep -q 'inet ' || die "slirp4netns did not configure tap0 ($run_dir/slirp4netns.log)"
+    for _ in $(seq 50); do ip -n "$name" addr show tap0 2>/dev/null | grep 'inet ' >/dev/null && break; sleep 0.1; done
+    ip -n "$name" addr show tap0 | grep 'inet ' >/dev/null || die "slirp4netns did not configure tap0 ($run_dir/slirp4netns.log)"
   fi
   if ! alive "$run_dir/dockerd.pid"; then
     mkdir -p "$data_root"

@@ -107,7 +107,8 @@ done
 rm -rf "$logs" && mkdir -p "$logs"
 # A run killed by SIGKILL leaves its engine, namespace and machines: the sandbox and its containers are ours by name.
 "$sandbox" down > /dev/null 2>&1
-"$sandbox" up > "$logs/sandbox.log" 2>&1 || abort "sandbox" "$(tail -3 "$logs/sandbox.log")"
+# The engine and slirp4netns outlive this script with KEEP=1: they must not hold its lock.
+"$sandbox" up > "$logs/sandbox.log" 2>&1 9>&- || abort "sandbox" "$(tail -3 "$logs/sandbox.log")"
 stale=$(in_sandbox docker ps -aq --filter name=crud-master-)
 [ -n "$stale" ] && in_sandbox docker rm -f $stale > /dev/null
 in_sandbox docker network prune -f > /dev/null
