@@ -65,6 +65,8 @@ describe('the VM path with Vagrant (make up PROVIDER=docker)', () => {
     ssh('billing-vm', 'pm2 restart billing-consumer');
     await eventually(() => (countsOf(keys).every((n) => n === 1) ? true : undefined), 30_000, 'each order once in billing_db');
     expect(ssh('billing-vm', 'pm2 logs billing-consumer --lines 20 --nostream')).to.include('billing-consumer');
+    // The management API's counts lag by a few seconds: the next test starts from an empty queue it has seen.
+    await eventually(async () => ((await readyInQueue()) === 0 ? true : undefined), 30_000, 'an empty billing_queue');
   });
 
   it('When the three machines reboot with orders waiting, then PM2 brings every app back and the orders land once', async function () {
