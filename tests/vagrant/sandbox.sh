@@ -46,7 +46,27 @@ up() {
     for _ in $(seq 100); do docker info >/dev/null 2>&1 && break; sleep 0.3; done
     docker info >/dev/null 2>&1 || die "dockerd did not start ($run_dir/dockerd.log)"
   fi
+  fence
 }
+
+# NAT out reaches the public registries only: a packet to a private address that is not in the namespace (a
+# guest's network that is gone, a wrong IP) is rejected, from the namespace itself and from the guests alike
+# (DOCKER-USER is Docker's chain for such rules). Exempt: slirp4netns's own network and this machine's resolvers.
+fence() {
+  local chain range resolver
+  for chain in OUTPUT DOCKER-USER; do
+    for range in 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16; do
+      in_netns iptables -C "$chain" -o tap0 -d "$range" -j REJECT 2>/dev/null \
+        || in_netns iptables -I "$chain" -o tap0 -d "$range" -j REJECT
+    done
+    for resolver in 10.0.2.0/24 $(awk '/^nameserver/ { print $2 }' /etc/resolv.conf | grep -E '^[0-9.]+$'); do
+      in_netns iptables -C "$chain" -o tap0 -d "$resolver" -j RETURN 2>/dev/null \
+        || in_netns iptables -I "$chain" -o tap0 -d "$resolver" -j RETURN
+    done
+  done
+}
+
+in_netns() { nsenter --net="$netns_path" -- "$@"; }
 
 down() {
   if alive "$run_dir/dockerd.pid"; then
