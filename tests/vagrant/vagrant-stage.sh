@@ -195,6 +195,14 @@ else
     "/etc/crud-master/api-gateway.env on gateway-vm: ${message}The play gives the gateway the wrong address of another machine (ansible/group_vars/all.yml: crud_master_inventory_ip, crud_master_billing_ip, crud_master_inventory_api_port)."
 fi
 
+reply=$(net_of gateway-vm curl -sS -m 5 -o /dev/null -w '%{http_code}' "$want_inventory_url/readyz" 2>&1)
+if [ "$reply" = 200 ]; then
+  pass "inventory-vm's inventory-api answers gateway-vm on $want_inventory_url (/readyz 200)"
+else
+  fail "inventory-vm's inventory-api answers gateway-vm on $want_inventory_url" \
+    "GET $want_inventory_url/readyz from gateway-vm: $reply. inventory-api does not listen on INVENTORY_VM_IP:INVENTORY_API_PORT, or is not ready."
+fi
+
 # ---------------------------------------------------------------------------------------------------------------
 wait "$client_job" || abort "client" "npm ci of the test client failed (log: $logs/npm-client.log)"
 # A mocha suite from the client, in the sandbox; it counts its own tests (a run that dies early: one failure more).
