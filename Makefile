@@ -143,7 +143,7 @@ local-idempotent: .env deps-ansible ## Run the playbook on this host again; fail
 ##@ Checks
 
 .PHONY: lint-infra
-lint-infra: .env deps-lint ## Syntax-check the playbook, ansible-lint, yamllint, ruby -c Vagrantfile
+lint-infra: .env deps-lint ## Syntax-check the playbook and the shell scripts, ansible-lint, yamllint, ruby -c Vagrantfile
 	ansible-playbook --syntax-check -i $(VM_INVENTORY) $(PLAYBOOK)
 	ansible-playbook --syntax-check -i $(LOCAL_INVENTORY) $(PLAYBOOK)
 	ANSIBLE_ROLES_PATH=$(CURDIR)/roles ansible-lint --offline $(PLAYBOOK) roles
