@@ -71,8 +71,8 @@ trap 'echo "vagrant-stage: interrupted"; exit 130' INT TERM
 abort() { fail "$1" "$2"; teardown; summary; exit 1; }
 
 in_sandbox() { "$sandbox" exec "$@"; }
-# COMMAND… as root on a guest, over SSH with the key Vagrant made (vagrant ssh without Vagrant's start-up time).
-on_vm() { local vm=$1; shift; in_sandbox ssh -F "$tmp/ssh_config" -q "$vm" -- sudo -n "$(printf '%q ' "$@")"; }
+# COMMAND… as root on a guest (the on-vm script below).
+on_vm() { in_sandbox "$tmp/on-vm" "$@"; }
 # COMMAND… in a guest's network namespace, with this machine's programs (psql, node, curl).
 net_of() {
   local vm=$1 pid; shift
@@ -152,6 +152,14 @@ $(grep -E '^(==> |An error|The SSH|Vagrant)' "$logs/up.log" | tail -4)
 (log: $logs/up.log)"
 fi
 in_sandbox sh -c "cd '$checkout' && vagrant ssh-config" > "$tmp/ssh_config" 2> "$logs/ssh-config.log"
+cat > "$tmp/on-vm" <<EOF
+#!/usr/bin/env bash
+# on-vm MACHINE COMMAND…: COMMAND as root on MACHINE over SSH with the key Vagrant made (vagrant ssh without
+# Vagrant's start-up time; also E2E_*_EXEC of tests/support/hosts.ts).
+vm=\$1; shift
+exec ssh -F "$tmp/ssh_config" -q "\$vm" -- sudo -n "\$(printf '%q ' "\$@")"
+EOF
+chmod 0755 "$tmp/on-vm"
 for vm in "${machines[@]}"; do
   grep -q "^Host $vm\$" "$tmp/ssh_config" || abort "vagrant ssh-config" "$vm is not running: $(tail -3 "$logs/ssh-config.log")"
 done
@@ -220,13 +228,6 @@ suite() {
 }
 
 step "end-to-end suite against gateway-vm's :$GATEWAY_PORT (forwarded), pm2 and psql over SSH"
-cat > "$tmp/on-vm" <<EOF
-#!/usr/bin/env bash
-# on-vm MACHINE COMMAND…: COMMAND as root on MACHINE over SSH (for E2E_*_EXEC of tests/support/hosts.ts).
-vm=\$1; shift
-exec ssh -F "$tmp/ssh_config" -q "\$vm" -- sudo -n "\$(printf '%q ' "\$@")"
-EOF
-chmod 0755 "$tmp/on-vm"
 suite e2e \
   E2E_GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" \
   E2E_INVENTORY_URL="$want_inventory_url" \
