@@ -2,13 +2,14 @@ import { expect } from 'chai';
 import { unique } from '../support/env.js';
 import { appHosts, onHost, type Host } from '../support/hosts.js';
 import { eventually, request } from '../support/http.js';
+import { management, managementAuth, orderCounts, readyInQueue } from '../support/operator.js';
 import { expectProblem } from '../support/problem.js';
 
 /**
  * The stack that `make local` deployed, used as a user would: curl on :8080, pm2, the RabbitMQ management API and
  * psql as postgres. Addresses come from .env (loaded by ../support/env.js).
  *
- * The defaults are the single host. `make hosts-test` (tests/hosts/) runs the same suite against three isolated hosts:
+ * The defaults are the single host. The Vagrant stage (tests/vagrant/) runs the same suite against the three machines:
  *   E2E_GATEWAY_URL, E2E_INVENTORY_URL, E2E_BILLING_HEALTH_URL   the base URL of each service
  *   E2E_RABBITMQ_API_URL                                         the management API (…:15672/api)
  *   E2E_GATEWAY_EXEC, E2E_INVENTORY_EXEC, E2E_BILLING_EXEC       a command prefix that runs `pm2 …` and
@@ -19,11 +20,6 @@ const env = process.env;
 const gateway = env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${env.GATEWAY_PORT ?? 8080}`;
 const inventory = env.E2E_INVENTORY_URL ?? `http://127.0.0.1:${env.LOCAL_INVENTORY_API_PORT ?? 8081}`;
 const billingHealth = env.E2E_BILLING_HEALTH_URL ?? `http://127.0.0.1:${env.BILLING_HEALTH_PORT ?? 8082}`;
-const management = env.E2E_RABBITMQ_API_URL ?? `http://127.0.0.1:${env.RABBITMQ_UI_PORT ?? 15672}/api`;
-const vhost = encodeURIComponent(env.RABBITMQ_VHOST ?? 'billing_vhost');
-const queue = env.RABBITMQ_QUEUE ?? 'billing_queue';
-const managementAuth = { Authorization: `Basic ${Buffer.from(`${env.RABBITMQ_USER}:${env.RABBITMQ_PASSWORD}`).toString('base64')}` };
-
 const pm2On = (host: Host, ...args: string[]) => onHost(host, 'pm2', args);
 /** billing-consumer runs on billing-vm: the scenario's `pm2 stop/restart` run there. */
 const pm2 = (...args: string[]) => pm2On('billing', ...args);
@@ -33,15 +29,7 @@ function psqlBilling(query: string): string {
   return onHost('billing', 'sudo', ['-u', 'postgres', 'psql', '-d', env.BILLING_DB_NAME ?? 'billing_db', '-tAc', query]).trim();
 }
 
-const countsOf = (keys: string[]): number[] => {
-  const list = keys.map((key) => `'${key.replace(/'/g, "''")}'`).join(',');
-  const rows = psqlBilling(`SELECT message_id, count(*) FROM orders WHERE message_id IN (${list}) GROUP BY message_id`);
-  const counts = new Map(rows.split('\n').filter(Boolean).map((line) => line.split('|') as [string, string]));
-  return keys.map((key) => Number(counts.get(key) ?? 0));
-};
-
-const readyInQueue = async (): Promise<number> =>
-  (await request(`${management}/queues/${vhost}/${encodeURIComponent(queue)}`, { headers: managementAuth })).body.messages_ready;
+const countsOf = (keys: string[]): number[] => orderCounts(psqlBilling, keys);
 
 const postOrder = (key: string, body: unknown) =>
   request(`${gateway}/api/billing`, { method: 'POST', headers: { 'Idempotency-Key': key }, json: body });

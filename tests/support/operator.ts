@@ -1,0 +1,24 @@
+import './env.js';
+import { request } from './http.js';
+
+/**
+ * The deployed stack as an operator looks at it: RabbitMQ's management API with the .env administrator, and
+ * billing_db through `psql` as postgres, wherever that runs (this host, a host prefix, `vagrant ssh`).
+ *   E2E_RABBITMQ_API_URL   the management API (…:15672/api); this host's by default
+ */
+const env = process.env;
+export const management = env.E2E_RABBITMQ_API_URL ?? `http://127.0.0.1:${env.RABBITMQ_UI_PORT ?? 15672}/api`;
+export const managementAuth = { Authorization: `Basic ${Buffer.from(`${env.RABBITMQ_USER}:${env.RABBITMQ_PASSWORD}`).toString('base64')}` };
+const queuePath = `${encodeURIComponent(env.RABBITMQ_VHOST ?? 'billing_vhost')}/${encodeURIComponent(env.RABBITMQ_QUEUE ?? 'billing_queue')}`;
+
+/** billing_queue's messages_ready, as the management API shows it (its counts lag by a few seconds). */
+export const readyInQueue = async (): Promise<number> =>
+  (await request(`${management}/queues/${queuePath}`, { headers: managementAuth })).body.messages_ready;
+
+/** How many rows billing_db holds for each message id (exactly once: 1 each); `psql` runs `psql -tAc QUERY`. */
+export function orderCounts(psql: (query: string) => string, keys: readonly string[]): number[] {
+  const list = keys.map((key) => `'${key.replace(/'/g, "''")}'`).join(',');
+  const rows = psql(`SELECT message_id, count(*) FROM orders WHERE message_id IN (${list}) GROUP BY message_id`);
+  const counts = new Map(rows.split('\n').filter(Boolean).map((line) => line.split('|') as [string, string]));
+  return keys.map((key) => Number(counts.get(key) ?? 0));
+}
