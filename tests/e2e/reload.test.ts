@@ -9,7 +9,7 @@ import { rawRequest } from '../support/raw-http.js';
  * a steady load through :8080, over keep-alive connections: not one request may fail.
  */
 const gateway = process.env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${process.env.GATEWAY_PORT ?? 8080}`;
-/** `pm2 …` on the host of the app (this one, or through E2E_*_EXEC with `make hosts-test`). */
+/** `pm2 …` on the host of the app (this one, or through E2E_*_EXEC in the Vagrant stage). */
 const pm2On = (host: Host, ...args: string[]) => onHostAsync(host, 'pm2', args);
 const CLIENTS = 16;
 

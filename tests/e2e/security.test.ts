@@ -6,7 +6,7 @@ import { hostsWithApps, onHost, spawnOnHost } from '../support/hosts.js';
 
 /**
  * Security promises of the deployed stack (make local), checked the way an auditor would: on each service's host
- * (this one, or through E2E_*_EXEC with `make hosts-test`, see ../support/hosts.ts).
+ * (this one, or through E2E_*_EXEC in the Vagrant stage, see ../support/hosts.ts).
  */
 const env = process.env;
 const repo = fileURLToPath(new URL('../..', import.meta.url));

@@ -3,8 +3,8 @@ import { promisify } from 'node:util';
 
 /**
  * Where the end-to-end suites run a command "on the VM" of a service: `pm2 …`, `psql …`, `ps …`.
- * By default that is this host (`make local` runs the three services here). `make hosts-test` (tests/hosts/) sets a
- * command prefix per host that runs the command inside that isolated host:
+ * By default that is this host (`make local` runs the three services here). The Vagrant stage (tests/vagrant/) sets a
+ * command prefix per host that runs the command on that machine (over SSH):
  *   E2E_GATEWAY_EXEC, E2E_INVENTORY_EXEC, E2E_BILLING_EXEC   (words split on spaces; empty or unset: this host)
  */
 export type Host = 'gateway' | 'inventory' | 'billing';
@@ -15,7 +15,7 @@ export type App = keyof typeof appHosts;
 
 export const hostPrefix = (host: Host): string[] => (process.env[`E2E_${host.toUpperCase()}_EXEC`] ?? '').split(' ').filter(Boolean);
 
-/** The distinct hosts and the apps each runs: one entry on a single host, three with `make hosts-test`. */
+/** The distinct hosts and the apps each runs: one entry on a single host, three in the Vagrant stage. */
 export function hostsWithApps(): Array<{ host: Host; apps: App[] }> {
   const byPrefix = new Map<string, { host: Host; apps: App[] }>();
   for (const [app, host] of Object.entries(appHosts) as Array<[App, Host]>) {
