@@ -107,26 +107,44 @@ PROVIDER ?= virtualbox
 # inventory-api and RabbitMQ answer.
 BACKEND_VMS := billing-vm inventory-vm
 
+# The VMs' SSH host keys, pinned for `make provision` (inventory.ini checks them strictly).
+KNOWN_HOSTS := .vagrant/known_hosts
+
 .PHONY: up
 up: .env $(if $(filter docker,$(PROVIDER)),box) ## Create and provision gateway-vm, inventory-vm and billing-vm (PROVIDER=virtualbox|docker)
 	vagrant up --provider=$(PROVIDER) $(BACKEND_VMS)
 	vagrant up --provider=$(PROVIDER)
+	$(MAKE) known-hosts
+
+# Read over `vagrant ssh`'s own channel (authenticated by the key Vagrant made for each machine), once per `make up`.
+.PHONY: known-hosts
+known-hosts: ## Pin the running VMs' SSH host keys for make provision (.vagrant/known_hosts)
+	vagrant ssh-config > .vagrant/ssh_config
+	for vm in $$(awk '/^Host / { print $$2 }' .vagrant/ssh_config); do \
+	  ssh -F .vagrant/ssh_config "$$vm" cat /etc/ssh/ssh_host_ed25519_key.pub | awk -v vm="$$vm" '{ print vm, $$1, $$2 }'; \
+	done > $(KNOWN_HOSTS).tmp
+	mv $(KNOWN_HOSTS).tmp $(KNOWN_HOSTS)
+	@echo "Pinned the SSH host keys of: $$(cut -d' ' -f1 $(KNOWN_HOSTS) | tr '\n' ' ')"
+
+$(KNOWN_HOSTS):
+	$(MAKE) known-hosts
 
 .PHONY: box
 box: ## Build the docker provider's systemd image (Debian 12; cached by a hash of box/; BOX_FROM=debootstrap|dockerfile)
 	box/build.sh
 
 .PHONY: provision
-provision: .env deps-ansible ## Re-run ansible/site.yml on the running VMs (inventory.ini, over SSH; same PROVIDER as make up)
+provision: .env deps-ansible $(KNOWN_HOSTS) ## Re-run ansible/site.yml on the running VMs (inventory.ini, over SSH; same PROVIDER as make up)
 	ansible-playbook -i $(VM_INVENTORY) -e vagrant_provider=$(PROVIDER) $(PLAYBOOK) $(ANSIBLE_ARGS)
 
 .PHONY: provision-idempotent
-provision-idempotent: .env deps-ansible ## Re-run the playbook on the running VMs; fail unless every host reports changed=0
+provision-idempotent: .env deps-ansible $(KNOWN_HOSTS) ## Re-run the playbook on the running VMs; fail unless every host reports changed=0
 	ansible/check-idempotent.sh $(VM_INVENTORY) -e vagrant_provider=$(PROVIDER) $(ANSIBLE_ARGS)
 
 .PHONY: destroy
 destroy: ## Destroy the VMs (vagrant destroy -f): with PROVIDER=docker, their containers and network too
 	vagrant destroy -f
+	rm -f $(KNOWN_HOSTS) .vagrant/ssh_config
 
 ##@ This host (no VirtualBox: the same playbook, all three services here)
 
