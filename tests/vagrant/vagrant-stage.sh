@@ -311,6 +311,56 @@ case $reply in
 esac
 
 # ---------------------------------------------------------------------------------------------------------------
+step "secrets: each machine holds only its own"
+# The group's secrets, as the Vagrantfile and the play read them (group_vars/all.yml).
+secrets_of() {
+  python3 -c 'import sys, yaml; print(" ".join(yaml.safe_load(open(sys.argv[1]))["crud_master_group_secrets"][sys.argv[2]]))' \
+    "$checkout/ansible/group_vars/all.yml" "$1"
+}
+# Files of VM holding any of the values on stdin (grep reads them from stdin: they never reach a command line).
+files_with() { on_vm "$1" grep -rlsF -f /dev/stdin --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev --exclude-dir=run / 2>&1; }
+for vm in "${machines[@]}"; do
+  own=" $(secrets_of "${vm%-vm}") "
+  mine=() others=() names=()
+  for name in $(compgen -v | grep -E '_PASSWORD$'); do
+    if [[ $own == *" $name "* ]]; then mine+=("${!name}"); else others+=("${!name}"); names+=("$name"); fi
+  done
+  found_own=$(printf '%s\n' "${mine[@]}" | files_with "$vm")
+  found=$(printf '%s\n' "${others[@]}" | files_with "$vm")
+  if [ -z "$found_own" ]; then
+    fail "$vm holds only its own secrets" "the control failed: no file on $vm holds its own secrets ($own): the search finds nothing"
+  elif [ -n "$found" ]; then
+    fail "$vm holds only its own secrets" "files on $vm hold a secret of another machine (one of ${names[*]}): $(head -5 <<<"$found" | tr '\n' ' ')"
+  else
+    pass "$vm holds only its own secrets (${own# }found in $(wc -l <<<"$found_own") files; none of ${names[*]})"
+  fi
+done
+
+# ---------------------------------------------------------------------------------------------------------------
+step "make provision trusts only the SSH host keys that make up pinned"
+pinned=$checkout/.vagrant/known_hosts
+ping_vm() { (cd "$checkout" && in_sandbox env ANSIBLE_CONFIG=ansible/ansible.cfg ansible -i inventory.ini "$1" -m ping -e vagrant_provider=docker 2>&1); }
+if [ "$(wc -l < "$pinned" 2>/dev/null)" != 3 ]; then
+  fail "make up pinned the three machines' host keys" "$pinned: $(cat "$pinned" 2>&1)"
+else
+  cp "$pinned" "$tmp/known_hosts.good"
+  # billing-vm's line now carries gateway-vm's key: a machine that answers with another key is an impostor.
+  awk '$1 == "gateway-vm" { key = $2 " " $3 } { lines[NR] = $0; names[NR] = $1 }
+    END { for (i = 1; i <= NR; i++) print (names[i] == "billing-vm" ? "billing-vm " key : lines[i]) }' \
+    "$tmp/known_hosts.good" > "$pinned"
+  impostor=$(ping_vm billing-vm)
+  cp "$tmp/known_hosts.good" "$pinned"
+  genuine=$(ping_vm billing-vm)
+  if [[ $genuine != *SUCCESS* ]]; then
+    fail "make provision checks the pinned host keys" "the control failed: ansible -m ping billing-vm with the pinned keys: $(tail -3 <<<"$genuine")"
+  elif [[ $impostor == *"Host key verification failed"* || $impostor == *"IDENTIFICATION HAS CHANGED"* ]]; then
+    pass "make provision checks the pinned host keys: billing-vm with a wrong pinned key is refused (Host key verification failed)"
+  else
+    fail "make provision checks the pinned host keys" "ansible -m ping billing-vm with a wrong key pinned for it did not fail on the host key: $(tail -3 <<<"$impostor")"
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------------------------
 if [ "$keep" != 1 ]; then
   step "make destroy"
   t0=$(date +%s)
