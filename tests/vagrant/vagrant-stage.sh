@@ -337,6 +337,20 @@ for vm in "${machines[@]}"; do
 done
 
 # ---------------------------------------------------------------------------------------------------------------
+step "the service user: crud-master runs PM2 and the apps, and has no sudo"
+for vm in "${machines[@]}"; do
+  # every PM2 daemon and app process, the user of the PM2 unit, and what sudo allows crud-master
+  seen=$(on_vm "$vm" sh -c 'ps -eo user:20=,args= | grep -E "^[^ ]+ +(PM2 |node .*/dist/main\.js)" | sort -u -k1,1 | cut -d" " -f1;
+    echo "unit: $(systemctl show -p User --value pm2-crud-master)"; sudo -l -U crud-master 2>&1 | tail -1' 2>&1)
+  users=$(grep -v -e '^unit:' -e 'sudo' <<<"$seen" | sort -u | tr '\n' ' ')
+  if [ "$users" = "crud-master " ] && grep -qx 'unit: crud-master' <<<"$seen" && grep -q 'not allowed to run sudo' <<<"$seen"; then
+    pass "$vm: PM2 and its apps run as crud-master (its systemd unit too), which may not run sudo"
+  else
+    fail "$vm: PM2 and its apps run as crud-master, which may not run sudo" "users of PM2 and the apps: $users; $(grep -e '^unit:' -e sudo <<<"$seen" | tr '\n' ' ')"
+  fi
+done
+
+# ---------------------------------------------------------------------------------------------------------------
 step "make provision trusts only the SSH host keys that make up pinned"
 pinned=$checkout/.vagrant/known_hosts
 ping_vm() { (cd "$checkout" && in_sandbox env ANSIBLE_CONFIG=ansible/ansible.cfg ansible -i inventory.ini "$1" -m ping -e vagrant_provider=docker 2>&1); }
