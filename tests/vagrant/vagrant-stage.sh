@@ -340,7 +340,7 @@ done
 step "the service user: crud-master runs PM2 and the apps, and has no sudo"
 for vm in "${machines[@]}"; do
   # every PM2 daemon and app process, the user of the PM2 unit, and what sudo allows crud-master
-  seen=$(on_vm "$vm" sh -c 'ps -eo user:20=,args= | grep -E "^[^ ]+ +(PM2 |node .*/dist/main\.js)" | sort -u -k1,1 | cut -d" " -f1;
+  seen=$(on_vm "$vm" sh -c 'daemon=$(cat /var/lib/crud-master/.pm2/pm2.pid) && ps -o user:20= -p "$daemon" --ppid "$daemon";
     echo "unit: $(systemctl show -p User --value pm2-crud-master)"; sudo -l -U crud-master 2>&1 | tail -1' 2>&1)
   users=$(grep -v -e '^unit:' -e 'sudo' <<<"$seen" | sort -u | tr '\n' ' ')
   if [ "$users" = "crud-master " ] && grep -qx 'unit: crud-master' <<<"$seen" && grep -q 'not allowed to run sudo' <<<"$seen"; then
