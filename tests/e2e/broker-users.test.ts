@@ -8,7 +8,8 @@ import { management, managementAuth } from '../support/operator.js';
 /**
  * RabbitMQ users of the deployed stack (issue 11, items 6 and 10): each service logs in as its own user with the
  * narrowest permissions, the .env administrator is for the UI only, and a policy bounds the dead-letter queue.
- * The broker is RABBITMQ_HOST:RABBITMQ_PORT (this host's by default; the Vagrant stage tunnels to billing-vm).
+ * The broker is this host's RabbitMQ; the Vagrant stage points E2E_RABBITMQ_HOST and E2E_RABBITMQ_PORT at a tunnel to
+ * billing-vm's (through gateway-vm: its firewall lets no one else in).
  */
 const env = process.env;
 const vhost = env.RABBITMQ_VHOST ?? 'billing_vhost';
@@ -19,8 +20,8 @@ const vhostPath = encodeURIComponent(vhost);
 
 async function connectAs(username: string | undefined, password: string | undefined): Promise<ChannelModel> {
   const connection = await amqplib.connect({
-    hostname: env.RABBITMQ_HOST ?? '127.0.0.1',
-    port: Number(env.RABBITMQ_PORT ?? 5672),
+    hostname: env.E2E_RABBITMQ_HOST ?? '127.0.0.1',
+    port: Number(env.E2E_RABBITMQ_PORT ?? env.RABBITMQ_PORT ?? 5672),
     username,
     password,
     vhost,
@@ -87,7 +88,8 @@ describe('RabbitMQ users and policies of the deployed stack', () => {
       [`consume ${queue}`, (channel: Channel) => channel.consume(queue, () => undefined)],
       [`read ${queue} (basic.get)`, (channel: Channel) => channel.get(queue)],
       [`purge ${queue}`, (channel: Channel) => channel.purgeQueue(queue)],
-      [`delete ${queue}`, (channel: Channel) => channel.deleteQueue(queue)],
+      // ifUnused: a broker that wrongly allowed it still keeps the queue that billing-consumer consumes
+      [`delete ${queue}`, (channel: Channel) => channel.deleteQueue(queue, { ifUnused: true, ifEmpty: true })],
       ['declare a queue', (channel: Channel) => channel.assertQueue(unique('e2e-publisher'), { autoDelete: true })],
     ] as const) {
       it(`When the publisher tries to ${what}, then the broker refuses (ACCESS_REFUSED)`, async () => {
