@@ -167,7 +167,7 @@ lint-infra: .env deps-lint ## Syntax-check the playbook and the shell scripts, a
 	ANSIBLE_ROLES_PATH=$(CURDIR)/roles ansible-lint --offline $(PLAYBOOK) roles
 	yamllint --strict ansible roles .ansible-lint .yamllint
 	ruby -c Vagrantfile
-	for script in ansible/check-idempotent.sh box/*.sh tests/*.sh tests/vagrant/*.sh; do bash -n "$$script"; done
+	for script in ansible/check-idempotent.sh box/*.sh tests/*.sh tests/provision/*.sh tests/vagrant/*.sh; do bash -n "$$script"; done
 
 .PHONY: lint
 lint: lint-infra lint-ts lint-openapi ## Every static check: the infrastructure's, the TypeScript's and the OpenAPI contract's
