@@ -1,7 +1,8 @@
 # crud-master — `make help` lists the targets.
 #
-# Every target first makes .env from .env.example when it is missing (the `-include .env` below: GNU make remakes
-# a missing included file before anything else), with a random value in each empty *_PASSWORD.
+# Every target first makes .env from .env.example when it is missing, or adds the variables it lacks (the
+# `-include .env` below: GNU make updates an included file before anything else), with a random value in each empty
+# *_PASSWORD; the values .env has stay.
 # The targets install what they need from Debian/Ubuntu packages when it is missing (as root, or through sudo).
 
 SHELL := /bin/bash
@@ -58,9 +59,16 @@ help: ## List the targets
 
 ##@ Setup
 
-.env: | .env.example ## Make .env from .env.example (random *_PASSWORD values); kept once it exists
+.env: .env.example FORCE ## Make .env from .env.example (random *_PASSWORD values); add to it the variables it lacks
 	@umask 077; \
+	have=""; [ -f .env ] && have=$$(sed -nE 's/^(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=.*/\2/p' .env); \
+	added=""; \
 	while IFS= read -r line || [ -n "$$line" ]; do \
+	  name=$$(sed -nE 's/^([A-Za-z_][A-Za-z0-9_]*)=.*/\1/p' <<<"$$line"); \
+	  if [ -f .env ]; then \
+	    [ -n "$$name" ] && ! grep -qxF "$$name" <<<"$$have" || continue; \
+	    added="$$added $$name"; \
+	  fi; \
 	  case "$$line" in \
 	    [A-Za-z_]*_PASSWORD=) \
 	      secret="$$(openssl rand -hex 16 2>/dev/null || od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"; \
@@ -68,8 +76,18 @@ help: ## List the targets
 	    *) printf '%s\n' "$$line" ;; \
 	  esac; \
 	done < .env.example > .env.tmp; \
-	mv .env.tmp .env; \
-	echo "Made .env from .env.example (each empty *_PASSWORD got a random value)."
+	if [ ! -f .env ]; then \
+	  mv .env.tmp .env; echo "Made .env from .env.example (each empty *_PASSWORD got a random value)."; \
+	elif [ -n "$$added" ]; then \
+	  { cat .env; printf '\n# Added from .env.example by make\n'; cat .env.tmp; } > .env.new && mv .env.new .env; \
+	  rm -f .env.tmp; echo "Added to .env from .env.example:$$added (each empty *_PASSWORD got a random value)."; \
+	else \
+	  rm -f .env.tmp; \
+	fi
+
+# .env is checked at every run (FORCE); make reads it again only when it changed.
+.PHONY: FORCE
+FORCE:
 
 .PHONY: deps-ansible
 deps-ansible: ## Install Ansible (with its collections), sudo and rsync when missing
@@ -167,7 +185,7 @@ lint-infra: .env deps-lint ## Syntax-check the playbook and the shell scripts, a
 	ANSIBLE_ROLES_PATH=$(CURDIR)/roles ansible-lint --offline $(PLAYBOOK) roles
 	yamllint --strict ansible roles .ansible-lint .yamllint
 	ruby -c Vagrantfile
-	for script in ansible/check-idempotent.sh box/*.sh tests/*.sh tests/vagrant/*.sh; do bash -n "$$script"; done
+	for script in ansible/check-idempotent.sh box/*.sh tests/*.sh tests/provision/*.sh tests/vagrant/*.sh; do bash -n "$$script"; done
 
 .PHONY: lint
 lint: lint-infra lint-ts lint-openapi ## Every static check: the infrastructure's, the TypeScript's and the OpenAPI contract's

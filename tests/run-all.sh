@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make test`: provision this host with the roles (`make local`), prove the second run changes nothing, check the
+# `make test`: provision this host with the roles (`make local`, with no .env secret on any command line), prove the second run changes nothing, check the
 # types, then run the component suite, and against the deployed stack the end-to-end suite, the Postman collection
 # (newman), the hostile-input fuzz and the chaos test; last, the Vagrant stage (the three machines of the Vagrantfile
 # with the docker provider, tests/vagrant/vagrant-stage.sh). Every step runs
@@ -62,7 +62,8 @@ vagrant_stage() {
   if [ "$code" -ne 0 ] && [ "$bad" -eq 0 ]; then failed=$((failed + 1)); fi
 }
 
-check provision make --no-print-directory local
+# The first provisioning runs under a sampler of every process's command line: no .env secret may appear on one.
+check provision tests/provision/secrets-on-cmdline.sh make --no-print-directory local
 check provision-idempotent make --no-print-directory local-idempotent
 check install npm ci --no-audit --no-fund
 check build npm run build

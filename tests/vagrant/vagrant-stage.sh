@@ -6,7 +6,7 @@
 #   - the end-to-end suite (pm2 and psql over SSH on the guests) and the Postman collection through gateway-vm;
 #   - the seed's scenario over `vagrant ssh`, and a `vagrant reload` of all three with orders waiting (vm-path.test.ts);
 #   - `make provision-idempotent`: ansible-playbook over SSH with inventory.ini reports changed=0 on every host;
-#   - isolation: which databases and broker logins each guest gets;
+#   - isolation: which databases and broker logins each guest gets, and what each guest's firewall lets in;
 #   - `make destroy` leaves no container and no network.
 # Docker, the guests and every test packet live in a network namespace with NAT out (sandbox.sh); the stage tears it
 # all down on every exit path.
@@ -51,7 +51,15 @@ summary() {
 
 tmp=""
 checkout=""
+tunnels=()
+# Stops the SSH tunnels of the end-to-end suite (ours, by pid).
+close_tunnels() {
+  local pid
+  for pid in "${tunnels[@]}"; do kill "$pid" 2>/dev/null; done
+  tunnels=()
+}
 teardown() {
+  close_tunnels
   [ -n "$tmp" ] || return 0
   if [ "$keep" = 1 ]; then
     echo "vagrant-stage: VAGRANT_STAGE_KEEP=1: the machines run in $checkout; tear down with:" \
@@ -228,15 +236,31 @@ suite() {
 }
 
 step "end-to-end suite against gateway-vm's :$GATEWAY_PORT (forwarded), pm2 and psql over SSH"
+# The firewalls let only gateway-vm reach inventory-api and AMQP, and billing-consumer's health port is on loopback:
+# the suite reaches them through SSH tunnels from the sandbox, as an operator would.
+tunnel_inventory=18081 tunnel_billing_health=18082 tunnel_amqp=15673
+open_tunnel() { # VM -L SPEC…
+  local vm=$1; shift
+  in_sandbox ssh -F "$tmp/ssh_config" -q -N -o ExitOnForwardFailure=yes "$@" "$vm" > /dev/null 2>> "$logs/tunnels.log" &
+  tunnels+=($!)
+}
+open_tunnel gateway-vm -L "127.0.0.1:$tunnel_inventory:$INVENTORY_VM_IP:$INVENTORY_API_PORT" \
+  -L "127.0.0.1:$tunnel_amqp:$BILLING_VM_IP:$RABBITMQ_PORT"
+open_tunnel billing-vm -L "127.0.0.1:$tunnel_billing_health:127.0.0.1:$BILLING_HEALTH_PORT"
+for port in $tunnel_inventory $tunnel_amqp $tunnel_billing_health; do
+  for _ in $(seq 50); do in_sandbox bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null && break; sleep 0.2; done
+done
 suite e2e \
   E2E_GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" \
-  E2E_INVENTORY_URL="$want_inventory_url" \
-  E2E_BILLING_HEALTH_URL="http://$BILLING_VM_IP:$BILLING_HEALTH_PORT" \
+  E2E_INVENTORY_URL="http://127.0.0.1:$tunnel_inventory" \
+  E2E_BILLING_HEALTH_URL="http://127.0.0.1:$tunnel_billing_health" \
+  E2E_RABBITMQ_HOST=127.0.0.1 E2E_RABBITMQ_PORT="$tunnel_amqp" \
   E2E_RABBITMQ_API_URL="http://127.0.0.1:$RABBITMQ_UI_PORT/api" \
   E2E_GATEWAY_EXEC="$tmp/on-vm gateway-vm" \
   E2E_INVENTORY_EXEC="$tmp/on-vm inventory-vm" \
   E2E_BILLING_EXEC="$tmp/on-vm billing-vm" \
   timeout --kill-after=10 900 npx mocha --exit 'tests/e2e/**/*.test.ts'
+close_tunnels
 
 step "Postman collection against gateway-vm's :$GATEWAY_PORT"
 (cd "$checkout" && in_sandbox npx newman run postman/crud-master.postman_collection.json \
@@ -289,26 +313,68 @@ check_pg_refused billing-vm "$BILLING_VM_IP" gateway-vm "$BILLING_DB_USER" "$BIL
 amqp_login() { # FROM_VM USER PASSWORD
   (cd "$checkout" && net_of "$1" node --import tsx tests/vagrant/amqp-login.ts "$BILLING_VM_IP" "$RABBITMQ_PORT" "$2" "$3" "$RABBITMQ_VHOST" 2>&1)
 }
-reply=$(amqp_login gateway-vm "$RABBITMQ_USER" "$RABBITMQ_PASSWORD")
+reply=$(amqp_login gateway-vm "$RABBITMQ_PUBLISHER_USER" "$RABBITMQ_PUBLISHER_PASSWORD")
 if [ "$reply" = accepted ]; then
-  pass "billing-vm's RabbitMQ accepts the .env user from gateway-vm"
+  pass "billing-vm's RabbitMQ accepts api-gateway's user (the publisher) from gateway-vm"
 else
-  fail "billing-vm's RabbitMQ accepts the .env user from gateway-vm" "AMQP login as $RABBITMQ_USER: $reply"
+  fail "billing-vm's RabbitMQ accepts api-gateway's user (the publisher) from gateway-vm" "AMQP login as $RABBITMQ_PUBLISHER_USER: $reply"
 fi
-name="billing-vm's RabbitMQ refuses guest from gateway-vm"
+name="billing-vm's RabbitMQ refuses guest"
 reply=$(amqp_login gateway-vm guest guest)
-management=$(net_of gateway-vm curl -sS -m 5 -o /dev/null -w '%{http_code}' -u guest:guest \
-  "http://$BILLING_VM_IP:$RABBITMQ_UI_PORT/api/whoami" 2>&1)
+management=$(in_sandbox curl -sS -m 5 -o /dev/null -w '%{http_code}' -u guest:guest "http://127.0.0.1:$RABBITMQ_UI_PORT/api/whoami" 2>&1)
 case $reply in
   *ACCESS_REFUSED*|*403*)
     if [ "$management" = 401 ]; then
-      pass "$name (AMQP: ACCESS_REFUSED; management API: 401)"
+      pass "$name (AMQP from gateway-vm: ACCESS_REFUSED; the management API through the forwarded port: 401)"
     else
-      fail "$name" "the management API on $BILLING_VM_IP:$RABBITMQ_UI_PORT answered guest with $management, not 401"
+      fail "$name" "the management API on the forwarded port $RABBITMQ_UI_PORT answered guest with $management, not 401"
     fi ;;
   accepted) fail "$name" "RabbitMQ on billing-vm ACCEPTED guest/guest from gateway-vm (roles/rabbitmq: rabbitmq_remove_guest, loopback_users)" ;;
   *) fail "$name" "unexpected answer (not a refused login): $reply" ;;
 esac
+
+# Who reaches what: each guest's firewall (roles/firewall) and the listeners' addresses. A refused port answers at
+# once (TCP reset); `timeout` only bounds a silent drop.
+reaches() { # FROM_VM IP PORT: exit 0 when a TCP connection opens
+  net_of "$1" timeout 5 bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null
+}
+check_reach() { # FROM_VM IP PORT WHAT yes|no
+  local from=$1 ip=$2 port=$3 what=$4 want=$5 got=no
+  reaches "$from" "$ip" "$port" && got=yes
+  if [ "$got" = "$want" ]; then
+    pass "$from $([ "$want" = yes ] && echo reaches || echo 'cannot reach') $what ($ip:$port)"
+  else
+    fail "$from $([ "$want" = yes ] && echo reaches || echo 'cannot reach') $what ($ip:$port)" \
+      "a TCP connection from $from to $ip:$port $([ "$got" = yes ] && echo opened || echo failed). The firewall (roles/firewall, crud_master_firewall_allowed_tcp in ansible/group_vars/all.yml) or the listener's address is wrong."
+  fi
+}
+for vm in "${machines[@]}"; do
+  rules=$(on_vm "$vm" nft list table inet firewall 2>&1)
+  if grep -q 'policy drop' <<<"$rules"; then
+    pass "$vm: nftables loads the firewall table (inbound policy drop)"
+  else
+    fail "$vm: nftables loads the firewall table (inbound policy drop)" "nft list table inet firewall: $(head -3 <<<"$rules")"
+  fi
+done
+check_reach gateway-vm "$INVENTORY_VM_IP" "$INVENTORY_API_PORT" inventory-api yes
+check_reach billing-vm "$INVENTORY_VM_IP" "$INVENTORY_API_PORT" inventory-api no
+check_reach gateway-vm "$BILLING_VM_IP" "$RABBITMQ_PORT" "RabbitMQ's AMQP" yes
+check_reach inventory-vm "$BILLING_VM_IP" "$RABBITMQ_PORT" "RabbitMQ's AMQP" no
+for from in gateway-vm inventory-vm; do
+  check_reach "$from" "$BILLING_VM_IP" 4369 epmd no
+  check_reach "$from" "$BILLING_VM_IP" 25672 "Erlang distribution" no
+  check_reach "$from" "$BILLING_VM_IP" "$RABBITMQ_UI_PORT" "the RabbitMQ management UI" no
+  check_reach "$from" "$BILLING_VM_IP" "$BILLING_HEALTH_PORT" "billing-consumer's health port" no
+done
+check_reach billing-vm "$GATEWAY_VM_IP" "$GATEWAY_PORT" api-gateway yes
+reply=$(in_sandbox curl -sS -m 5 -o /dev/null -w '%{http_code}' -u "$RABBITMQ_USER:$RABBITMQ_PASSWORD" \
+  "http://127.0.0.1:$RABBITMQ_UI_PORT/api/whoami" 2>&1)
+if [ "$reply" = 200 ]; then
+  pass "the host reaches the RabbitMQ management UI through the forwarded port :$RABBITMQ_UI_PORT"
+else
+  fail "the host reaches the RabbitMQ management UI through the forwarded port :$RABBITMQ_UI_PORT" \
+    "GET /api/whoami as $RABBITMQ_USER: $reply. The firewall of billing-vm must let the host in (crud_master_host_addresses)."
+fi
 
 # ---------------------------------------------------------------------------------------------------------------
 step "secrets: each machine holds only its own"

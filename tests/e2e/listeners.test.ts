@@ -1,0 +1,57 @@
+import { expect } from 'chai';
+import '../support/env.js';
+import { hostsWithApps, onHost, type Host } from '../support/hosts.js';
+
+/**
+ * Each listener of the deployed stack binds the narrowest address that works (issue 11, item 5), as `ss -ltn` on
+ * its host shows it. On one host (make local) every internal listener is on loopback; on the VMs (the Vagrant stage)
+ * inventory-api binds inventory-vm's private IP and AMQP billing-vm's (and loopback), for gateway-vm.
+ */
+const env = process.env;
+const oneHost = hostsWithApps().length === 1;
+
+/** Listening TCP addresses by port on a host, from `ss -ltnH` ("*" and "0.0.0.0" mean every interface). */
+function listenersOn(host: Host): Map<number, string[]> {
+  const byPort = new Map<number, string[]>();
+  for (const line of onHost(host, 'ss', ['-ltnH']).split('\n').filter(Boolean)) {
+    const local = line.trim().split(/\s+/)[3]!;
+    const at = local.lastIndexOf(':');
+    const address = local.slice(0, at).replace(/^\[|\]$/g, '').replace(/%.*$/, '');
+    const port = Number(local.slice(at + 1));
+    byPort.set(port, [...(byPort.get(port) ?? []), address]);
+  }
+  return byPort;
+}
+
+const isLoopback = (address: string) => /^(::ffff:)?127\./.test(address) || address === '::1';
+
+interface Listener {
+  name: string;
+  host: Host;
+  port: number;
+  /** addresses besides loopback that it may bind */
+  alsoOn: string[];
+}
+
+const listeners: Listener[] = [
+  { name: 'inventory-api', host: 'inventory', port: Number(oneHost ? env.LOCAL_INVENTORY_API_PORT : env.INVENTORY_API_PORT), alsoOn: oneHost ? [] : [env.INVENTORY_VM_IP!] },
+  { name: "billing-consumer's /healthz", host: 'billing', port: Number(env.BILLING_HEALTH_PORT), alsoOn: [] },
+  { name: 'RabbitMQ AMQP', host: 'billing', port: Number(env.RABBITMQ_PORT), alsoOn: oneHost ? [] : [env.BILLING_VM_IP!] },
+  { name: 'epmd', host: 'billing', port: 4369, alsoOn: [] },
+  { name: 'Erlang distribution', host: 'billing', port: 25672, alsoOn: [] },
+  { name: 'PostgreSQL (movies_db)', host: 'inventory', port: 5432, alsoOn: [] },
+  { name: 'PostgreSQL (billing_db)', host: 'billing', port: 5432, alsoOn: [] },
+  // on the VMs the UI listens on every interface: the host reaches it through a forwarded port, the firewall limits it
+  ...(oneHost ? [{ name: 'RabbitMQ management', host: 'billing' as const, port: Number(env.RABBITMQ_UI_PORT), alsoOn: [] }] : []),
+];
+
+describe('listening addresses of the deployed stack', () => {
+  for (const { name, host, port, alsoOn } of listeners) {
+    const where = alsoOn.length > 0 ? `loopback and ${alsoOn.join(', ')}` : 'loopback';
+    it(`When ss lists the listeners on the ${host} host, then ${name} (:${port}) binds ${where} only`, () => {
+      const addresses = listenersOn(host).get(port) ?? [];
+      expect(addresses, `nothing listens on :${port}`).to.not.be.empty;
+      expect(addresses.filter((address) => !isLoopback(address) && !alsoOn.includes(address)), `${name} also listens on`).to.deep.equal([]);
+    });
+  }
+});
