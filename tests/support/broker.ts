@@ -19,6 +19,19 @@ export async function openBroker() {
     /** Takes the next message off a queue, or undefined when it is empty. */
     take: async (queue: string): Promise<GetMessage | undefined> => (await channel.get(queue, { noAck: true })) || undefined,
     count: async (queue: string): Promise<number> => (await channel.checkQueue(queue)).messageCount,
+    /** A queue's messages and consumers, undefined when it does not exist (asked on a throwaway channel, which a
+     * missing queue closes). */
+    inspect: async (queue: string): Promise<{ messageCount: number; consumerCount: number } | undefined> => {
+      const probe = await connection.createChannel();
+      probe.on('error', () => undefined);
+      try {
+        return await probe.checkQueue(queue);
+      } catch {
+        return undefined;
+      } finally {
+        await probe.close().catch(() => undefined);
+      }
+    },
     publish: async (queue: string, content: string | Buffer, options: amqplib.Options.Publish = {}) => {
       channel.sendToQueue(queue, Buffer.from(content), { persistent: true, contentType: 'application/json', ...options });
       await channel.waitForConfirms();
