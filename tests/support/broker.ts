@@ -1,4 +1,4 @@
-import { assertBillingQueue } from '@crud-master/shared';
+import { declareBillingTopology } from '@crud-master/shared';
 import amqplib, { type ChannelModel, type ConfirmChannel, type GetMessage } from 'amqplib';
 
 /** A plain amqplib connection to the test broker, to look into queues and publish raw messages. */
@@ -14,11 +14,24 @@ export async function openBroker() {
   const channel: ConfirmChannel = await connection.createConfirmChannel();
   return {
     channel,
-    /** Declares a billing queue and its dead-letter queue, as the services do. */
-    declare: (queue: string) => assertBillingQueue(channel, queue),
+    /** Declares a billing queue and its dead-letter exchange and queue, as billing-consumer does. */
+    declare: (queue: string) => declareBillingTopology(channel, queue),
     /** Takes the next message off a queue, or undefined when it is empty. */
     take: async (queue: string): Promise<GetMessage | undefined> => (await channel.get(queue, { noAck: true })) || undefined,
     count: async (queue: string): Promise<number> => (await channel.checkQueue(queue)).messageCount,
+    /** A queue's messages and consumers, undefined when it does not exist (asked on a throwaway channel, which a
+     * missing queue closes). */
+    inspect: async (queue: string): Promise<{ messageCount: number; consumerCount: number } | undefined> => {
+      const probe = await connection.createChannel();
+      probe.on('error', () => undefined);
+      try {
+        return await probe.checkQueue(queue);
+      } catch {
+        return undefined;
+      } finally {
+        await probe.close().catch(() => undefined);
+      }
+    },
     publish: async (queue: string, content: string | Buffer, options: amqplib.Options.Publish = {}) => {
       channel.sendToQueue(queue, Buffer.from(content), { persistent: true, contentType: 'application/json', ...options });
       await channel.waitForConfirms();

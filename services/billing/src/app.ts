@@ -15,8 +15,16 @@ export async function start(config: Config): Promise<BillingConsumer> {
   const logger = createLogger('billing-consumer', config.logLevel);
   const pool = await createDatabasePool(config.db);
   const consumer = startConsumer({ broker: config.broker, prefetch: config.prefetch, orders: ordersRepository(pool), logger });
-  const isReady = async () => consumer.connection.isConnected() && (await isDatabaseReachable(pool));
-  const server = await listen(createHealthApp(isReady, logger), config.healthPort, config.healthHost);
+  // ready while it consumes and its database answers; the details show the dead letters to an operator
+  const readiness = async () => {
+    const [database, deadLetterDepth] = await Promise.all([isDatabaseReachable(pool), consumer.state.deadLetterDepth()]);
+    const consuming = consumer.state.consuming && consumer.connection.isConnected();
+    return {
+      ready: consuming && database,
+      details: { consuming, database, deadLetterQueue: { depth: deadLetterDepth }, deadLettered: { ...consumer.state.deadLettered } },
+    };
+  };
+  const server = await listen(createHealthApp(readiness, logger), config.healthPort, config.healthHost);
   logger.info({ address: server.address(), queue: config.broker.queue }, 'billing-consumer started');
   return {
     logger,

@@ -1,4 +1,4 @@
-import { deadLetterQueueOf } from '@crud-master/shared';
+import { billingTopology } from '@crud-master/shared';
 import { migrate } from '@crud-master/shared/database';
 import { expect } from 'chai';
 import { openBroker, type TestBroker } from '../../../tests/support/broker.js';
@@ -10,11 +10,11 @@ import { expectProblem } from '../../../tests/support/problem.js';
 import { type BillingConsumer, start } from '../src/app.js';
 import { loadConfig, MIGRATIONS_DIR } from '../src/config.js';
 
-const order = (user = 'usr_123') => JSON.stringify({ user_id: user, number_of_items: 3, total_amount: '99.97' });
+const order = (user = 'usr_123', items = 3) => JSON.stringify({ user_id: user, number_of_items: items, total_amount: '99.97' });
 
 describe('billing-consumer', () => {
   const queue = unique('billing-test');
-  const deadLetters = deadLetterQueueOf(queue);
+  const { deadLetterQueue: deadLetters, deadLetterExchange } = billingTopology(queue);
   let broker: TestBroker;
   let orders: TestOrders;
   let consumer: BillingConsumer | undefined;
@@ -41,6 +41,7 @@ describe('billing-consumer', () => {
   after(async () => {
     await consumer?.stop();
     await broker.deleteQueues(queue, deadLetters);
+    await broker.channel.deleteExchange(deadLetterExchange);
     await broker.close();
     await orders.close();
   });
@@ -76,6 +77,7 @@ describe('billing-consumer', () => {
       await storedOnce([next]);
       const dead = await eventually(() => broker.take(deadLetters), 5_000, 'a dead letter');
       expect(dead.content.toString()).to.equal(content);
+      expect(dead.properties.headers?.['x-dead-letter-reason']).to.match(/messageId|JSON|not an order/);
       expect(await broker.count(queue)).to.equal(0);
     });
   }
@@ -112,6 +114,70 @@ describe('billing-consumer', () => {
       consumer = undefined;
       await database.close();
     }
+  });
+
+  const readyzOf = (service: BillingConsumer) => request(`http://127.0.0.1:${(service.server.address() as { port: number }).port}/readyz`);
+
+  it('When two users place orders with the same Idempotency-Key, then both orders are stored', async () => {
+    const key = unique('shared-key');
+    await broker.publish(queue, order('usr_alice'), { messageId: key });
+    await broker.publish(queue, order('usr_bob'), { messageId: key });
+    await eventually(async () => ((await orders.rowsOf([key])).length === 2 ? true : undefined), 10_000, 'two orders');
+    expect((await orders.rowsOf([key])).map((row) => row.user_id)).to.deep.equal(['usr_alice', 'usr_bob']);
+    expect(await broker.count(deadLetters)).to.equal(0);
+  });
+
+  it('When a user reuses an Idempotency-Key for a different order, then it is dead-lettered with its reason and counted, and the first order stays', async () => {
+    const key = unique('reused-key');
+    await broker.publish(queue, order('usr_carol', 1), { messageId: key });
+    await storedOnce([key]);
+    await broker.publish(queue, order('usr_carol', 1), { messageId: key });
+    await broker.publish(queue, order('usr_carol', 9), { messageId: key });
+    const dead = await eventually(() => broker.take(deadLetters), 5_000, 'a dead letter');
+    expect(JSON.parse(dead.content.toString())).to.include({ user_id: 'usr_carol', number_of_items: 9 });
+    expect(dead.properties).to.include({ messageId: key, contentType: 'application/json', deliveryMode: 2 });
+    expect(dead.properties.headers?.['x-dead-letter-reason']).to.match(/Idempotency-Key .* different order/);
+    expect(await orders.rowsOf([key])).to.deep.equal([{ user_id: 'usr_carol', number_of_items: 1, total_amount: '99.97', message_id: key }]);
+    expect(await broker.count(queue)).to.equal(0);
+    expect((await readyzOf(consumer!)).body.details.deadLettered).to.include({ 'key-reused-with-another-order': 1 });
+  });
+
+  it('When a poison message is dead-lettered, then /readyz shows the dead-letter queue deeper and the count', async () => {
+    const before = (await readyzOf(consumer!)).body.details;
+    await broker.publish(queue, 'not an order', { messageId: unique('poison-depth') });
+    const after = await eventually(async () => {
+      const details = (await readyzOf(consumer!)).body.details;
+      return details.deadLetterQueue.depth === before.deadLetterQueue.depth + 1 ? details : undefined;
+    }, 5_000, 'a deeper dead-letter queue');
+    expect(after.deadLettered.poison).to.equal(before.deadLettered.poison + 1);
+    await broker.take(deadLetters);
+  });
+
+  it('When billing_queue is deleted under the consumer, then it declares it again and consumes within seconds', async () => {
+    await eventually(async () => ((await broker.inspect(queue))?.consumerCount === 1 ? true : undefined), 5_000, 'a consumer');
+    await broker.channel.deleteQueue(queue);
+    const started = Date.now();
+    await eventually(async () => ((await broker.inspect(queue))?.consumerCount === 1 ? true : undefined), 5_000, 'the queue back with a consumer');
+    console.log(`      back with a consumer after ${Date.now() - started} ms`);
+    const id = unique('after-delete');
+    await broker.publish(queue, order(), { messageId: id });
+    await storedOnce([id]);
+    expect((await readyzOf(consumer!)).status).to.equal(200);
+  });
+
+  it('When billing_queue exists with other arguments, then /readyz answers 503 until it can be declared, then it consumes', async () => {
+    await consumer!.stop();
+    consumer = undefined;
+    await broker.channel.deleteQueue(queue);
+    await broker.channel.assertQueue(queue, { durable: true, deadLetterExchange: '', deadLetterRoutingKey: deadLetters });
+    consumer = await startConsumer();
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const readyz = await readyzOf(consumer);
+    expectProblem(readyz, 503);
+    expect(readyz.body.details).to.include({ consuming: false });
+    await broker.channel.deleteQueue(queue);
+    await eventually(async () => ((await readyzOf(consumer!)).status === 200 ? true : undefined), 45_000, 'ready again');
+    expect((await broker.inspect(queue))?.consumerCount).to.equal(1);
   });
 
   it('When the database and broker are reachable, then /healthz and /readyz answer 200', async () => {

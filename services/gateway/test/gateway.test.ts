@@ -167,6 +167,7 @@ describe('api-gateway', () => {
       try {
         const reply = await request(`${urlOf(cutOff)}/api/billing`, { method: 'POST', json: { user_id: 'u', number_of_items: 1, total_amount: 1 } });
         expectProblem(reply, 503, /not accepted/);
+        expect(reply.body.message_id).to.match(/^[0-9a-f-]{36}$/);
         expect(reply.headers.get('retry-after')).to.equal('5');
         expect(reply.ms).to.be.below(3_000);
         expectProblem(await request(`${urlOf(cutOff)}/readyz`), 503);
@@ -179,11 +180,32 @@ describe('api-gateway', () => {
       const mute = await silentPeer();
       const stalled = await startGateway({ RABBITMQ_PORT: mute.port, PUBLISH_TIMEOUT_MS: 500 });
       try {
-        const reply = await request(`${urlOf(stalled)}/api/billing`, { method: 'POST', json: { user_id: 'u', number_of_items: 1, total_amount: 1 } });
+        const key = unique('stalled');
+        const reply = await request(`${urlOf(stalled)}/api/billing`, { method: 'POST', headers: { 'Idempotency-Key': key }, json: { user_id: 'u', number_of_items: 1, total_amount: 1 } });
         expectProblem(reply, 503);
+        expect(reply.body.message_id, 'the key to retry with').to.equal(key);
       } finally {
         await stalled.stop();
         await mute.close();
+      }
+    });
+  });
+
+  describe('POST /api/billing without billing_queue', () => {
+    it('When billing_queue does not exist, then the broker returns the message and it answers 503 with the message_id, never 202', async () => {
+      const missing = unique('billing-missing');
+      const orphan = await startGateway({ RABBITMQ_QUEUE: missing });
+      try {
+        await eventually(async () => ((await request(`${urlOf(orphan)}/readyz`)).status === 200 ? true : undefined), 10_000, 'connected');
+        for (let i = 0; i < 3; i++) {
+          const reply = await request(`${urlOf(orphan)}/api/billing`, { method: 'POST', json: { user_id: 'u', number_of_items: 1, total_amount: 1 } });
+          expectProblem(reply, 503, /not accepted/);
+          expect(reply.body.message_id).to.match(/^[0-9a-f-]{36}$/);
+          expect(reply.ms, 'answered at the return, not at the publish timeout').to.be.below(1_000);
+        }
+        expect(await broker.inspect(missing), 'the gateway declares nothing').to.equal(undefined);
+      } finally {
+        await orphan.stop();
       }
     });
   });

@@ -28,16 +28,26 @@ export function connectBroker(broker: RabbitmqConfig, logger: Logger): AmqpConne
   return connection;
 }
 
-export const deadLetterQueueOf = (queue: string) => `${queue}.dead-letter`;
+/** The names of the billing topology; all derive from RABBITMQ_QUEUE. */
+export const billingTopology = (queue: string) => ({
+  queue,
+  deadLetterExchange: `${queue}.dlx`,
+  deadLetterQueue: `${queue}.dead-letter`,
+});
+
+export const deadLetterQueueOf = (queue: string) => billingTopology(queue).deadLetterQueue;
 
 /**
- * Declares the durable billing queue and its dead-letter queue. The gateway and the consumer both run this in their
- * channel's setup, with the same arguments, so whichever starts first creates them.
+ * Declares the billing queue, the dead-letter exchange and its queue. Only billing-consumer runs this (the gateway's
+ * user may not configure anything). The queue has no x-arguments: queue-level dead-lettering would need write
+ * permission on the exchange for whoever declares it, so the consumer dead-letters by publishing to the exchange.
  */
-export async function assertBillingQueue(channel: Channel, queue: string): Promise<void> {
-  const deadLetterQueue = deadLetterQueueOf(queue);
-  await channel.assertQueue(deadLetterQueue, { durable: true });
-  await channel.assertQueue(queue, { durable: true, deadLetterExchange: '', deadLetterRoutingKey: deadLetterQueue });
+export async function declareBillingTopology(channel: Channel, queue: string): Promise<void> {
+  const names = billingTopology(queue);
+  await channel.assertExchange(names.deadLetterExchange, 'fanout', { durable: true });
+  await channel.assertQueue(names.deadLetterQueue, { durable: true });
+  await channel.bindQueue(names.deadLetterQueue, names.deadLetterExchange, '');
+  await channel.assertQueue(names.queue, { durable: true });
 }
 
 /** The body of a billing_queue message: the normalised order. Money is a decimal string, never a float. */

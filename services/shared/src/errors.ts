@@ -18,8 +18,8 @@ export class HttpError extends Error {
 }
 
 /** 503 with Retry-After, for a dependency (database, broker) that is down or too slow. */
-export const unavailable = (detail: string, retryAfterSeconds = 5) =>
-  new HttpError(503, detail, {}, { 'Retry-After': String(retryAfterSeconds) });
+export const unavailable = (detail: string, extensions: Record<string, unknown> = {}, retryAfterSeconds = 5) =>
+  new HttpError(503, detail, extensions, { 'Retry-After': String(retryAfterSeconds) });
 
 export function sendProblem(ctx: Context, error: HttpError): void {
   ctx.status = error.status;

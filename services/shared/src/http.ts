@@ -44,8 +44,14 @@ export function jsonBody(limit: string): Middleware {
   };
 }
 
+/** What /readyz reports: ready or not, and optionally figures an operator looks at (e.g. dead letters). */
+export interface Readiness {
+  ready: boolean;
+  details?: Record<string, unknown>;
+}
+
 /** GET /healthz (the process is alive) and GET /readyz (its dependencies answer). */
-export function healthChecks(isReady: () => Promise<boolean>, dependency: string): Middleware {
+export function healthChecks(readiness: () => Promise<boolean | Readiness>, dependency: string): Middleware {
   return async (ctx, next) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
       await next();
@@ -54,8 +60,11 @@ export function healthChecks(isReady: () => Promise<boolean>, dependency: string
     if (ctx.path === '/healthz') {
       ctx.body = { status: 'ok' };
     } else if (ctx.path === '/readyz') {
-      if (!(await isReady())) throw new HttpError(503, `${dependency} is unreachable.`, {}, { 'Retry-After': '5' });
-      ctx.body = { status: 'ready' };
+      const answer = await readiness();
+      const { ready, details } = typeof answer === 'boolean' ? { ready: answer, details: undefined } : answer;
+      const extra = details === undefined ? {} : { details };
+      if (!ready) throw new HttpError(503, `${dependency} is unreachable.`, extra, { 'Retry-After': '5' });
+      ctx.body = { status: 'ready', ...extra };
     } else {
       await next();
     }

@@ -1,14 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { assertBillingQueue, connectBroker, type Logger, type RabbitmqConfig } from '@crud-master/shared';
+import { billingTopology, connectBroker, declareBillingTopology, type Logger, type RabbitmqConfig } from '@crud-master/shared';
 import { isPermanentDataError } from '@crud-master/shared/database';
 import type { AmqpConnectionManager, ChannelWrapper } from 'amqp-connection-manager';
-import type { Channel, ConsumeMessage } from 'amqplib';
+import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { Order, OrdersRepository } from '../data-access/orders-repository.js';
 import { backoffMs, parseOrder, PoisonMessage } from '../domain/orders.js';
 
 /** A delivery and the channel it came on: only that channel can ack it. */
 interface Delivery {
-  channel: Channel;
+  channel: ConfirmChannel;
   message: ConsumeMessage;
 }
 
@@ -22,8 +22,19 @@ const messageIdOf = (message: ConsumeMessage): string | undefined => {
   return typeof id === 'string' ? id : undefined;
 };
 
+/** Why a message was dead-lettered, as counted in /readyz. */
+export type DeadLetterCause = 'poison' | 'key-reused-with-another-order' | 'rejected-by-database';
+
+export interface ConsumerState {
+  consuming: boolean;
+  deadLettered: Record<DeadLetterCause, number>;
+  /** Messages waiting in the dead-letter queue (passive declare), or null when the broker cannot tell. */
+  deadLetterDepth(): Promise<number | null>;
+}
+
 export interface OrderConsumer {
   connection: AmqpConnectionManager;
+  state: ConsumerState;
   stop(): Promise<void>;
 }
 
@@ -34,31 +45,104 @@ interface ConsumerOptions {
   logger: Logger;
 }
 
+export const DEAD_LETTER_REASON_HEADER = 'x-dead-letter-reason';
+
 /**
  * Consumes billing_queue. Deliveries that arrive while a batch is being stored wait and form the next batch (up to
  * half the prefetch), which is inserted in one statement and acked only after its commit, with one ack per batch.
- * Poison messages are dead-lettered at once; a database outage keeps the batch unacked and retries it with backoff,
- * so nothing is lost or dead-lettered.
+ * Messages that can never be stored are dead-lettered: a copy goes to the dead-letter exchange with its reason, and
+ * the original is acked only once the broker confirmed the copy. A database outage keeps the batch unacked and
+ * retries it with backoff, so nothing is lost or dead-lettered.
+ *
+ * The consumer owns the topology and keeps consuming by itself: after a broker basic.cancel (billing_queue deleted)
+ * it declares the topology again and consumes again on the same channel; after any other close of its channel
+ * (consumer_timeout, a failed declare) it reconnects, and amqp-connection-manager runs the setup again. The library
+ * alone would not: it re-creates a channel only after the connection dropped.
  */
 export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOptions): OrderConsumer {
+  const topology = billingTopology(broker.queue);
   const waiting: Delivery[] = [];
   let draining: Promise<void> | undefined;
   const stopped = new AbortController();
-  let current: { channel: Channel; consumerTag: string } | undefined;
+  const closedChannels = new WeakSet<ConfirmChannel>();
+  let current: { channel: ConfirmChannel; consumerTag?: string } | undefined;
+  let recoveries = 0;
+  const recovering = new WeakSet<ConfirmChannel>();
+  const state: ConsumerState = {
+    consuming: false,
+    deadLettered: { poison: 0, 'key-reused-with-another-order': 0, 'rejected-by-database': 0 },
+    deadLetterDepth: async () => {
+      // a throwaway channel: a failed passive declare closes its channel, which must not be the consumer's
+      const channel = await connection.connection?.createChannel().catch(() => undefined);
+      if (!channel) return null;
+      channel.on('error', () => undefined);
+      try {
+        return (await channel.checkQueue(topology.deadLetterQueue)).messageCount;
+      } catch {
+        return null;
+      } finally {
+        await channel.close().catch(() => undefined);
+      }
+    },
+  };
 
   const connection = connectBroker(broker, logger);
 
+  /** Declares the topology and consumes billing_queue on this channel. */
+  async function subscribe(channel: ConfirmChannel): Promise<void> {
+    try {
+      await declareBillingTopology(channel, broker.queue);
+    } catch (err) {
+      if ((err as { code?: unknown }).code === 406) {
+        logger.error(
+          { err, queue: broker.queue, vhost: broker.vhost },
+          `${broker.queue} exists with other arguments than this consumer declares (none): delete it once it is empty (rabbitmqctl -p ${broker.vhost} delete_queue ${broker.queue} --if-empty)`,
+        );
+      }
+      throw err;
+    }
+    const { consumerTag } = await channel.consume(broker.queue, (message) => {
+      if (message !== null) return receive({ channel, message });
+      // basic.cancel from the broker: the queue was deleted (or its node went away)
+      state.consuming = false;
+      logger.warn({ queue: broker.queue }, 'the broker cancelled the consumer; declaring the queue and consuming again');
+      subscribe(channel).catch((err: unknown) => recover(channel, err));
+    });
+    current = { channel, consumerTag };
+    state.consuming = true;
+    recoveries = 0;
+    logger.info({ queue: broker.queue, consumerTag }, 'consuming');
+  }
+
+  /** After a failure the channel cannot heal from: reconnect (with backoff), unless a newer channel took over. */
+  function recover(channel: ConfirmChannel, err: unknown): void {
+    state.consuming = false;
+    if (stopped.signal.aborted || recovering.has(channel)) return;
+    recovering.add(channel);
+    const waitMs = backoffMs(recoveries++);
+    logger.warn({ err, waitMs }, 'the consumer channel is unusable; reconnecting');
+    setTimeout(() => {
+      if (!stopped.signal.aborted && current?.channel === channel && connection.isConnected()) connection.reconnect();
+    }, waitMs).unref();
+  }
+
   const channel: ChannelWrapper = connection.createChannel({
+    confirm: true,
     json: false,
-    setup: async (amqpChannel: Channel) => {
-      await assertBillingQueue(amqpChannel, broker.queue);
-      await amqpChannel.prefetch(prefetch);
-      const { consumerTag } = await amqpChannel.consume(broker.queue, (message) => {
-        if (message !== null) receive({ channel: amqpChannel, message });
+    setup: async (amqpChannel: ConfirmChannel) => {
+      current = { channel: amqpChannel };
+      // listened to, so that amqplib does not rethrow a channel error into the connection; close handles it
+      amqpChannel.on('error', (err: Error) => logger.warn({ err }, 'the broker closed the consumer channel'));
+      amqpChannel.on('close', () => {
+        closedChannels.add(amqpChannel);
+        recover(amqpChannel, undefined);
       });
-      current = { channel: amqpChannel, consumerTag };
+      await amqpChannel.prefetch(prefetch);
+      await subscribe(amqpChannel);
     },
   });
+  // a setup that failed (its channel closed) is retried by recover(); this only keeps the error from crashing
+  channel.on('error', (err) => logger.debug({ err }, 'consumer channel setup failed'));
 
   function receive(delivery: Delivery): void {
     waiting.push(delivery);
@@ -77,15 +161,52 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
     }
   }
 
-  /** 'ack-up-to' acks this delivery and every earlier one of its channel (multiple=true), in one frame. */
-  function settle({ channel: amqpChannel, message }: Delivery, outcome: 'ack-up-to' | 'dead-letter'): void {
+  /** Acks this delivery and every earlier one of its channel (multiple=true), in one frame. */
+  function ackUpTo({ channel: amqpChannel, message }: Delivery, multiple = true): void {
     try {
-      if (outcome === 'dead-letter') amqpChannel.nack(message, false, false);
-      else amqpChannel.ack(message, true);
+      amqpChannel.ack(message, multiple);
     } catch (err) {
-      // the channel closed: the broker redelivers the message, and the unique message_id makes that a no-op
-      logger.warn({ err, messageId: messageIdOf(message) }, 'could not settle a delivery');
+      // the channel closed: the broker redelivers the message, and the unique key makes that a no-op
+      logger.warn({ err, messageId: messageIdOf(message) }, 'could not ack a delivery');
     }
+  }
+
+  /**
+   * Publishes a confirmed, persistent copy to the dead-letter exchange, with the original's properties except those
+   * the broker would check or act on for this publisher (userId, expiration, CC/BCC routing headers).
+   */
+  const publishDeadLetter = ({ channel: amqpChannel, message }: Delivery, reason: string) =>
+    new Promise<void>((resolve, reject) => {
+      const original: Options.Publish = message.properties;
+      const { contentType, contentEncoding, correlationId, messageId, timestamp, type, appId } = original;
+      const headers = Object.fromEntries(Object.entries(message.properties.headers ?? {}).filter(([name]) => name !== 'CC' && name !== 'BCC'));
+      const options: Options.Publish = { contentType, contentEncoding, correlationId, messageId, timestamp, type, appId };
+      amqpChannel.publish(topology.deadLetterExchange, '', message.content, { ...options, headers: { ...headers, [DEAD_LETTER_REASON_HEADER]: reason }, persistent: true }, (err) =>
+        err ? reject(err as Error) : resolve(),
+      );
+    });
+
+  /**
+   * Dead-letters a delivery: the copy first, the ack of the original after the broker confirmed it. A refused copy
+   * (the dead-letter queue is full) leaves the original unacked and is retried with backoff. Returns false when the
+   * delivery could not be settled (stopping, or its channel closed: it will be redelivered).
+   */
+  async function deadLetter(delivery: Delivery, cause: DeadLetterCause, reason: string): Promise<boolean> {
+    const messageId = messageIdOf(delivery.message);
+    for (let attempt = 0; !stopped.signal.aborted && !closedChannels.has(delivery.channel); attempt++) {
+      try {
+        await publishDeadLetter(delivery, reason);
+        ackUpTo(delivery, false);
+        state.deadLettered[cause]++;
+        logger.error({ messageId, cause, reason }, 'dead-lettered a message');
+        return true;
+      } catch (err) {
+        const waitMs = backoffMs(attempt);
+        logger.warn({ err, messageId, attempt, waitMs }, 'the dead-letter exchange refused a message; retrying');
+        await sleep(waitMs, undefined, { signal: stopped.signal }).catch(() => undefined);
+      }
+    }
+    return false;
   }
 
   async function storeBatch(batch: Delivery[]): Promise<void> {
@@ -95,20 +216,25 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
         parsed.push({ ...delivery, order: parseOrder(delivery.message.content, messageIdOf(delivery.message)) });
       } catch (err) {
         if (!(err instanceof PoisonMessage)) throw err;
-        logger.error({ reason: err.message, messageId: messageIdOf(delivery.message) }, 'dead-lettering a poison message');
-        settle(delivery, 'dead-letter');
+        // an unsettled delivery must not be covered by a later ack-up-to: stop here, the rest is redelivered
+        if (!(await deadLetter(delivery, 'poison', err.message))) return;
       }
     }
     if (parsed.length > 0) await insertWithRetry(parsed);
   }
 
-  async function insertWithRetry(batch: ParsedDelivery[]): Promise<void> {
+  /** Stores a batch and settles it; false when a delivery stayed unsettled (stopping, or its channel closed). */
+  async function insertWithRetry(batch: ParsedDelivery[]): Promise<boolean> {
     for (let attempt = 0; !stopped.signal.aborted; attempt++) {
       try {
-        const added = await orders.insertMany(batch.map((delivery) => delivery.order));
-        ackBatch(batch);
-        logger.debug({ received: batch.length, added }, 'stored a batch of orders');
-        return;
+        const { added, conflicting } = await orders.insertMany(batch.map((delivery) => delivery.order));
+        for (const position of conflicting) {
+          const reason = 'the Idempotency-Key was already used by this user for a different order';
+          if (!(await deadLetter(batch[position]!, 'key-reused-with-another-order', reason))) return false;
+        }
+        ackBatch(batch.filter((_, position) => !conflicting.includes(position)));
+        logger.debug({ received: batch.length, added, conflicting: conflicting.length }, 'stored a batch of orders');
+        return true;
       } catch (err) {
         if (isPermanentDataError(err)) return isolateBadRows(batch, err);
         const waitMs = backoffMs(attempt);
@@ -117,6 +243,7 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
       }
     }
     // stopping: the batch stays unacked, and closing the channel returns it to the queue
+    return false;
   }
 
   /**
@@ -125,26 +252,29 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
    * dead-lettered) or in this batch; the deliveries still waiting came later and are not covered.
    */
   function ackBatch(batch: ParsedDelivery[]): void {
-    const lastOfChannel = new Map<Channel, ParsedDelivery>();
+    const lastOfChannel = new Map<ConfirmChannel, ParsedDelivery>();
     for (const delivery of batch) lastOfChannel.set(delivery.channel, delivery);
-    for (const delivery of lastOfChannel.values()) settle(delivery, 'ack-up-to');
+    for (const delivery of lastOfChannel.values()) ackUpTo(delivery);
   }
 
   /** One row of the batch breaks a constraint: store the others one by one and dead-letter the bad one. */
-  async function isolateBadRows(batch: ParsedDelivery[], err: unknown): Promise<void> {
+  async function isolateBadRows(batch: ParsedDelivery[], err: unknown): Promise<boolean> {
     if (batch.length === 1) {
-      logger.error({ err, messageId: batch[0]!.order.message_id }, 'dead-lettering an order the database rejects');
-      settle(batch[0]!, 'dead-letter');
-      return;
+      const reason = `the database rejects the order: ${err instanceof Error ? err.message : String(err)}`;
+      return deadLetter(batch[0]!, 'rejected-by-database', reason);
     }
-    for (const delivery of batch) await insertWithRetry([delivery]);
+    for (const delivery of batch) if (!(await insertWithRetry([delivery]))) return false;
+    return true;
   }
 
   return {
     connection,
+    state,
     stop: async () => {
       stopped.abort();
-      if (current) await current.channel.cancel(current.consumerTag).catch(() => undefined);
+      state.consuming = false;
+      const { channel: amqpChannel, consumerTag } = current ?? {};
+      if (amqpChannel && consumerTag) await amqpChannel.cancel(consumerTag).catch(() => undefined);
       await draining;
       await channel.close();
       await connection.close();

@@ -1,11 +1,11 @@
-import { healthChecks, problemDetails, requestContext, type Logger } from '@crud-master/shared';
+import { healthChecks, problemDetails, type Readiness, requestContext, type Logger } from '@crud-master/shared';
 import Koa from 'koa';
 
-/** billing-consumer serves only /healthz and /readyz (database and broker reachable). */
-export function createHealthApp(isReady: () => Promise<boolean>, logger: Logger): Koa {
+/** billing-consumer serves only /healthz and /readyz (consuming, and its database reachable). */
+export function createHealthApp(readiness: () => Promise<Readiness>, logger: Logger): Koa {
   const app = new Koa();
   app.use(requestContext(logger));
   app.use(problemDetails(logger));
-  app.use(healthChecks(isReady, 'The database or the broker'));
+  app.use(healthChecks(readiness, 'The database or the broker, or the consumption of the queue,'));
   return app;
 }

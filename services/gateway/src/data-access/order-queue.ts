@@ -1,5 +1,5 @@
-import { assertBillingQueue, connectBroker, type Logger, type RabbitmqConfig, unavailable } from '@crud-master/shared';
-import type { ConfirmChannel } from 'amqplib';
+import { connectBroker, type Logger, type RabbitmqConfig, unavailable } from '@crud-master/shared';
+import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type { OrderPublisher } from '../domain/billing.js';
 
 export interface OrderQueue extends OrderPublisher {
@@ -7,32 +7,54 @@ export interface OrderQueue extends OrderPublisher {
   close(): Promise<void>;
 }
 
+const NOT_ACCEPTED = 'The order queue is unavailable, so the order was not accepted. Retry later with this message_id as Idempotency-Key.';
+
 /**
- * Publishes orders to billing_queue on a confirm channel. A publish the broker has not confirmed within
- * publishTimeoutMs (broker down, slow or refusing) is dropped from amqp-connection-manager's buffer and rejected.
+ * Publishes orders to billing_queue on a confirm channel. The gateway declares nothing (billing-consumer owns the
+ * topology); a publish is `mandatory`, so a message no queue took (billing_queue deleted) comes back as basic.return,
+ * which the broker sends before its confirm on the same channel: that order is not accepted. A publish the broker has
+ * not confirmed within publishTimeoutMs (broker down, slow or blocked) is dropped from amqp-connection-manager's
+ * buffer and rejected.
  */
 export function orderQueue(broker: RabbitmqConfig, publishTimeoutMs: number, logger: Logger): OrderQueue {
   const connection = connectBroker(broker, logger);
+  // message ids returned by the broker and not yet seen by their publish (a count: a client may retry concurrently)
+  const returned = new Map<string, number>();
+  const takeReturned = (messageId: string): boolean => {
+    const count = returned.get(messageId) ?? 0;
+    if (count <= 1) returned.delete(messageId);
+    else returned.set(messageId, count - 1);
+    return count > 0;
+  };
   const channel = connection.createChannel({
     confirm: true,
     json: false,
     publishTimeout: publishTimeoutMs,
-    // a publish to a missing queue would still be confirmed, so the queue is declared on every (re)connect
-    setup: (amqpChannel: ConfirmChannel) => assertBillingQueue(amqpChannel, broker.queue),
+    setup: (amqpChannel: ConfirmChannel) => {
+      amqpChannel.on('return', (message: ConsumeMessage) => {
+        const id: unknown = message.properties.messageId;
+        if (typeof id === 'string') returned.set(id, (returned.get(id) ?? 0) + 1);
+      });
+    },
   });
 
   return {
     publish: async (order, messageId) => {
+      let confirmed = false;
       try {
         await channel.sendToQueue(broker.queue, Buffer.from(JSON.stringify(order)), {
           persistent: true,
+          mandatory: true,
           contentType: 'application/json',
           messageId,
         });
+        confirmed = true;
       } catch (err) {
         logger.warn({ err, messageId }, 'the broker did not confirm an order');
-        throw unavailable('The order queue is unavailable, so the order was not accepted. Retry later with the same Idempotency-Key.');
       }
+      const wasReturned = takeReturned(messageId);
+      if (wasReturned) logger.error({ messageId, queue: broker.queue }, 'the broker returned an order: no queue took it');
+      if (!confirmed || wasReturned) throw unavailable(NOT_ACCEPTED, { message_id: messageId });
     },
     isConnected: () => connection.isConnected(),
     close: async () => {

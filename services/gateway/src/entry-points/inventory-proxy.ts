@@ -1,4 +1,5 @@
-import { Agent, type ClientRequest, type IncomingMessage } from 'node:http';
+import { Agent, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import { HttpError } from '@crud-master/shared';
 import type { Middleware } from 'koa';
 import proxy from 'koa-proxies';
@@ -10,27 +11,56 @@ interface ProxiedRequest extends IncomingMessage {
   upstreamTimedOut?: boolean;
 }
 
+// RFC 9110 7.6.1: meant for one connection only; Transfer-Encoding is left to Node, which frames each hop itself
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'upgrade'];
+
+/** The hop-by-hop headers of a message: the fixed ones and those its Connection header names. */
+const hopByHopOf = (headers: IncomingHttpHeaders): string[] => [
+  ...HOP_BY_HOP,
+  ...String(headers.connection ?? '')
+    .split(',')
+    .map((name) => name.trim().toLowerCase())
+    .filter(Boolean),
+];
+
+/** What the gateway saw, never what the client claims: a client could otherwise forge its address for inventory. */
+function forwardedFor(proxyReq: ClientRequest, req: IncomingMessage): void {
+  for (const name of proxyReq.getHeaderNames()) {
+    if (name === 'forwarded' || name.startsWith('x-forwarded-')) proxyReq.removeHeader(name);
+  }
+  proxyReq.setHeader('x-forwarded-for', req.socket.remoteAddress ?? '');
+  proxyReq.setHeader('x-forwarded-proto', (req.socket as TLSSocket).encrypted ? 'https' : 'http');
+  if (req.headers.host) proxyReq.setHeader('x-forwarded-host', req.headers.host);
+}
+
 /**
- * /api/movies* goes to inventory unchanged (method, path, query, headers, status, body). It must come before any
- * body parser, which would consume the request stream. koa-proxies maps most failures to 500, so a refused or
- * broken connection is mapped here to 502 and a timeout to 504.
+ * /api/movies* goes to inventory unchanged (method, path, query, end-to-end headers, status, body); hop-by-hop
+ * headers stay on their hop, and X-Forwarded-For/-Proto/-Host say what the gateway saw. It must come before any body
+ * parser, which would consume the request stream. koa-proxies maps most failures to 500, so a refused or broken
+ * connection is mapped here to 502 and a timeout to 504.
  */
 export function inventoryProxy(target: string, timeoutMs: number): Middleware {
-  // http-proxy takes proxyTimeout and xfwd too; koa-proxies' types leave them out
-  const options: proxy.IBaseKoaProxiesOptions & { proxyTimeout: number; xfwd: boolean } = {
+  // http-proxy takes proxyTimeout too; koa-proxies' types leave it out. Its xfwd would append to the client's values.
+  const options: proxy.IBaseKoaProxiesOptions & { proxyTimeout: number } = {
     target,
     agent: new Agent({ keepAlive: true }),
     proxyTimeout: timeoutMs,
-    xfwd: true,
     logs: false,
     events: {
       error: (err: Error, req: IncomingMessage) => {
         (req as ProxiedRequest).upstreamError = err;
       },
       proxyReq: (proxyReq: ClientRequest, req: IncomingMessage) => {
+        for (const name of hopByHopOf(req.headers)) proxyReq.removeHeader(name);
+        forwardedFor(proxyReq, req);
         proxyReq.on('timeout', () => {
           (req as ProxiedRequest).upstreamTimedOut = true;
         });
+      },
+      proxyRes: (proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse) => {
+        for (const name of hopByHopOf(proxyRes.headers)) delete proxyRes.headers[name];
+        // http-proxy would otherwise echo the client's Connection header; this hop's is Node's own decision
+        proxyRes.headers.connection = (res as ServerResponse & { shouldKeepAlive: boolean }).shouldKeepAlive ? 'keep-alive' : 'close';
       },
     },
   };

@@ -1,0 +1,144 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { expect } from 'chai';
+import { unique } from '../support/env.js';
+import { onHost } from '../support/hosts.js';
+import { eventually, request } from '../support/http.js';
+import { management, managementAuth, orderCounts } from '../support/operator.js';
+
+/**
+ * Broker faults against the deployed stack, as an operator could cause them: billing_queue deleted while orders
+ * arrive, a memory alarm that blocks publishers, and RabbitMQ's consumer_timeout closing the consumer's channel during
+ * a long database outage. Each restores what it changed. Addresses as in deployed-stack.test.ts.
+ */
+const env = process.env;
+const gateway = env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${env.GATEWAY_PORT ?? 8080}`;
+const billingHealth = env.E2E_BILLING_HEALTH_URL ?? `http://127.0.0.1:${env.BILLING_HEALTH_PORT ?? 8082}`;
+const vhost = env.RABBITMQ_VHOST ?? 'billing_vhost';
+const queueUrl = `${management}/queues/${encodeURIComponent(vhost)}/${encodeURIComponent(env.RABBITMQ_QUEUE ?? 'billing_queue')}`;
+const billingDb = env.BILLING_DB_NAME ?? 'billing_db';
+
+const rabbitmqctl = (...args: string[]) => onHost('billing', 'sudo', ['-n', 'rabbitmqctl', ...args]).trim();
+const psqlAsPostgres = (database: string, query: string) => onHost('billing', 'sudo', ['-u', 'postgres', 'psql', '-d', database, '-tAc', query]).trim();
+const countsOf = (keys: string[]) => orderCounts((query) => psqlAsPostgres(billingDb, query), keys);
+
+const postOrder = (key: string | undefined, user = 'usr_broker_faults') =>
+  request(`${gateway}/api/billing`, {
+    method: 'POST',
+    headers: key ? { 'Idempotency-Key': key } : {},
+    json: { user_id: user, number_of_items: 1, total_amount: '3.00' },
+  });
+
+/** billing_queue's consumers as the management API shows them (its figures lag by a few seconds); 0 when it is gone. */
+const consumersOfQueue = async (): Promise<number> => {
+  const reply = await request(queueUrl, { headers: managementAuth });
+  return reply.status === 200 ? Number(reply.body.consumers ?? 0) : 0;
+};
+
+/** The connection billing-consumer consumes on, as the management API names it. */
+const consumerConnection = async (): Promise<string | undefined> => {
+  const reply = await request(`${management}/consumers/${encodeURIComponent(vhost)}`, { headers: managementAuth });
+  const consumers = reply.body as Array<{ queue: { name: string }; channel_details: { connection_name: string } }>;
+  return consumers.find((c) => c.queue.name === (env.RABBITMQ_QUEUE ?? 'billing_queue'))?.channel_details.connection_name;
+};
+
+const everyOnce = (keys: string[], timeoutMs: number, what: string) =>
+  eventually(() => (countsOf(keys).every((n) => n === 1) ? true : undefined), timeoutMs, what);
+
+describe('the deployed stack under broker faults', function () {
+  this.timeout(180_000);
+
+  before(async () => {
+    await eventually(async () => ((await consumersOfQueue()) >= 1 ? true : undefined), 30_000, 'billing_queue with a consumer');
+  });
+
+  it('When billing_queue is deleted while orders arrive, then no 202 is lost and the queue is back with a consumer within seconds', async () => {
+    const outcomes = new Map<string, number>();
+    const sending = (async () => {
+      for (let i = 0; i < 80; i++) {
+        const key = unique('queue-deleted');
+        outcomes.set(key, (await postOrder(key)).status);
+        await sleep(50);
+      }
+    })();
+    await sleep(1_500);
+    const deleted = await request(queueUrl, { method: 'DELETE', headers: managementAuth });
+    expect(deleted.status, 'the management API deleted billing_queue').to.equal(204);
+    const deletedAt = Date.now();
+    await eventually(async () => ((await consumersOfQueue()) >= 1 ? true : undefined), 15_000, 'billing_queue back with a consumer');
+    const backSeconds = (Date.now() - deletedAt) / 1000;
+    await sending;
+
+    const accepted = [...outcomes].filter(([, status]) => status === 202).map(([key]) => key);
+    const others = [...outcomes.values()].filter((status) => status !== 202 && status !== 503);
+    await everyOnce(accepted, 30_000, 'every accepted order in billing_db').catch(() => undefined);
+    const counts = countsOf(accepted);
+    console.log(`      sent ${outcomes.size}: ${accepted.length} × 202, ${outcomes.size - accepted.length - others.length} × 503; back with a consumer (as the management API shows it) after ${backSeconds} s`);
+    expect(others, 'answers other than 202 or 503').to.deep.equal([]);
+    expect(counts.filter((n) => n !== 1).length, 'orders answered 202 but not stored exactly once').to.equal(0);
+    expect((await request(`${billingHealth}/readyz`)).status).to.equal(200);
+  });
+
+  it('When a memory alarm blocks the broker, then POST /api/billing answers 503 with a message_id, and a retry with it stores one order', async () => {
+    const watermark = rabbitmqctl('eval', 'vm_memory_monitor:get_vm_memory_high_watermark().');
+    const restore = /^\{absolute,(\d+)\}$/.exec(watermark)?.slice(1) ?? [watermark];
+    expect(Number(restore.at(-1)), `the watermark to restore (${watermark})`).to.be.above(0);
+    const keyed = unique('alarm');
+    let blocked: Array<Awaited<ReturnType<typeof postOrder>>>;
+    rabbitmqctl('set_vm_memory_high_watermark', '0');
+    try {
+      blocked = await Promise.all([postOrder(keyed), postOrder(undefined)]);
+    } finally {
+      rabbitmqctl('set_vm_memory_high_watermark', ...(restore.length === 1 ? restore : ['absolute', restore[0]!]));
+    }
+    for (const reply of blocked) {
+      expect(reply.status, JSON.stringify(reply.body)).to.equal(503);
+      expect(reply.headers.get('retry-after')).to.match(/^\d+$/);
+    }
+    expect(blocked[0]!.body.message_id).to.equal(keyed);
+    const generated: string = blocked[1]!.body.message_id;
+    expect(generated).to.match(/^[0-9a-f-]{36}$/);
+
+    const retries = await eventually(async () => {
+      const replies = await Promise.all([postOrder(keyed), postOrder(generated)]);
+      return replies.every((reply) => reply.status === 202) ? replies : undefined;
+    }, 30_000, 'the retries accepted once the alarm cleared');
+    expect(retries.map((reply) => reply.body.message_id)).to.deep.equal([keyed, generated]);
+    await everyOnce([keyed, generated], 30_000, 'both orders in billing_db');
+    await sleep(2_000); // the publishes that timed out may be confirmed late: still one order each
+    expect(countsOf([keyed, generated])).to.deep.equal([1, 1]);
+  });
+
+  it("When RabbitMQ's consumer_timeout closes the consumer's channel during a long database outage, then it recovers by itself and stores the order", async function () {
+    // the broker checks consumer timeouts about once a minute
+    this.timeout(240_000);
+    const previous = /^\{ok,(\d+)\}$/.exec(rabbitmqctl('eval', 'application:get_env(rabbit, consumer_timeout).'))?.[1];
+    const key = unique('consumer-timeout');
+    rabbitmqctl('eval', 'application:set_env(rabbit, consumer_timeout, 2000).');
+    // a channel reads consumer_timeout when it opens: close the consumer's connection, so that it opens a new one
+    const old = await consumerConnection();
+    await request(`${management}/connections/${encodeURIComponent(old!)}`, { method: 'DELETE', headers: managementAuth });
+    const before = await eventually(async () => {
+      const now = await consumerConnection();
+      return now !== undefined && now !== old ? now : undefined;
+    }, 30_000, 'the consumer on a new connection');
+    psqlAsPostgres('postgres', `ALTER DATABASE ${billingDb} ALLOW_CONNECTIONS false`);
+    let closedAfter: number;
+    try {
+      psqlAsPostgres('postgres', `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '${billingDb}'`);
+      expect((await postOrder(key)).status).to.equal(202);
+      const started = Date.now();
+      await eventually(async () => {
+        const now = await consumerConnection();
+        return now !== undefined && now !== before ? now : undefined;
+      }, 150_000, 'the broker to close the channel and the consumer to consume on a new connection');
+      closedAfter = (Date.now() - started) / 1000;
+    } finally {
+      psqlAsPostgres('postgres', `ALTER DATABASE ${billingDb} ALLOW_CONNECTIONS true`);
+      const restored = previous === undefined ? 'application:unset_env(rabbit, consumer_timeout).' : `application:set_env(rabbit, consumer_timeout, ${previous}).`;
+      rabbitmqctl('eval', restored);
+    }
+    await everyOnce([key], 60_000, 'the order in billing_db once the database is back');
+    await eventually(async () => ((await request(`${billingHealth}/readyz`)).status === 200 ? true : undefined), 30_000, 'billing-consumer ready');
+    console.log(`      consuming on a new connection ${closedAfter} s after the order; consumer_timeout restored to ${previous ?? 'unset'}`);
+  });
+});
