@@ -20,8 +20,9 @@ const ROOTS = ['/opt/crud-master', '/var/lib/crud-master-deploy', '/etc/crud-mas
 const OUTSIDE = ['/etc', '/usr', '/opt', '/var/lib', '/root', '/srv', '/home', '/boot'];
 /** Names that a deploy role might create in a folder: planted where missing. */
 const STATE_NAMES = ['.deploy', 'build-id', 'source', 'unpacked', 'dump.pm2'];
-/** Entries of the live PM2 daemon that are left alone (its sockets and PID). */
-const LIVE = new Set(['rpc.sock', 'pub.sock', 'pm2.pid']);
+/** Entries of the live PM2 daemon that are left alone: its home (moved, the daemon would keep listening in it while
+ * every pm2 command starts a second one), its sockets and its PID. Links are planted inside the home all the same. */
+const LIVE = new Set(['.pm2', 'rpc.sock', 'pub.sock', 'pm2.pid']);
 const ASIDE = '.planted-aside';
 
 const run = (file: string, args: string[]) => execFileSync(file, args, { encoding: 'utf8', maxBuffer: 1 << 28 });
