@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make test`: provision this host with the roles (`make local`, with no .env secret on any command line), prove the second run changes nothing, check the
 # types, then run the component suite, and against the deployed stack the end-to-end suite, the Postman collection
-# (newman), the hostile-input fuzz and the chaos test; last, the Vagrant stage (the three machines of the Vagrantfile
-# with the docker provider, tests/vagrant/vagrant-stage.sh). Every step runs
-# even when an earlier one failed; the last line sums them all: `tests: N passed, M failed`.
+# (newman), the privileges of the deployment (links planted before a provisioning run), the hostile-input fuzz and
+# the chaos test; last, the Vagrant stage (the three machines of the Vagrantfile with the docker provider,
+# tests/vagrant/vagrant-stage.sh). Every step runs even when an earlier one failed; the last line sums them all:
+# `tests: N passed, M failed`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 results=.test-results
@@ -70,6 +71,8 @@ check build npm run build
 check typecheck npx tsc -p tsconfig.test.json
 suite component 'services/*/test/**/*.test.ts' 'tests/component/**/*.test.ts'
 suite e2e 'tests/e2e/**/*.test.ts'
+# Links planted by the service and build users, then two provisioning runs (issue 11, item 1): this host only.
+suite privileges 'tests/privileges/**/*.test.ts'
 postman
 FUZZ_RUNS=2000 suite fuzz 'tests/fuzz/**/*.test.ts'
 CHAOS_ORDERS=2000 suite chaos 'tests/chaos/**/*.test.ts'

@@ -35,9 +35,11 @@ const postOrders = async (prefix: string, count: number): Promise<string[]> => {
   return keys;
 };
 
-/** The PM2 apps of a machine by name, with their status: read through `pm2 jlist` (the wrapper, as vagrant). */
+/** The PM2 apps of a machine by name, with their status: read through `pm2 jlist` (the wrapper, as vagrant); PM2
+ * modules (pm2-logrotate) left out. */
 const pm2Status = (machine: Machine, sudo = false): Record<string, string> =>
-  Object.fromEntries((JSON.parse(ssh(machine, `${sudo ? 'sudo ' : ''}pm2 jlist`)) as Array<{ name: string; pm2_env: { status: string } }>)
+  Object.fromEntries((JSON.parse(ssh(machine, `${sudo ? 'sudo ' : ''}pm2 jlist`)) as Array<{ name: string; pm2_env: { status: string; pmx_module?: boolean } }>)
+    .filter((app) => !app.pm2_env.pmx_module)
     .map((app) => [app.name, app.pm2_env.status]));
 
 describe('the VM path with Vagrant (make up PROVIDER=docker)', () => {
@@ -70,8 +72,8 @@ describe('the VM path with Vagrant (make up PROVIDER=docker)', () => {
 
     for (const [app, host] of Object.entries(appHosts)) {
       const machine: Machine = `${host}-vm`;
-      const unit = ssh(machine, 'systemctl is-active pm2-vagrant.service; systemctl is-enabled pm2-vagrant.service || true').trim().replace(/\s+/g, ' ');
-      expect(unit, `${machine}: the unit of \`pm2 startup\` (pm2-vagrant.service, roles/pm2 tasks/startup.yml) is active and enabled after boot`)
+      const unit = ssh(machine, 'systemctl is-active pm2-crud-master.service; systemctl is-enabled pm2-crud-master.service || true').trim().replace(/\s+/g, ' ');
+      expect(unit, `${machine}: the unit of \`pm2 startup\` (pm2-crud-master.service, roles/pm2 tasks/startup.yml) is active and enabled after boot`)
         .to.equal('active enabled');
       const online = await eventually(() => {
         const status = pm2Status(machine);
