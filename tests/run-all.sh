@@ -71,7 +71,7 @@ check build npm run build
 check typecheck npx tsc -p tsconfig.test.json
 suite component 'services/*/test/**/*.test.ts' 'tests/component/**/*.test.ts'
 suite e2e 'tests/e2e/**/*.test.ts'
-# Links planted by the service and build users, then two provisioning runs (issue 11, item 1): this host only.
+# Links planted by the service and build users, then two provisioning runs: this host only.
 suite privileges 'tests/privileges/**/*.test.ts'
 postman
 FUZZ_RUNS=2000 suite fuzz 'tests/fuzz/**/*.test.ts'

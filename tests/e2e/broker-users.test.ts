@@ -6,7 +6,7 @@ import { request } from '../support/http.js';
 import { management, managementAuth } from '../support/operator.js';
 
 /**
- * RabbitMQ users of the deployed stack (issue 11, items 6 and 10): each service logs in as its own user with the
+ * RabbitMQ users of the deployed stack: each service logs in as its own user with the
  * narrowest permissions, the .env administrator is for the UI only, and a policy bounds the dead-letter queue.
  * The broker is this host's RabbitMQ; the Vagrant stage points E2E_RABBITMQ_HOST and E2E_RABBITMQ_PORT at a tunnel to
  * billing-vm's (through gateway-vm: its firewall lets no one else in).

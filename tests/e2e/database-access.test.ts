@@ -3,7 +3,7 @@ import '../support/env.js';
 import { hostPrefix, onHost, spawnOnHost, type Host } from '../support/hosts.js';
 
 /**
- * Each service's PostgreSQL role reaches its own database only (issue 11, item 11): pg_hba.conf has no rule for all
+ * Each service's PostgreSQL role reaches its own database only: pg_hba.conf has no rule for all
  * databases or all users over TCP, PUBLIC may not connect to either database, and on one host (one cluster for both)
  * inventory_user cannot log in to billing_db nor billing_user to movies_db.
  */

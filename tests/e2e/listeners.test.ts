@@ -3,7 +3,7 @@ import '../support/env.js';
 import { hostsWithApps, onHost, type Host } from '../support/hosts.js';
 
 /**
- * Each listener of the deployed stack binds the narrowest address that works (issue 11, item 5), as `ss -ltn` on
+ * Each listener of the deployed stack binds the narrowest address that works, as `ss -ltn` on
  * its host shows it. On one host (make local) every internal listener is on loopback; on the VMs (the Vagrant stage)
  * inventory-api binds inventory-vm's private IP and AMQP billing-vm's (and loopback), for gateway-vm.
  */

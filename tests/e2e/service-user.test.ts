@@ -5,8 +5,7 @@ import { hostsWithApps, onHost, spawnOnHost, type Host } from '../support/hosts.
 
 /**
  * The service user and its PM2 daemon on each service's host (this one, or over SSH in the Vagrant stage, see
- * ../support/hosts.ts): who runs the apps, what `sudo pm2 startup` registers, and the PM2 logs (issue 11, items 3, 4
- * and 9).
+ * ../support/hosts.ts): who runs the apps, what `sudo pm2 startup` registers, and the PM2 logs.
  */
 const SERVICE_USER = 'crud-master';
 const SERVICE_HOME = '/var/lib/crud-master';

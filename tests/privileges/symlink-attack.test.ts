@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 
 /**
- * Issue 11, item 1: nothing that root reads, runs, chowns or writes while provisioning may be writable by the service
+ * Nothing that root reads, runs, chowns or writes while provisioning may be writable by the service
  * user or the build user. As each of them, a link is planted at every path it can write under the deploy, state and
  * build folders (each entry of each folder it can write is set aside and replaced by a link to a root-owned canary
  * folder or file, plus the names of the deploy state such as `.deploy`); then the host is provisioned (`make local`),
