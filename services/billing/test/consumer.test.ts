@@ -165,17 +165,19 @@ describe('billing-consumer', () => {
     expect((await readyzOf(consumer!)).status).to.equal(200);
   });
 
-  it('When billing_queue exists with other arguments, then /readyz answers 503 until it can be declared, then it consumes', async () => {
+  it('When billing_queue of an earlier release (other arguments) holds a message, then /readyz answers 503 and it is kept; once empty, it is replaced and consumed', async () => {
     await consumer!.stop();
     consumer = undefined;
     await broker.channel.deleteQueue(queue);
     await broker.channel.assertQueue(queue, { durable: true, deadLetterExchange: '', deadLetterRoutingKey: deadLetters });
+    await broker.publish(queue, '{}');
     consumer = await startConsumer();
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     const readyz = await readyzOf(consumer);
     expectProblem(readyz, 503);
     expect(readyz.body.details).to.include({ consuming: false });
-    await broker.channel.deleteQueue(queue);
+    expect((await broker.inspect(queue))?.messageCount, 'the message of the old queue is kept').to.equal(1);
+    await broker.take(queue);
     await eventually(async () => ((await readyzOf(consumer!)).status === 200 ? true : undefined), 45_000, 'ready again');
     expect((await broker.inspect(queue))?.consumerCount).to.equal(1);
   });

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { billingTopology, connectBroker, declareBillingTopology, type Logger, type RabbitmqConfig } from '@crud-master/shared';
 import { isPermanentDataError } from '@crud-master/shared/database';
 import type { AmqpConnectionManager, ChannelWrapper } from 'amqp-connection-manager';
-import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
+import type { Channel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { Order, OrdersRepository } from '../data-access/orders-repository.js';
 import { backoffMs, parseOrder, PoisonMessage } from '../domain/orders.js';
 
@@ -71,20 +71,33 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
   const state: ConsumerState = {
     consuming: false,
     deadLettered: { poison: 0, 'key-reused-with-another-order': 0, 'rejected-by-database': 0 },
-    deadLetterDepth: async () => {
-      // a throwaway channel: a failed passive declare closes its channel, which must not be the consumer's
-      const channel = await connection.connection?.createChannel().catch(() => undefined);
-      if (!channel) return null;
-      channel.on('error', () => undefined);
-      try {
-        return (await channel.checkQueue(topology.deadLetterQueue)).messageCount;
-      } catch {
-        return null;
-      } finally {
-        await channel.close().catch(() => undefined);
-      }
-    },
+    deadLetterDepth: () => onThrowawayChannel(async (channel) => (await channel.checkQueue(topology.deadLetterQueue)).messageCount),
   };
+
+  /** Runs a broker operation that may fail on a channel of its own: a failure closes its channel, never the consumer's. */
+  async function onThrowawayChannel<T>(operation: (channel: Channel) => Promise<T>): Promise<T | null> {
+    const channel = await connection.connection?.createChannel().catch(() => undefined);
+    if (!channel) return null;
+    channel.on('error', () => undefined);
+    try {
+      return await operation(channel);
+    } catch {
+      return null;
+    } finally {
+      await channel.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * A billing_queue declared by an earlier release (with dead-letter arguments) is replaced, only when it is empty:
+   * deleted and declared again on one channel, so that a publish of an older gateway meanwhile finds a queue.
+   */
+  const replaceEmptyQueue = () =>
+    onThrowawayChannel(async (channel) => {
+      await channel.deleteQueue(broker.queue, { ifEmpty: true });
+      await declareBillingTopology(channel, broker.queue);
+      return true;
+    });
 
   const connection = connectBroker(broker, logger);
 
@@ -94,10 +107,13 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
       await declareBillingTopology(channel, broker.queue);
     } catch (err) {
       if ((err as { code?: unknown }).code === 406) {
-        logger.error(
-          { err, queue: broker.queue, vhost: broker.vhost },
-          `${broker.queue} exists with other arguments than this consumer declares (none): delete it once it is empty (rabbitmqctl -p ${broker.vhost} delete_queue ${broker.queue} --if-empty)`,
-        );
+        if (await replaceEmptyQueue()) logger.warn({ queue: broker.queue }, `replaced the empty ${broker.queue} of an earlier release (other arguments)`);
+        else {
+          logger.error(
+            { err, queue: broker.queue, vhost: broker.vhost },
+            `${broker.queue} exists with other arguments than this consumer declares (none) and holds messages: it is replaced once it is empty`,
+          );
+        }
       }
       throw err;
     }
