@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import '../support/env.js';
-import { hostPrefix, onHost, spawnOnHost, type Host } from '../support/hosts.js';
+import { hostPrefix, onHost, psqlAsOnHost, type Host } from '../support/hosts.js';
 
 /**
  * Each service's PostgreSQL role reaches its own database only: pg_hba.conf has no rule for all
@@ -37,7 +37,7 @@ describe('database access of the deployed stack', () => {
     it(`When ${from.owner} logs in to ${to.name} with its own password over TCP, then PostgreSQL refuses`, function () {
       // on the VMs each database lives alone on its host: there is no other database to reach
       if (!sameCluster) this.skip();
-      const attempt = spawnOnHost(to.host, 'env', [`PGPASSWORD=${from.password}`, 'PGCONNECT_TIMEOUT=5', 'psql', '-h', '127.0.0.1', '-U', from.owner, '-d', to.name, '-XwtAc', 'SELECT 1'], { env: { PATH: env.PATH } });
+      const attempt = psqlAsOnHost(to.host, { user: from.owner, password: from.password, database: to.name }, 'SELECT 1');
       expect(attempt.status, attempt.stdout).to.not.equal(0);
       expect(attempt.stderr).to.match(/no pg_hba\.conf entry|permission denied for database/);
     });

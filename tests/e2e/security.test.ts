@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import '../support/env.js';
-import { hostsWithApps, onHost, spawnOnHost } from '../support/hosts.js';
+import { hostsWithApps, onHost, psqlAsOnHost } from '../support/hosts.js';
 
 /**
  * Security promises of the deployed stack (make local), checked the way an auditor would: on each service's host
@@ -17,11 +17,8 @@ describe('security of the deployed stack', () => {
     [env.INVENTORY_DB_USER, env.INVENTORY_DB_NAME, 'inventory'],
     [env.BILLING_DB_USER, env.BILLING_DB_NAME, 'billing'],
   ] as const) {
-    /** psql over TCP on the database's own host, with PGPASSWORD set to `password`. */
-    const psqlWith = (password: string) =>
-      spawnOnHost(host, 'env', [`PGPASSWORD=${password}`, 'PGCONNECT_TIMEOUT=5', 'psql', '-h', '127.0.0.1', '-U', user!, '-d', database!, '-w', '-tAc', 'SELECT 1'], {
-        env: { PATH: env.PATH },
-      });
+    /** psql over TCP on the database's own host, with `password`. */
+    const psqlWith = (password: string) => psqlAsOnHost(host, { user: user!, password, database: database! }, 'SELECT 1');
 
     it(`When ${user} connects over TCP without a password, then PostgreSQL refuses`, () => {
       const attempt = psqlWith('');

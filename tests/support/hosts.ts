@@ -47,3 +47,15 @@ export function spawnOnHost(host: Host, command: string, args: string[], options
   const [file, ...rest] = [...hostPrefix(host), command, ...args];
   return spawnSync(file!, rest, { cwd: '/', ...options, encoding: 'utf8' });
 }
+
+/**
+ * psql over TCP on a host's own PostgreSQL as `user` with `password`, which goes on stdin: a command line is readable by
+ * every process and sudo logs it (the Vagrant stage's host prefix runs sudo).
+ */
+export function psqlAsOnHost(host: Host, login: { user: string; password: string; database: string }, sql: string): SpawnSyncReturns<string> {
+  const script = 'IFS= read -r PGPASSWORD; export PGPASSWORD PGCONNECT_TIMEOUT=5; exec psql "$@"';
+  return spawnOnHost(host, 'sh', ['-c', script, 'psql', '-h', '127.0.0.1', '-U', login.user, '-d', login.database, '-XwtAc', sql], {
+    input: `${login.password}\n`,
+    env: { PATH: process.env.PATH },
+  });
+}

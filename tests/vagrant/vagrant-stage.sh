@@ -297,9 +297,11 @@ step "isolation: a machine gets only what it needs"
 check_pg_refused() { # DB_VM DB_IP FROM_VM USER PASSWORD DB
   local db_vm=$1 db_ip=$2 from=$3 user=$4 password=$5 db=$6 reply
   local name="$db_vm's PostgreSQL refuses $user from $from"
-  reply=$(on_vm "$db_vm" env PGPASSWORD="$password" psql "host=127.0.0.1 user=$user dbname=$db connect_timeout=5" -tAc 'select 1' 2>&1)
+  # the password goes on stdin: sudo on the guest would log a command line that holds it
+  reply=$(on_vm "$db_vm" sh -c 'IFS= read -r PGPASSWORD; export PGPASSWORD; exec psql "$1" -XwtAc "select 1"' psql \
+    "host=127.0.0.1 user=$user dbname=$db connect_timeout=5" <<<"$password" 2>&1)
   [ "$reply" = 1 ] || { fail "$name" "the control failed: $user cannot log in to $db on $db_vm itself: $reply"; return; }
-  reply=$(net_of "$from" env PGPASSWORD="$password" psql "host=$db_ip user=$user dbname=$db connect_timeout=5 sslmode=disable" -tAc 'select 1' 2>&1)
+  reply=$(PGPASSWORD=$password net_of "$from" psql "host=$db_ip user=$user dbname=$db connect_timeout=5 sslmode=disable" -XwtAc 'select 1' 2>&1)
   case $reply in
     1) fail "$name" "$db_vm's PostgreSQL ACCEPTED $user@$db from $from: pg_hba.conf (roles/postgres, postgres_hba_allowed_hosts) lets in a machine that does not need the database." ;;
     *"no pg_hba.conf entry"*) pass "$name: pg_hba.conf has no entry for it" ;;
