@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import type Koa from 'koa';
 import type { Middleware } from 'koa';
 import bodyParser from 'koa-bodyparser';
-import { HttpError, PROBLEM_JSON } from './errors.js';
+import { HttpError, PROBLEM_JSON, unavailable } from './errors.js';
 import type { Logger } from './logger.js';
 
 export const REQUEST_ID_HEADER = 'x-request-id';
@@ -63,7 +63,7 @@ export function healthChecks(readiness: () => Promise<boolean | Readiness>, depe
       const answer = await readiness();
       const { ready, details } = typeof answer === 'boolean' ? { ready: answer, details: undefined } : answer;
       const extra = details === undefined ? {} : { details };
-      if (!ready) throw new HttpError(503, `${dependency} is unreachable.`, extra, { 'Retry-After': '5' });
+      if (!ready) throw unavailable(`${dependency} is unreachable.`, extra);
       ctx.body = { status: 'ready', ...extra };
     } else {
       await next();
