@@ -5,7 +5,7 @@ const gatewayEnv = z.object({
   GATEWAY_HOST: env.text().default('0.0.0.0'),
   GATEWAY_PORT: env.port().default(8080),
   // where /api/movies* goes, e.g. http://192.168.56.11:8080
-  INVENTORY_API_URL: z.string().url(),
+  INVENTORY_API_URL: z.url(),
   // an inventory that has not answered by then gives 504
   UPSTREAM_TIMEOUT_MS: env.count().default(10_000),
   // a publish the broker has not confirmed by then gives 503

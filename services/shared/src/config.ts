@@ -5,7 +5,7 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-type Parts = Record<string, z.ZodTypeAny>;
+type Parts = Record<string, z.ZodType>;
 
 /**
  * Parses the environment once, each part of the config with its own schema. Every missing or invalid variable is
@@ -17,15 +17,16 @@ export function parseConfig<P extends Parts>(parts: P, vars: NodeJS.ProcessEnv =
   for (const [part, schema] of Object.entries(parts)) {
     const parsed = schema.safeParse(vars);
     if (parsed.success) config[part] = parsed.data;
-    else problems.push(...parsed.error.issues.map(describeIssue));
+    else problems.push(...parsed.error.issues.map((issue) => describeIssue(issue, vars)));
   }
   if (problems.length > 0) throw new ConfigError(`invalid environment: ${problems.join('; ')}`);
   return config as { [K in keyof P]: z.output<P[K]> };
 }
 
-function describeIssue(issue: z.ZodIssue): string {
+function describeIssue(issue: z.core.$ZodIssue, vars: NodeJS.ProcessEnv): string {
   const name = issue.path.join('.');
-  return issue.code === 'invalid_type' && issue.received === 'undefined' ? `${name} is required` : `${name}: ${issue.message}`;
+  // zod 4 issues do not carry the input: a missing variable is one the environment does not have
+  return issue.code === 'invalid_type' && vars[name] === undefined ? `${name} is required` : `${name}: ${issue.message}`;
 }
 
 export const env = {

@@ -16,14 +16,14 @@ import { type ErrorTranslator, unavailable } from './errors.js';
 const dsn = (db: DatabaseConfig) =>
   stringifyDsn({ host: db.host, port: db.port, databaseName: db.name, username: db.user, password: db.password });
 
-/** Runs the zod schema of sql.type(…) on every row (slonik leaves that to an interceptor). */
+/** Runs the schema of sql.type(…) (a Standard Schema: zod) on every row; slonik leaves that to an interceptor. */
 const resultParser: Interceptor = {
   name: 'result-parser',
-  transformRow: ({ resultParser: schema }, query, row) => {
+  transformRowAsync: async ({ resultParser: schema }, query, row) => {
     if (schema === undefined) return row;
-    const parsed = schema.safeParse(row);
-    if (!parsed.success) throw new SchemaValidationError(query, row, parsed.error.issues);
-    return parsed.data as QueryResultRow;
+    const parsed = await schema['~standard'].validate(row);
+    if (parsed.issues) throw new SchemaValidationError(query, row, parsed.issues);
+    return parsed.value as QueryResultRow;
   },
 };
 

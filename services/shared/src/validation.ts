@@ -9,9 +9,9 @@ export const storableText = (max: number) =>
 export const requiredText = (max: number) => z.string().trim().min(1, 'must not be empty').pipe(storableText(max));
 
 /** Parses client input with a schema; a mismatch is a 400 problem that lists each invalid field. */
-export function parseInput<S extends z.ZodTypeAny>(schema: S, input: unknown, what: string): z.output<S> {
+export function parseInput<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
   const parsed = schema.safeParse(input);
-  if (parsed.success) return parsed.data as z.output<S>;
+  if (parsed.success) return parsed.data;
   const errors = parsed.error.issues.map((issue) => ({ field: issue.path.join('.') || what, message: issue.message }));
   throw new HttpError(400, `Invalid ${what}: ${errors.map((e) => `${e.field} ${e.message}`).join('; ')}.`, { errors });
 }

@@ -13,7 +13,7 @@ export const newMovieSchema = z.object({ title, description: description.default
 export const movieChangesSchema = z
   .object({ title: title.optional(), description: description.optional() })
   .refine((changes) => changes.title !== undefined || changes.description !== undefined, {
-    message: 'give at least one of title and description',
+    error: 'give at least one of title and description',
   });
 
 const integerParam = (min: number, max: number) =>
@@ -25,8 +25,8 @@ const integerParam = (min: number, max: number) =>
 
 export const movieSearchSchema = z.object({
   title: storableText(255).optional(),
-  limit: integerParam(1, PAGE_SIZE_MAX).default(String(PAGE_SIZE_DEFAULT)),
-  offset: integerParam(0, 1_000_000_000).default('0'),
+  limit: integerParam(1, PAGE_SIZE_MAX).default(PAGE_SIZE_DEFAULT),
+  offset: integerParam(0, 1_000_000_000).default(0),
 });
 
 const BIGINT_MAX = 9_223_372_036_854_775_807n;
