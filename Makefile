@@ -195,10 +195,12 @@ lint-openapi: node_modules ## Lint openapi.yaml with Redocly (redocly.yaml: reco
 	npx @redocly/cli lint openapi.yaml
 
 .PHONY: lint-ts
-lint-ts: node_modules ## Type-check (tsc) and lint (ESLint with typescript-eslint) the services and their tests
+lint-ts: node_modules ## Type-check (tsc), lint (ESLint with typescript-eslint) and check what each npm workspace declares (knip)
 	npm run build
 	npx tsc -p tsconfig.test.json
 	npx eslint .
+	npx knip
+	npx knip --strict --include unlisted,unresolved
 
 ##@ Tests
 
