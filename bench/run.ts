@@ -517,7 +517,7 @@ function startConsumerUnderTest(): { pid: () => number; stop: () => Promise<void
   }
   const args = [...(env.BENCH_CANDIDATE_NODE_ARGS ?? '').split(' ').filter(Boolean), `--env-file=/etc/crud-master/${CONSUMER}.env`, 'services/billing/dist/main.js'];
   log(`drain: candidate consumer: node ${args.join(' ')}`);
-  const child = spawn('node', args, { cwd: root, env: { ...env, BILLING_HEALTH_PORT: '18092' }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn('node', args, { cwd: root, env: { ...env, BILLING_HEALTH_PORT: '18092', BILLING_METRICS_PORT: '0' }, stdio: ['ignore', 'ignore', 'inherit'] });
   return {
     pid: () => child.pid ?? 0,
     stop: async () => {

@@ -41,6 +41,11 @@ const listeners: Listener[] = [
   { name: 'Erlang distribution', host: 'billing', port: 25672, alsoOn: [] },
   { name: 'PostgreSQL (movies_db)', host: 'inventory', port: 5432, alsoOn: [] },
   { name: 'PostgreSQL (billing_db)', host: 'billing', port: 5432, alsoOn: [] },
+  // Prometheus' endpoints: on the VMs each binds its machine's private IP, where the firewall lets the scrapers in
+  { name: "api-gateway's /metrics", host: 'gateway', port: Number(env.GATEWAY_METRICS_PORT), alsoOn: oneHost ? [] : [env.GATEWAY_VM_IP!] },
+  { name: "inventory-api's /metrics", host: 'inventory', port: Number(env.INVENTORY_METRICS_PORT), alsoOn: oneHost ? [] : [env.INVENTORY_VM_IP!] },
+  { name: "billing-consumer's /metrics", host: 'billing', port: Number(env.BILLING_METRICS_PORT), alsoOn: oneHost ? [] : [env.BILLING_VM_IP!] },
+  { name: "RabbitMQ's Prometheus exporter", host: 'billing', port: Number(env.RABBITMQ_PROMETHEUS_PORT), alsoOn: oneHost ? [] : [env.BILLING_VM_IP!] },
   // on the VMs the UI listens on every interface: the host reaches it through a forwarded port, the firewall limits it
   ...(oneHost ? [{ name: 'RabbitMQ management', host: 'billing' as const, port: Number(env.RABBITMQ_UI_PORT), alsoOn: [] }] : []),
 ];

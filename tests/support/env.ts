@@ -9,6 +9,10 @@ if (existsSync(envFile)) process.loadEnvFile(envFile);
 export const testEnv = (overrides: Record<string, string | number> = {}): NodeJS.ProcessEnv => ({
   ...process.env,
   LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+  // a service under test serves its metrics on a free port, never on the deployed stack's
+  GATEWAY_METRICS_PORT: '0',
+  INVENTORY_METRICS_PORT: '0',
+  BILLING_METRICS_PORT: '0',
   ...Object.fromEntries(Object.entries(overrides).map(([name, value]) => [name, String(value)])),
 });
 

@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { databaseEnv, env, parseConfig, rabbitmqEnv } from '@crud-master/shared';
+import { databaseEnv, env, metricsEnv, parseConfig, rabbitmqEnv } from '@crud-master/shared';
 import { z } from 'zod';
 
 const consumerEnv = z.object({
@@ -12,8 +12,8 @@ const consumerEnv = z.object({
 });
 
 export const loadConfig = (vars: NodeJS.ProcessEnv = process.env) => {
-  const { consumer, db, broker } = parseConfig(
-    { consumer: consumerEnv, db: databaseEnv('BILLING'), broker: rabbitmqEnv },
+  const { consumer, db, broker, metrics } = parseConfig(
+    { consumer: consumerEnv, db: databaseEnv('BILLING'), broker: rabbitmqEnv, metrics: metricsEnv('BILLING', 9103) },
     vars,
   );
   return {
@@ -23,6 +23,7 @@ export const loadConfig = (vars: NodeJS.ProcessEnv = process.env) => {
     logLevel: consumer.LOG_LEVEL,
     db,
     broker,
+    metrics,
   };
 };
 

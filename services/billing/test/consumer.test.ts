@@ -5,6 +5,7 @@ import { openBroker, type TestBroker } from '../../../tests/support/broker.js';
 import { testEnv, unique } from '../../../tests/support/env.js';
 import { eventually, request } from '../../../tests/support/http.js';
 import { relay } from '../../../tests/support/network.js';
+import { moved, scrape } from '../../../tests/support/metrics.js';
 import { openOrders, type TestOrders } from '../../../tests/support/orders.js';
 import { expectProblem } from '../../../tests/support/problem.js';
 import { type BillingConsumer, start } from '../src/app.js';
@@ -180,6 +181,47 @@ describe('billing-consumer', () => {
     await broker.take(queue);
     await eventually(async () => ((await readyzOf(consumer!)).status === 200 ? true : undefined), 45_000, 'ready again');
     expect((await broker.inspect(queue))?.consumerCount).to.equal(1);
+  });
+
+  describe('metrics', () => {
+    const metricsUrl = () => `http://127.0.0.1:${(consumer!.metricsServer.address() as { port: number }).port}/metrics`;
+    const published = (at = Date.now()) => ({ headers: { timestamp_in_ms: at } });
+
+    it('When orders, a duplicate, a poison message and a redelivery arrive, then /metrics moves by exactly those counts', async () => {
+      const before = await scrape(metricsUrl());
+      const ids = Array.from({ length: 4 }, () => unique('counted'));
+      for (const id of ids) await broker.publish(queue, order('usr_metrics'), { messageId: id, ...published() });
+      await broker.publish(queue, order('usr_metrics'), { messageId: ids[0], ...published() });
+      await broker.publish(queue, 'not an order', { messageId: unique('counted-poison') });
+      await storedOnce(ids);
+      await eventually(async () => ((await broker.count(queue)) === 0 ? true : undefined), 5_000, 'an empty queue');
+      await eventually(() => broker.take(deadLetters), 5_000, 'the dead letter');
+      const after = await scrape(metricsUrl());
+
+      expect(moved(before, after, 'billing_orders_inserted_total'), 'the duplicate adds no row').to.equal(4);
+      expect(moved(before, after, 'billing_dead_lettered_total', { cause: 'poison' })).to.equal(1);
+      expect(moved(before, after, 'billing_batch_size_sum'), 'every delivery went through a batch').to.equal(6);
+      expect(moved(before, after, 'billing_publish_to_commit_seconds_count'), 'stored orders with a publish time').to.equal(5);
+      expect(moved(before, after, 'billing_redeliveries_total')).to.equal(0);
+      expect(after.get('billing_consuming')).to.equal(1);
+    });
+
+    it('When a delivery comes back from another consumer unacked, then it counts as a redelivery, and the lag as publish to commit', async () => {
+      await consumer!.stop();
+      consumer = undefined;
+      const id = unique('redelivered');
+      await broker.publish(queue, order('usr_metrics'), { messageId: id, ...published(Date.now() - 2_000) });
+      const taken = await eventually(async () => (await broker.channel.get(queue, { noAck: false })) || undefined, 5_000, 'the order');
+      broker.channel.nack(taken, false, true);
+      consumer = await startConsumer();
+      await storedOnce([id]);
+      const scraped = await scrape(metricsUrl());
+      const none = new Map<string, number>();
+      expect(moved(none, scraped, 'billing_redeliveries_total')).to.equal(1);
+      expect(moved(none, scraped, 'billing_publish_to_commit_seconds_count')).to.equal(1);
+      expect(moved(none, scraped, 'billing_publish_to_commit_seconds_bucket', { le: 1 }), 'published 2 s before').to.equal(0);
+      expect(moved(none, scraped, 'billing_publish_to_commit_seconds_bucket', { le: 30 })).to.equal(1);
+    });
   });
 
   it('When the database and broker are reachable, then /healthz and /readyz answer 200', async () => {

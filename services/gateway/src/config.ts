@@ -1,4 +1,4 @@
-import { env, parseConfig, rabbitmqEnv } from '@crud-master/shared';
+import { env, metricsEnv, parseConfig, rabbitmqEnv } from '@crud-master/shared';
 import { z } from 'zod';
 
 const gatewayEnv = z.object({
@@ -10,11 +10,13 @@ const gatewayEnv = z.object({
   UPSTREAM_TIMEOUT_MS: env.count().default(10_000),
   // a publish the broker has not confirmed by then gives 503
   PUBLISH_TIMEOUT_MS: env.count().default(3_000),
+  // /metrics on the public port as well as on the metrics listener: only when the operator allows it
+  GATEWAY_PUBLIC_METRICS: env.flag(),
   LOG_LEVEL: env.logLevel(),
 });
 
 export const loadConfig = (vars: NodeJS.ProcessEnv = process.env) => {
-  const { gateway, broker } = parseConfig({ gateway: gatewayEnv, broker: rabbitmqEnv }, vars);
+  const { gateway, broker, metrics } = parseConfig({ gateway: gatewayEnv, broker: rabbitmqEnv, metrics: metricsEnv('GATEWAY', 9101) }, vars);
   return {
     host: gateway.GATEWAY_HOST,
     port: gateway.GATEWAY_PORT,
@@ -23,6 +25,7 @@ export const loadConfig = (vars: NodeJS.ProcessEnv = process.env) => {
     publishTimeoutMs: gateway.PUBLISH_TIMEOUT_MS,
     logLevel: gateway.LOG_LEVEL,
     broker,
+    metrics: { ...metrics, public: gateway.GATEWAY_PUBLIC_METRICS },
   };
 };
 

@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { databaseEnv, env, parseConfig } from '@crud-master/shared';
+import { databaseEnv, env, metricsEnv, parseConfig } from '@crud-master/shared';
 import { z } from 'zod';
 
 const httpEnv = z.object({
@@ -9,8 +9,8 @@ const httpEnv = z.object({
 });
 
 export const loadConfig = (vars: NodeJS.ProcessEnv = process.env) => {
-  const { http, db } = parseConfig({ http: httpEnv, db: databaseEnv('INVENTORY') }, vars);
-  return { host: http.INVENTORY_API_HOST, port: http.INVENTORY_API_PORT, logLevel: http.LOG_LEVEL, db };
+  const { http, db, metrics } = parseConfig({ http: httpEnv, db: databaseEnv('INVENTORY'), metrics: metricsEnv('INVENTORY', 9102) }, vars);
+  return { host: http.INVENTORY_API_HOST, port: http.INVENTORY_API_PORT, logLevel: http.LOG_LEVEL, db, metrics };
 };
 
 export type Config = ReturnType<typeof loadConfig>;

@@ -28,6 +28,9 @@ export function connectBroker(broker: RabbitmqConfig, logger: Logger): AmqpConne
   return connection;
 }
 
+/** When the gateway published a message, in ms since the epoch (the header RabbitMQ's message_timestamp plugin sets). */
+export const PUBLISHED_AT_MS_HEADER = 'timestamp_in_ms';
+
 /** The names of the billing topology; all derive from RABBITMQ_QUEUE. */
 export const billingTopology = (queue: string) => ({
   queue,

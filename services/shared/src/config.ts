@@ -37,7 +37,23 @@ export const env = {
   /** A positive whole number, e.g. a timeout in ms or a pool size. */
   count: () => z.coerce.number().int().positive(),
   logLevel: () => z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** true or false, spelled out (z.coerce.boolean would read "false" as true); false when unset. */
+  flag: () =>
+    z
+      .enum(['true', 'false'])
+      .default('false')
+      .transform((value) => value === 'true'),
 };
+
+/** Where a service serves /metrics: <PREFIX>_METRICS_HOST and <PREFIX>_METRICS_PORT (loopback unless told). */
+export const metricsEnv = (prefix: 'GATEWAY' | 'INVENTORY' | 'BILLING', defaultPort: number) =>
+  z
+    .object({
+      [`${prefix}_METRICS_HOST`]: env.text().default('127.0.0.1'),
+      [`${prefix}_METRICS_PORT`]: env.port().default(defaultPort),
+    })
+    .transform((vars) => ({ host: vars[`${prefix}_METRICS_HOST`] as string, port: vars[`${prefix}_METRICS_PORT`] as number }));
+
 
 export const databaseEnv = (prefix: 'INVENTORY' | 'BILLING') =>
   z

@@ -58,8 +58,10 @@ export function healthChecks(readiness: () => Promise<boolean | Readiness>, depe
       return;
     }
     if (ctx.path === '/healthz') {
+      ctx.state.route = ctx.path;
       ctx.body = { status: 'ok' };
     } else if (ctx.path === '/readyz') {
+      ctx.state.route = ctx.path;
       const answer = await readiness();
       const { ready, details } = typeof answer === 'boolean' ? { ready: answer, details: undefined } : answer;
       const extra = details === undefined ? {} : { details };

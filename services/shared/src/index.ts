@@ -5,4 +5,5 @@ export * from './errors.js';
 export * from './http.js';
 export * from './lifecycle.js';
 export * from './logger.js';
+export * from './metrics.js';
 export * from './validation.js';

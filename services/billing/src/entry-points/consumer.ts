@@ -1,10 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { billingTopology, connectBroker, declareBillingTopology, type Logger, type RabbitmqConfig } from '@crud-master/shared';
+import { billingTopology, connectBroker, declareBillingTopology, type Logger, PUBLISHED_AT_MS_HEADER, type RabbitmqConfig } from '@crud-master/shared';
 import { isPermanentDataError } from '@crud-master/shared/database';
 import type { AmqpConnectionManager, ChannelWrapper } from 'amqp-connection-manager';
 import type { Channel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { Order, OrdersRepository } from '../data-access/orders-repository.js';
 import { backoffMs, parseOrder, PoisonMessage } from '../domain/orders.js';
+import type { ConsumerMetrics, DeadLetterCause } from '../metrics.js';
 
 /** A delivery and the channel it came on: only that channel can ack it. */
 interface Delivery {
@@ -22,12 +23,8 @@ const messageIdOf = (message: ConsumeMessage): string | undefined => {
   return typeof id === 'string' ? id : undefined;
 };
 
-/** Why a message was dead-lettered, as counted in /readyz. */
-export type DeadLetterCause = 'poison' | 'key-reused-with-another-order' | 'rejected-by-database';
-
 export interface ConsumerState {
   consuming: boolean;
-  deadLettered: Record<DeadLetterCause, number>;
   /** Messages waiting in the dead-letter queue (passive declare), or null when the broker cannot tell. */
   deadLetterDepth(): Promise<number | null>;
 }
@@ -42,6 +39,7 @@ interface ConsumerOptions {
   broker: RabbitmqConfig;
   prefetch: number;
   orders: OrdersRepository;
+  metrics: ConsumerMetrics;
   logger: Logger;
 }
 
@@ -59,7 +57,7 @@ export const DEAD_LETTER_REASON_HEADER = 'x-dead-letter-reason';
  * (consumer_timeout, a failed declare) it reconnects, and amqp-connection-manager runs the setup again. The library
  * alone would not: it re-creates a channel only after the connection dropped.
  */
-export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOptions): OrderConsumer {
+export function startConsumer({ broker, prefetch, orders, metrics, logger }: ConsumerOptions): OrderConsumer {
   const topology = billingTopology(broker.queue);
   const waiting: Delivery[] = [];
   let draining: Promise<void> | undefined;
@@ -70,7 +68,6 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
   const recovering = new WeakSet<ConfirmChannel>();
   const state: ConsumerState = {
     consuming: false,
-    deadLettered: { poison: 0, 'key-reused-with-another-order': 0, 'rejected-by-database': 0 },
     deadLetterDepth: () => onThrowawayChannel(async (channel) => (await channel.checkQueue(topology.deadLetterQueue)).messageCount),
   };
 
@@ -161,6 +158,7 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
   channel.on('error', (err) => logger.debug({ err }, 'consumer channel setup failed'));
 
   function receive(delivery: Delivery): void {
+    if (delivery.message.fields.redelivered) metrics.redeliveries.inc();
     waiting.push(delivery);
     draining ??= drain().finally(() => {
       draining = undefined;
@@ -213,7 +211,7 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
       try {
         await publishDeadLetter(delivery, reason);
         ackUpTo(delivery, false);
-        state.deadLettered[cause]++;
+        metrics.deadLettered.inc({ cause });
         logger.error({ messageId, cause, reason }, 'dead-lettered a message');
         return true;
       } catch (err) {
@@ -226,6 +224,7 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
   }
 
   async function storeBatch(batch: Delivery[]): Promise<void> {
+    metrics.batchSize.observe(batch.length);
     const parsed: ParsedDelivery[] = [];
     for (const delivery of batch) {
       try {
@@ -248,7 +247,9 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
           const reason = 'the Idempotency-Key was already used by this user for a different order';
           if (!(await deadLetter(batch[position]!, 'key-reused-with-another-order', reason))) return false;
         }
-        ackBatch(batch.filter((_, position) => !conflicting.includes(position)));
+        const stored = batch.filter((_, position) => !conflicting.includes(position));
+        observeCommitted(stored, added);
+        ackBatch(stored);
         logger.debug({ received: batch.length, added, conflicting: conflicting.length }, 'stored a batch of orders');
         return true;
       } catch (err) {
@@ -260,6 +261,16 @@ export function startConsumer({ broker, prefetch, orders, logger }: ConsumerOpti
     }
     // stopping: the batch stays unacked, and closing the channel returns it to the queue
     return false;
+  }
+
+  /** Counts the rows a commit inserted, and how long each stored order took from the gateway's publish. */
+  function observeCommitted(stored: ParsedDelivery[], inserted: number): void {
+    metrics.inserted.inc(inserted);
+    const committedAt = Date.now();
+    for (const { message } of stored) {
+      const publishedAt: unknown = message.properties.headers?.[PUBLISHED_AT_MS_HEADER];
+      if (typeof publishedAt === 'number') metrics.publishToCommit.observe(Math.max(0, committedAt - publishedAt) / 1000);
+    }
   }
 
   /**

@@ -1,6 +1,7 @@
-import { connectBroker, type Logger, type RabbitmqConfig, unavailable } from '@crud-master/shared';
+import { connectBroker, type Logger, PUBLISHED_AT_MS_HEADER, type RabbitmqConfig, unavailable } from '@crud-master/shared';
 import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type { OrderPublisher } from '../domain/billing.js';
+import type { GatewayMetrics, PublishOutcome } from '../metrics.js';
 
 export interface OrderQueue extends OrderPublisher {
   isConnected(): boolean;
@@ -16,7 +17,7 @@ const NOT_ACCEPTED = 'The order queue is unavailable, so the order was not accep
  * not confirmed within publishTimeoutMs (broker down, slow or blocked) is dropped from amqp-connection-manager's
  * buffer and rejected.
  */
-export function orderQueue(broker: RabbitmqConfig, publishTimeoutMs: number, logger: Logger): OrderQueue {
+export function orderQueue(broker: RabbitmqConfig, publishTimeoutMs: number, confirms: GatewayMetrics['confirms'], logger: Logger): OrderQueue {
   const connection = connectBroker(broker, logger);
   // message ids returned by the broker and not yet seen by their publish (a count: a client may retry concurrently)
   const returned = new Map<string, number>();
@@ -40,6 +41,8 @@ export function orderQueue(broker: RabbitmqConfig, publishTimeoutMs: number, log
 
   return {
     publish: async (order, messageId) => {
+      const timer = confirms.startTimer();
+      const publishedAt = Date.now();
       let confirmed = false;
       try {
         await channel.sendToQueue(broker.queue, Buffer.from(JSON.stringify(order)), {
@@ -47,14 +50,19 @@ export function orderQueue(broker: RabbitmqConfig, publishTimeoutMs: number, log
           mandatory: true,
           contentType: 'application/json',
           messageId,
+          // as RabbitMQ's message_timestamp plugin sets them: seconds (AMQP's convention) and milliseconds
+          timestamp: Math.floor(publishedAt / 1000),
+          headers: { [PUBLISHED_AT_MS_HEADER]: publishedAt },
         });
         confirmed = true;
       } catch (err) {
         logger.warn({ err, messageId }, 'the broker did not confirm an order');
       }
       const wasReturned = takeReturned(messageId);
+      const outcome: PublishOutcome = wasReturned ? 'returned' : confirmed ? 'confirmed' : 'unconfirmed';
+      timer({ outcome });
       if (wasReturned) logger.error({ messageId, queue: broker.queue }, 'the broker returned an order: no queue took it');
-      if (!confirmed || wasReturned) throw unavailable(NOT_ACCEPTED, { message_id: messageId });
+      if (outcome !== 'confirmed') throw unavailable(NOT_ACCEPTED, { message_id: messageId });
     },
     isConnected: () => connection.isConnected(),
     close: async () => {

@@ -39,15 +39,18 @@ export function apiDocs(): Middleware {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
       await next();
     } else if (ctx.path === '/openapi.yaml') {
+      ctx.state.route = ctx.path;
       // read on each request: it is small, and a redeployed spec needs no restart
       ctx.body = await readFile(SPEC_FILE).catch((error: NodeJS.ErrnoException) => {
         throw error.code === 'ENOENT' ? new HttpError(404, 'openapi.yaml is not deployed with this gateway.') : error;
       });
       ctx.type = 'application/yaml; charset=utf-8';
     } else if (ctx.path === '/docs') {
+      ctx.state.route = ctx.path;
       ctx.type = 'text/html; charset=utf-8';
       ctx.body = PAGE;
     } else if (Object.hasOwn(ASSETS, asset)) {
+      ctx.state.route = ctx.path;
       ctx.body = await readFile(join(SWAGGER_UI_DIR, asset));
       ctx.type = ASSETS[asset]!;
       ctx.set('Cache-Control', 'public, max-age=86400');

@@ -1,8 +1,10 @@
 import Router from '@koa/router';
-import { healthChecks, jsonBody, problemDetails, requestContext, type Logger } from '@crud-master/shared';
-import Koa from 'koa';
+import { healthChecks, httpMetrics, jsonBody, metricsEndpoint, problemDetails, requestContext, type Logger } from '@crud-master/shared';
+import Koa, { type Middleware } from 'koa';
+import type { Registry } from 'prom-client';
 import type {} from 'koa-bodyparser'; // types ctx.request.body
 import { type OrderPublisher, placeOrder } from '../domain/billing.js';
+import type { GatewayMetrics, OrderOutcome } from '../metrics.js';
 import { apiDocs } from './docs.js';
 import { inventoryProxy } from './inventory-proxy.js';
 
@@ -13,21 +15,45 @@ interface GatewayOptions {
   upstreamTimeoutMs: number;
   orders: OrderPublisher;
   isReady: () => Promise<boolean>;
+  registry: Registry;
+  orderCounter: GatewayMetrics['orders'];
+  /** Serve /metrics here too (the operator allowed it on the public port). */
+  publicMetrics: boolean;
   logger: Logger;
 }
 
-/** The public API on :8080: the movies proxy, POST /api/billing, /healthz and /readyz. */
-export function createHttpApp({ inventoryUrl, upstreamTimeoutMs, orders, isReady, logger }: GatewayOptions): Koa {
+/** Counts each order by how it ended; a thrown error by the status it is about to be answered with. */
+function countOrders(orderCounter: GatewayMetrics['orders']): Middleware {
+  return async (ctx, next) => {
+    let outcome: OrderOutcome = 'failed';
+    try {
+      await next();
+      outcome = 'accepted';
+    } catch (error) {
+      const status = (error as { status?: unknown }).status;
+      if (status === 503) outcome = 'unavailable';
+      else if (typeof status === 'number' && status >= 400 && status < 500) outcome = 'invalid';
+      throw error;
+    } finally {
+      orderCounter.inc({ outcome });
+    }
+  };
+}
+
+/** The public API on :8080: the movies proxy, POST /api/billing, /healthz and /readyz (and /metrics if allowed). */
+export function createHttpApp({ inventoryUrl, upstreamTimeoutMs, orders, isReady, registry, orderCounter, publicMetrics, logger }: GatewayOptions): Koa {
   const router = new Router();
-  router.post('/api/billing', jsonBody(BILLING_BODY_LIMIT), async (ctx) => {
+  router.post('/api/billing', countOrders(orderCounter), jsonBody(BILLING_BODY_LIMIT), async (ctx) => {
     ctx.body = await placeOrder(orders, ctx.request.body, ctx.get('Idempotency-Key') || undefined);
     ctx.status = 202;
   });
 
   const app = new Koa();
   app.use(requestContext(logger));
+  app.use(httpMetrics(registry));
   app.use(problemDetails(logger));
   app.use(healthChecks(isReady, 'The broker'));
+  if (publicMetrics) app.use(metricsEndpoint(registry));
   app.use(apiDocs());
   app.use(inventoryProxy(inventoryUrl, upstreamTimeoutMs));
   app.use(router.routes());

@@ -23,6 +23,13 @@ const hopByHopOf = (headers: IncomingHttpHeaders): string[] => [
     .filter(Boolean),
 ];
 
+/** The metrics' route label of a path: the collection, one movie, or deeper (koa-proxies forwards those too). */
+function movieRoute(path: string): string | undefined {
+  if (path === MOVIES_PATH || path === `${MOVIES_PATH}/`) return MOVIES_PATH;
+  if (!path.startsWith(`${MOVIES_PATH}/`)) return undefined;
+  return path.slice(MOVIES_PATH.length + 1).replace(/\/$/, '').includes('/') ? `${MOVIES_PATH}/*` : `${MOVIES_PATH}/:id`;
+}
+
 /** What the gateway saw, never what the client claims: a client could otherwise forge its address for inventory. */
 function forwardedFor(proxyReq: ClientRequest, req: IncomingMessage): void {
   for (const name of proxyReq.getHeaderNames()) {
@@ -67,6 +74,7 @@ export function inventoryProxy(target: string, timeoutMs: number): Middleware {
   const forward = proxy(MOVIES_PATH, options);
 
   return async (ctx, next) => {
+    ctx.state.route = movieRoute(ctx.path);
     await forward(ctx, next);
     const req = ctx.req as ProxiedRequest;
     if (req.upstreamTimedOut) throw new HttpError(504, `The inventory did not answer within ${timeoutMs} ms.`);

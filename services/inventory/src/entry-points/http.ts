@@ -1,14 +1,15 @@
 import Router from '@koa/router';
-import { healthChecks, jsonBody, problemDetails, requestContext, type Logger } from '@crud-master/shared';
+import { healthChecks, httpMetrics, jsonBody, problemDetails, requestContext, type Logger } from '@crud-master/shared';
 import { databaseProblems } from '@crud-master/shared/database';
 import Koa from 'koa';
+import type { Registry } from 'prom-client';
 import type {} from 'koa-bodyparser'; // types ctx.request.body
 import type { MoviesService } from '../domain/movies.js';
 
 export const BODY_LIMIT = '64kb';
 
 /** The inventory's HTTP API: the movie routes under /api/movies, plus /healthz and /readyz. */
-export function createHttpApp(movies: MoviesService, isReady: () => Promise<boolean>, logger: Logger): Koa {
+export function createHttpApp(movies: MoviesService, isReady: () => Promise<boolean>, registry: Registry, logger: Logger): Koa {
   const router = new Router({ prefix: '/api/movies' });
   router
     .get('/', async (ctx) => {
@@ -37,6 +38,7 @@ export function createHttpApp(movies: MoviesService, isReady: () => Promise<bool
 
   const app = new Koa();
   app.use(requestContext(logger));
+  app.use(httpMetrics(registry));
   app.use(problemDetails(logger, databaseProblems));
   app.use(healthChecks(isReady, 'The database'));
   app.use(jsonBody(BODY_LIMIT));
