@@ -192,8 +192,7 @@ lint-openapi: node_modules ## Lint openapi.yaml with Redocly (redocly.yaml: reco
 	npx @redocly/cli lint openapi.yaml
 
 .PHONY: lint-ts
-lint-ts: node_modules ## Type-check (tsc) and lint (ESLint with typescript-eslint) the services and their tests
-	npm run build
+lint-ts: build ## Type-check (tsc) and lint (ESLint with typescript-eslint) the services and their tests
 	npx tsc -p tsconfig.test.json
 	npx eslint .
 
@@ -207,12 +206,18 @@ FUZZ_RUNS ?= 20000
 test: .env deps-ansible deps-test ## Provision this host (make local, twice: changed=0), then every suite: component, e2e, fuzz, chaos, Postman
 	tests/run-all.sh
 
+# The suites and make bench import the services' compiled output (services/*/dist: @crud-master/shared, main.js),
+# which only a build makes; tsc -b rebuilds only what changed.
+.PHONY: build
+build: node_modules ## Compile the services (npm run build: tsc -b) into services/*/dist, which the suites and make bench import
+	npm run build
+
 .PHONY: chaos
-chaos: .env node_modules ## Post CHAOS_ORDERS orders while killing the consumer and restarting RabbitMQ and PostgreSQL (after make local)
+chaos: .env build ## Post CHAOS_ORDERS orders while killing the consumer and restarting RabbitMQ and PostgreSQL (after make local)
 	CHAOS_ORDERS=$(CHAOS_ORDERS) npx mocha tests/chaos/orders-under-faults.test.ts
 
 .PHONY: fuzz
-fuzz: .env node_modules ## Send FUZZ_RUNS generated hostile requests to every route on :8080 (after make local)
+fuzz: .env build ## Send FUZZ_RUNS generated hostile requests to every route on :8080 (after make local)
 	FUZZ_RUNS=$(FUZZ_RUNS) npx mocha tests/fuzz/hostile-input.test.ts
 
 .PHONY: postman
@@ -232,5 +237,5 @@ vagrant-test: deps-ansible ## make box, make up PROVIDER=docker, then e2e, Postm
 ##@ Benchmarks
 
 .PHONY: bench
-bench: .env node_modules ## Benchmark the deployed stack (make local) against its ceilings, side by side: prints a table, writes bench/results.json
+bench: .env build ## Benchmark the deployed stack (make local) against its ceilings, side by side: prints a table, writes bench/results.json
 	npx tsx bench/run.ts
