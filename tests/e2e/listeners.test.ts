@@ -37,6 +37,7 @@ const listeners: Listener[] = [
   { name: 'inventory-api', host: 'inventory', port: Number(oneHost ? env.LOCAL_INVENTORY_API_PORT : env.INVENTORY_API_PORT), alsoOn: oneHost ? [] : [env.INVENTORY_VM_IP!] },
   { name: "billing-consumer's /healthz", host: 'billing', port: Number(env.BILLING_HEALTH_PORT), alsoOn: [] },
   { name: 'RabbitMQ AMQP', host: 'billing', port: Number(env.RABBITMQ_PORT), alsoOn: oneHost ? [] : [env.BILLING_VM_IP!] },
+  { name: 'RabbitMQ Prometheus', host: 'billing', port: Number(env.RABBITMQ_PROMETHEUS_PORT), alsoOn: oneHost ? [] : [env.BILLING_VM_IP!] },
   { name: 'epmd', host: 'billing', port: 4369, alsoOn: [] },
   { name: 'Erlang distribution', host: 'billing', port: 25672, alsoOn: [] },
   { name: 'PostgreSQL (movies_db)', host: 'inventory', port: 5432, alsoOn: [] },
