@@ -29,8 +29,6 @@ DEPS_BASE := python3-apt sudo rsync openssl
 DEPS_LINT := ansible-lint yamllint ruby
 # The end-to-end suite loads the Swagger UI in headless Chromium.
 DEPS_TEST := chromium
-# Collections the roles use; Debian 12's `ansible` package has them, Ubuntu 22.04's (2.10) does not.
-ANSIBLE_COLLECTIONS := ansible.posix community.postgresql community.rabbitmq
 
 # Installs the packages named in $(1) that are not installed yet (one apt-get update, only when needed).
 define apt_ensure
@@ -89,25 +87,24 @@ help: ## List the targets
 .PHONY: FORCE
 FORCE:
 
+# Ansible from the distribution; on Ubuntu from Ansible's PPA, as Vagrant's ansible_local installs it there: Ubuntu
+# 22.04's own (2.10) is older than the roles' min_ansible_version (2.14). Then ansible/collections.sh checks the
+# collections against ansible/requirements.yml and runs ansible-galaxy with that file only when one is missing or too
+# old (Debian 12's `ansible` package has them all: nothing contacts Ansible Galaxy there).
 .PHONY: deps-ansible
-deps-ansible: ## Install Ansible (with its collections), sudo and rsync when missing
+deps-ansible: ## Install Ansible and the collections of ansible/requirements.yml, sudo and rsync when missing
 	$(call apt_ensure,$(DEPS_BASE))
-	@have="$$(ansible-galaxy collection list 2>/dev/null || true)"; missing=""; \
-	for collection in $(ANSIBLE_COLLECTIONS); do \
-	  grep -q "^$$collection " <<<"$$have" || missing="$$missing $$collection"; \
-	done; \
-	if [ -n "$$missing" ] && ! command -v apt-get >/dev/null; then \
-	  echo "Missing Ansible collections:$$missing (no apt-get here: install them yourself)." >&2; exit 1; \
-	fi; \
-	if [ -n "$$missing" ]; then \
-	  echo "Installing Ansible (missing:$$missing)"; \
+	@if ! command -v ansible-playbook >/dev/null; then \
+	  command -v apt-get >/dev/null || { echo "Ansible is missing (no apt-get here: install it yourself)." >&2; exit 1; }; \
+	  echo "Installing Ansible"; \
+	  $(SUDO) apt-get update -qq; \
 	  if grep -qi '^ID=ubuntu' /etc/os-release; then \
 	    $(APT_INSTALL) software-properties-common; \
 	    $(SUDO) add-apt-repository -y ppa:ansible/ansible; \
 	  fi; \
-	  $(SUDO) apt-get update -qq; \
 	  $(APT_INSTALL) ansible; \
 	fi
+	@ansible/collections.sh install
 
 .PHONY: deps-test
 deps-test: ## Install what the test suites use besides the stack itself (Chromium) when missing
@@ -185,7 +182,7 @@ lint-infra: .env deps-lint ## Syntax-check the playbook and the shell scripts, a
 	ANSIBLE_ROLES_PATH=$(CURDIR)/roles ansible-lint --offline $(PLAYBOOK) roles
 	yamllint --strict ansible roles .ansible-lint .yamllint
 	ruby -c Vagrantfile
-	for script in ansible/check-idempotent.sh box/*.sh tests/*.sh tests/provision/*.sh tests/vagrant/*.sh; do bash -n "$$script"; done
+	for script in ansible/*.sh box/*.sh tests/*.sh tests/provision/*.sh tests/vagrant/*.sh; do bash -n "$$script"; done
 
 .PHONY: lint
 lint: lint-infra lint-ts lint-openapi ## Every static check: the infrastructure's, the TypeScript's and the OpenAPI contract's
@@ -195,8 +192,7 @@ lint-openapi: node_modules ## Lint openapi.yaml with Redocly (redocly.yaml: reco
 	npx @redocly/cli lint openapi.yaml
 
 .PHONY: lint-ts
-lint-ts: node_modules ## Type-check (tsc), lint (ESLint with typescript-eslint) and check what each npm workspace declares (knip)
-	npm run build
+lint-ts: build ## Type-check (tsc), lint (ESLint with typescript-eslint) and check what each npm workspace declares (knip)
 	npx tsc -p tsconfig.test.json
 	npx eslint .
 	npx knip
@@ -212,12 +208,18 @@ FUZZ_RUNS ?= 20000
 test: .env deps-ansible deps-test ## Provision this host (make local, twice: changed=0), then every suite: component, e2e, fuzz, chaos, Postman
 	tests/run-all.sh
 
+# The suites and make bench import the services' compiled output (services/*/dist: @crud-master/shared, main.js),
+# which only a build makes; tsc -b rebuilds only what changed.
+.PHONY: build
+build: node_modules ## Compile the services (npm run build: tsc -b) into services/*/dist, which the suites and make bench import
+	npm run build
+
 .PHONY: chaos
-chaos: .env node_modules ## Post CHAOS_ORDERS orders while killing the consumer and restarting RabbitMQ and PostgreSQL (after make local)
+chaos: .env build ## Post CHAOS_ORDERS orders while killing the consumer and restarting RabbitMQ and PostgreSQL (after make local)
 	CHAOS_ORDERS=$(CHAOS_ORDERS) npx mocha tests/chaos/orders-under-faults.test.ts
 
 .PHONY: fuzz
-fuzz: .env node_modules ## Send FUZZ_RUNS generated hostile requests to every route on :8080 (after make local)
+fuzz: .env build ## Send FUZZ_RUNS generated hostile requests to every route on :8080 (after make local)
 	FUZZ_RUNS=$(FUZZ_RUNS) npx mocha tests/fuzz/hostile-input.test.ts
 
 .PHONY: postman
@@ -237,5 +239,5 @@ vagrant-test: deps-ansible ## make box, make up PROVIDER=docker, then e2e, Postm
 ##@ Benchmarks
 
 .PHONY: bench
-bench: .env node_modules ## Benchmark the deployed stack (make local) against its ceilings, side by side: prints a table, writes bench/results.json
+bench: .env build ## Benchmark the deployed stack (make local) against its ceilings, side by side: prints a table, writes bench/results.json
 	npx tsx bench/run.ts

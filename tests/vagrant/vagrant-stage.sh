@@ -6,7 +6,8 @@
 #   - the end-to-end suite (pm2 and psql over SSH on the guests) and the Postman collection through gateway-vm;
 #   - the seed's scenario over `vagrant ssh`, and a `vagrant reload` of all three with orders waiting (vm-path.test.ts);
 #   - `make provision-idempotent`: ansible-playbook over SSH with inventory.ini reports changed=0 on every host;
-#   - isolation: which databases and broker logins each guest gets, and what each guest's firewall lets in;
+#   - isolation: which databases and broker logins each guest gets, and what each guest's firewall lets in (the host
+#     scrapes RabbitMQ's metrics; inventory-api stays closed to it);
 #   - `make destroy` leaves no container and no network.
 # Docker, the guests and every test packet live in a network namespace with NAT out (sandbox.sh); the stage tears it
 # all down on every exit path.
@@ -336,11 +337,16 @@ case $reply in
 esac
 
 # Who reaches what: each guest's firewall (roles/firewall) and the listeners' addresses. A refused port answers at
-# once (TCP reset); `timeout` only bounds a silent drop.
-reaches() { # FROM_VM IP PORT: exit 0 when a TCP connection opens
-  net_of "$1" timeout 5 bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null
+# once (TCP reset); `timeout` only bounds a silent drop. FROM "host" is the sandbox, which holds the host's address on
+# the private network (its .1, one of crud_master_host_addresses).
+reaches() { # FROM IP PORT: exit 0 when a TCP connection opens
+  if [ "$1" = host ]; then
+    in_sandbox timeout 5 bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null
+  else
+    net_of "$1" timeout 5 bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null
+  fi
 }
-check_reach() { # FROM_VM IP PORT WHAT yes|no
+check_reach() { # FROM IP PORT WHAT yes|no
   local from=$1 ip=$2 port=$3 what=$4 want=$5 got=no
   reaches "$from" "$ip" "$port" && got=yes
   if [ "$got" = "$want" ]; then
@@ -367,8 +373,18 @@ for from in gateway-vm inventory-vm; do
   check_reach "$from" "$BILLING_VM_IP" 25672 "Erlang distribution" no
   check_reach "$from" "$BILLING_VM_IP" "$RABBITMQ_UI_PORT" "the RabbitMQ management UI" no
   check_reach "$from" "$BILLING_VM_IP" "$BILLING_HEALTH_PORT" "billing-consumer's health port" no
+  check_reach "$from" "$BILLING_VM_IP" "$RABBITMQ_PROMETHEUS_PORT" "RabbitMQ's Prometheus metrics" no
 done
 check_reach billing-vm "$GATEWAY_VM_IP" "$GATEWAY_PORT" api-gateway yes
+# The host scrapes the metrics (crud_master_metrics_scrapers), and still reaches inventory-api only through the gateway.
+check_reach host "$INVENTORY_VM_IP" "$INVENTORY_API_PORT" inventory-api no
+reply=$(in_sandbox curl -sS -m 5 "http://$BILLING_VM_IP:$RABBITMQ_PROMETHEUS_PORT/metrics" 2>&1)
+if grep -q '^rabbitmq_queue_messages_ready ' <<<"$reply"; then
+  pass "the host scrapes billing-vm's RabbitMQ metrics ($BILLING_VM_IP:$RABBITMQ_PROMETHEUS_PORT/metrics)"
+else
+  fail "the host scrapes billing-vm's RabbitMQ metrics ($BILLING_VM_IP:$RABBITMQ_PROMETHEUS_PORT/metrics)" \
+    "GET /metrics: $(head -c 300 <<<"$reply"). rabbitmq_prometheus must listen on BILLING_VM_IP (roles/rabbitmq) and billing-vm's firewall let the scrapers in (crud_master_metrics_scrapers)."
+fi
 reply=$(in_sandbox curl -sS -m 5 -o /dev/null -w '%{http_code}' -u "$RABBITMQ_USER:$RABBITMQ_PASSWORD" \
   "http://127.0.0.1:$RABBITMQ_UI_PORT/api/whoami" 2>&1)
 if [ "$reply" = 200 ]; then
