@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import '../support/env.js';
 import { hostsWithApps, onHost, type Host } from '../support/hosts.js';
+import { instancesOf } from '../support/metrics.js';
 
 /**
  * Each listener of the deployed stack binds the narrowest address that works, as `ss -ltn` on
@@ -33,6 +34,10 @@ interface Listener {
   alsoOn: string[];
 }
 
+/** The metrics listener of each PM2 instance of an app: the app's metrics port + the instance number. */
+const metricsListeners = (app: string, host: Host, port: number, vmIp: string): Listener[] =>
+  Array.from({ length: instancesOf(app) }, (_, instance) => ({ name: `${app}'s /metrics (instance ${instance})`, host, port: port + instance, alsoOn: oneHost ? [] : [vmIp] }));
+
 const listeners: Listener[] = [
   { name: 'inventory-api', host: 'inventory', port: Number(oneHost ? env.LOCAL_INVENTORY_API_PORT : env.INVENTORY_API_PORT), alsoOn: oneHost ? [] : [env.INVENTORY_VM_IP!] },
   { name: "billing-consumer's /healthz", host: 'billing', port: Number(env.BILLING_HEALTH_PORT), alsoOn: [] },
@@ -41,10 +46,11 @@ const listeners: Listener[] = [
   { name: 'Erlang distribution', host: 'billing', port: 25672, alsoOn: [] },
   { name: 'PostgreSQL (movies_db)', host: 'inventory', port: 5432, alsoOn: [] },
   { name: 'PostgreSQL (billing_db)', host: 'billing', port: 5432, alsoOn: [] },
-  // Prometheus' endpoints: on the VMs each binds its machine's private IP, where the firewall lets the scrapers in
-  { name: "api-gateway's /metrics", host: 'gateway', port: Number(env.GATEWAY_METRICS_PORT), alsoOn: oneHost ? [] : [env.GATEWAY_VM_IP!] },
-  { name: "inventory-api's /metrics", host: 'inventory', port: Number(env.INVENTORY_METRICS_PORT), alsoOn: oneHost ? [] : [env.INVENTORY_VM_IP!] },
-  { name: "billing-consumer's /metrics", host: 'billing', port: Number(env.BILLING_METRICS_PORT), alsoOn: oneHost ? [] : [env.BILLING_VM_IP!] },
+  // Prometheus' endpoints (one port per PM2 instance): on the VMs each binds its machine's private IP, where the
+  // firewall lets the scrapers in
+  ...metricsListeners('api-gateway', 'gateway', Number(env.GATEWAY_METRICS_PORT), env.GATEWAY_VM_IP!),
+  ...metricsListeners('inventory-api', 'inventory', Number(env.INVENTORY_METRICS_PORT), env.INVENTORY_VM_IP!),
+  ...metricsListeners('billing-consumer', 'billing', Number(env.BILLING_METRICS_PORT), env.BILLING_VM_IP!),
   { name: "RabbitMQ's Prometheus exporter", host: 'billing', port: Number(env.RABBITMQ_PROMETHEUS_PORT), alsoOn: oneHost ? [] : [env.BILLING_VM_IP!] },
   // on the VMs the UI listens on every interface: the host reaches it through a forwarded port, the firewall limits it
   ...(oneHost ? [{ name: 'RabbitMQ management', host: 'billing' as const, port: Number(env.RABBITMQ_UI_PORT), alsoOn: [] }] : []),

@@ -2,29 +2,30 @@ import { expect } from 'chai';
 import { unique } from '../support/env.js';
 import { onHost } from '../support/hosts.js';
 import { eventually, request } from '../support/http.js';
-import { moved, scrape, series } from '../support/metrics.js';
+import { instanceUrls, moved, scrape, scrapeInstances, series } from '../support/metrics.js';
 import { orderCounts } from '../support/operator.js';
 import { expectProblem } from '../support/problem.js';
 
 /**
- * Prometheus' view of the deployed stack: each service's /metrics on its own listener, and RabbitMQ's exporter
- * (rabbitmq_prometheus). On one host they are on loopback; the Vagrant stage points these at the VMs' private IPs,
- * which the firewalls open to the scrapers (the host):
- *   E2E_GATEWAY_METRICS_URL, E2E_INVENTORY_METRICS_URL, E2E_BILLING_METRICS_URL, E2E_RABBITMQ_METRICS_URL (…:15692)
+ * Prometheus' view of the deployed stack: each service's /metrics on its own listener (one port per PM2 instance),
+ * and RabbitMQ's exporter (rabbitmq_prometheus). On one host they are on loopback; the Vagrant stage points these at
+ * the VMs' private IPs, which the firewalls open to the scrapers (the host):
+ *   E2E_GATEWAY_METRICS_HOST, E2E_INVENTORY_METRICS_HOST, E2E_BILLING_METRICS_HOST, E2E_RABBITMQ_METRICS_URL (…:15692)
  */
 const env = process.env;
 const gateway = env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${env.GATEWAY_PORT ?? 8080}`;
 const metricsOf = {
-  gateway: env.E2E_GATEWAY_METRICS_URL ?? `http://127.0.0.1:${env.GATEWAY_METRICS_PORT ?? 9101}`,
-  inventory: env.E2E_INVENTORY_METRICS_URL ?? `http://127.0.0.1:${env.INVENTORY_METRICS_PORT ?? 9102}`,
-  billing: env.E2E_BILLING_METRICS_URL ?? `http://127.0.0.1:${env.BILLING_METRICS_PORT ?? 9103}`,
+  gateway: instanceUrls('api-gateway', env.E2E_GATEWAY_METRICS_HOST ?? '127.0.0.1', Number(env.GATEWAY_METRICS_PORT ?? 9100)),
+  inventory: instanceUrls('inventory-api', env.E2E_INVENTORY_METRICS_HOST ?? '127.0.0.1', Number(env.INVENTORY_METRICS_PORT ?? 9110)),
+  billing: instanceUrls('billing-consumer', env.E2E_BILLING_METRICS_HOST ?? '127.0.0.1', Number(env.BILLING_METRICS_PORT ?? 9120)),
 };
 const rabbitmqMetrics = env.E2E_RABBITMQ_METRICS_URL ?? `http://127.0.0.1:${env.RABBITMQ_PROMETHEUS_PORT ?? 15692}`;
 const vhost = env.RABBITMQ_VHOST ?? 'billing_vhost';
 const queue = env.RABBITMQ_QUEUE ?? 'billing_queue';
 
+/** Every instance of each service, added up. */
 const scrapeAll = async () => {
-  const [gatewaySamples, inventorySamples, billingSamples] = await Promise.all(Object.values(metricsOf).map((url) => scrape(`${url}/metrics`)));
+  const [gatewaySamples, inventorySamples, billingSamples] = await Promise.all(Object.values(metricsOf).map(scrapeInstances));
   return { gateway: gatewaySamples!, inventory: inventorySamples!, billing: billingSamples! };
 };
 

@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { expect } from 'chai';
 
 /** One scrape of a Prometheus endpoint: each sample's value by its series, e.g. `http_requests_total{method="GET",route="/"}`. */
@@ -36,3 +37,20 @@ export const moved = (before: Scrape, after: Scrape, name: string, labels: Recor
   expect(after.has(key), `${key} in the second scrape`).to.equal(true);
   return after.get(key)! - (before.get(key) ?? 0);
 };
+
+/** The PM2 instances of each app, as ecosystem.config.cjs starts them. */
+const { apps } = createRequire(import.meta.url)('../../ecosystem.config.cjs') as { apps: Array<{ name: string; instances: number }> };
+export const instancesOf = (app: string): number => apps.find(({ name }) => name === app)?.instances ?? 1;
+
+/** The metrics URL of each instance of a PM2 app: instance i serves on the app's metrics port + i. */
+export const instanceUrls = (app: string, host: string, port: number): string[] =>
+  Array.from({ length: instancesOf(app) }, (_, instance) => `http://${host}:${port + instance}/metrics`);
+
+/** Scrapes every instance of an app and adds their samples up, as Prometheus' sum() over its targets would. */
+export async function scrapeInstances(urls: string[]): Promise<Scrape> {
+  const total: Scrape = new Map();
+  for (const samples of await Promise.all(urls.map(scrape))) {
+    for (const [key, value] of samples) total.set(key, (total.get(key) ?? 0) + value);
+  }
+  return total;
+}

@@ -13,7 +13,7 @@ const consumerEnv = z.object({
 
 export const loadConfig = (vars: NodeJS.ProcessEnv = process.env) => {
   const { consumer, db, broker, metrics } = parseConfig(
-    { consumer: consumerEnv, db: databaseEnv('BILLING'), broker: rabbitmqEnv, metrics: metricsEnv('BILLING', 9103) },
+    { consumer: consumerEnv, db: databaseEnv('BILLING'), broker: rabbitmqEnv, metrics: metricsEnv('BILLING', 9120) },
     vars,
   );
   return {

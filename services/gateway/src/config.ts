@@ -16,7 +16,7 @@ const gatewayEnv = z.object({
 });
 
 export const loadConfig = (vars: NodeJS.ProcessEnv = process.env) => {
-  const { gateway, broker, metrics } = parseConfig({ gateway: gatewayEnv, broker: rabbitmqEnv, metrics: metricsEnv('GATEWAY', 9101) }, vars);
+  const { gateway, broker, metrics } = parseConfig({ gateway: gatewayEnv, broker: rabbitmqEnv, metrics: metricsEnv('GATEWAY', 9100) }, vars);
   return {
     host: gateway.GATEWAY_HOST,
     port: gateway.GATEWAY_PORT,

@@ -9,7 +9,7 @@ const httpEnv = z.object({
 });
 
 export const loadConfig = (vars: NodeJS.ProcessEnv = process.env) => {
-  const { http, db, metrics } = parseConfig({ http: httpEnv, db: databaseEnv('INVENTORY'), metrics: metricsEnv('INVENTORY', 9102) }, vars);
+  const { http, db, metrics } = parseConfig({ http: httpEnv, db: databaseEnv('INVENTORY'), metrics: metricsEnv('INVENTORY', 9110) }, vars);
   return { host: http.INVENTORY_API_HOST, port: http.INVENTORY_API_PORT, logLevel: http.LOG_LEVEL, db, metrics };
 };
 

@@ -45,14 +45,22 @@ export const env = {
       .transform((value) => value === 'true'),
 };
 
-/** Where a service serves /metrics: <PREFIX>_METRICS_HOST and <PREFIX>_METRICS_PORT (loopback unless told). */
+/**
+ * Where a service serves /metrics: <PREFIX>_METRICS_HOST (loopback unless told) and <PREFIX>_METRICS_PORT plus the
+ * PM2 instance number. PM2's cluster mode shares one port between its instances, so a scrape there would reach one of
+ * them at random: each instance has a port of its own instead, and Prometheus scrapes each (port 0 stays 0: tests).
+ */
 export const metricsEnv = (prefix: 'GATEWAY' | 'INVENTORY' | 'BILLING', defaultPort: number) =>
   z
     .object({
       [`${prefix}_METRICS_HOST`]: env.text().default('127.0.0.1'),
       [`${prefix}_METRICS_PORT`]: env.port().default(defaultPort),
+      NODE_APP_INSTANCE: z.coerce.number().int().min(0).max(99).default(0),
     })
-    .transform((vars) => ({ host: vars[`${prefix}_METRICS_HOST`] as string, port: vars[`${prefix}_METRICS_PORT`] as number }));
+    .transform((vars) => {
+      const port = vars[`${prefix}_METRICS_PORT`] as number;
+      return { host: vars[`${prefix}_METRICS_HOST`] as string, port: port === 0 ? 0 : port + (vars.NODE_APP_INSTANCE as number) };
+    });
 
 
 export const databaseEnv = (prefix: 'INVENTORY' | 'BILLING') =>
