@@ -238,7 +238,8 @@ suite() {
 
 step "end-to-end suite against gateway-vm's :$GATEWAY_PORT (forwarded), pm2 and psql over SSH"
 # The firewalls let only gateway-vm reach inventory-api and AMQP, and billing-consumer's health port is on loopback:
-# the suite reaches them through SSH tunnels from the sandbox, as an operator would.
+# the suite reaches them through SSH tunnels from the sandbox, as an operator would. The metrics it scrapes directly, on
+# the private IPs: the firewalls let the host in (crud_master_metrics_scrapers).
 tunnel_inventory=18081 tunnel_billing_health=18082 tunnel_amqp=15673
 open_tunnel() { # VM -L SPEC…
   local vm=$1; shift
@@ -257,6 +258,8 @@ suite e2e \
   E2E_BILLING_HEALTH_URL="http://127.0.0.1:$tunnel_billing_health" \
   E2E_RABBITMQ_HOST=127.0.0.1 E2E_RABBITMQ_PORT="$tunnel_amqp" \
   E2E_RABBITMQ_API_URL="http://127.0.0.1:$RABBITMQ_UI_PORT/api" \
+  E2E_GATEWAY_METRICS_HOST="$GATEWAY_VM_IP" E2E_INVENTORY_METRICS_HOST="$INVENTORY_VM_IP" \
+  E2E_BILLING_METRICS_HOST="$BILLING_VM_IP" E2E_RABBITMQ_METRICS_URL="http://$BILLING_VM_IP:$RABBITMQ_PROMETHEUS_PORT" \
   E2E_GATEWAY_EXEC="$tmp/on-vm gateway-vm" \
   E2E_INVENTORY_EXEC="$tmp/on-vm inventory-vm" \
   E2E_BILLING_EXEC="$tmp/on-vm billing-vm" \
@@ -374,7 +377,10 @@ for from in gateway-vm inventory-vm; do
   check_reach "$from" "$BILLING_VM_IP" "$RABBITMQ_UI_PORT" "the RabbitMQ management UI" no
   check_reach "$from" "$BILLING_VM_IP" "$BILLING_HEALTH_PORT" "billing-consumer's health port" no
   check_reach "$from" "$BILLING_VM_IP" "$RABBITMQ_PROMETHEUS_PORT" "RabbitMQ's Prometheus metrics" no
+  check_reach "$from" "$BILLING_VM_IP" "$BILLING_METRICS_PORT" "billing-consumer's metrics" no
 done
+check_reach billing-vm "$INVENTORY_VM_IP" "$INVENTORY_METRICS_PORT" "inventory-api's metrics" no
+check_reach inventory-vm "$GATEWAY_VM_IP" "$GATEWAY_METRICS_PORT" "api-gateway's metrics" no
 check_reach billing-vm "$GATEWAY_VM_IP" "$GATEWAY_PORT" api-gateway yes
 # The host scrapes the metrics (crud_master_metrics_scrapers), and still reaches inventory-api only through the gateway.
 check_reach host "$INVENTORY_VM_IP" "$INVENTORY_API_PORT" inventory-api no
