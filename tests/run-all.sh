@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make test`: provision this host with the roles (`make local`, with no .env secret on any command line), prove the second run changes nothing, check the
-# types, then run the component suite, and against the deployed stack the end-to-end suite, the Postman collection
+# `make test`: provision this host with the roles (`make local`, with no .env secret on any command line), prove the
+# second run changes nothing, check the types and run every linter (make lint), then run the component suite, and against the deployed stack the end-to-end suite, the Postman collection
 # (newman), the privileges of the deployment (links planted before a provisioning run), the hostile-input fuzz and
 # the chaos test; last, the Vagrant stage (the three machines of the Vagrantfile with the docker provider,
 # tests/vagrant/vagrant-stage.sh). Every step runs even when an earlier one failed; the last line sums them all:
@@ -69,6 +69,8 @@ check provision-idempotent make --no-print-directory local-idempotent
 check install npm ci --no-audit --no-fund
 check build npm run build
 check typecheck npx tsc -p tsconfig.test.json
+# ESLint, knip (each workspace declares exactly what it imports), ansible-lint, yamllint, Redocly
+check lint make --no-print-directory lint
 suite component 'services/*/test/**/*.test.ts' 'tests/component/**/*.test.ts'
 suite e2e 'tests/e2e/**/*.test.ts'
 # Links planted by the service and build users, then two provisioning runs: this host only.
