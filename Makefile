@@ -2,7 +2,7 @@
 #
 # Every target first makes .env from .env.example when it is missing, or adds the variables it lacks (the
 # `-include .env` below: GNU make updates an included file before anything else), with a random value in each empty
-# *_PASSWORD; the values .env has stay.
+# *_PASSWORD and *_COOKIE; the values .env has stay.
 # The targets install what they need from Debian/Ubuntu packages when it is missing (as root, or through sudo).
 
 SHELL := /bin/bash
@@ -57,7 +57,7 @@ help: ## List the targets
 
 ##@ Setup
 
-.env: .env.example FORCE ## Make .env from .env.example (random *_PASSWORD values); add to it the variables it lacks
+.env: .env.example FORCE ## Make .env from .env.example (random *_PASSWORD and *_COOKIE values); add to it the variables it lacks
 	@umask 077; \
 	have=""; [ -f .env ] && have=$$(sed -nE 's/^(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=.*/\2/p' .env); \
 	added=""; \
@@ -68,17 +68,17 @@ help: ## List the targets
 	    added="$$added $$name"; \
 	  fi; \
 	  case "$$line" in \
-	    [A-Za-z_]*_PASSWORD=) \
+	    [A-Za-z_]*_PASSWORD=|[A-Za-z_]*_COOKIE=) \
 	      secret="$$(openssl rand -hex 16 2>/dev/null || od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"; \
 	      printf '%s%s\n' "$$line" "$$secret" ;; \
 	    *) printf '%s\n' "$$line" ;; \
 	  esac; \
 	done < .env.example > .env.tmp; \
 	if [ ! -f .env ]; then \
-	  mv .env.tmp .env; echo "Made .env from .env.example (each empty *_PASSWORD got a random value)."; \
+	  mv .env.tmp .env; echo "Made .env from .env.example (each empty *_PASSWORD and *_COOKIE got a random value)."; \
 	elif [ -n "$$added" ]; then \
 	  { cat .env; printf '\n# Added from .env.example by make\n'; cat .env.tmp; } > .env.new && mv .env.new .env; \
-	  rm -f .env.tmp; echo "Added to .env from .env.example:$$added (each empty *_PASSWORD got a random value)."; \
+	  rm -f .env.tmp; echo "Added to .env from .env.example:$$added (each empty *_PASSWORD and *_COOKIE got a random value)."; \
 	else \
 	  rm -f .env.tmp; \
 	fi

@@ -50,9 +50,9 @@ describe('security of the deployed stack', () => {
     // the topology test runs this suite from a copy of the checkout, without its git history
     if (spawnSync('git', ['rev-parse', '--git-dir'], { cwd: repo }).status !== 0) this.skip();
     const secrets = Object.entries(env)
-      .filter(([name, value]) => name.endsWith('_PASSWORD') && value && value.length >= 8)
+      .filter(([name, value]) => /_(PASSWORD|COOKIE)$/.test(name) && value && value.length >= 8)
       .map(([, value]) => value!);
-    expect(secrets, 'the .env passwords to look for').to.have.length.of.at.least(3);
+    expect(secrets, 'the .env passwords and cookie to look for').to.have.length.of.at.least(3);
     const hits = spawnSync('git', ['grep', '-l', '-F', ...secrets.flatMap((s) => ['-e', s])], { cwd: repo, encoding: 'utf8' });
     expect(hits.stdout.trim(), 'tracked files that hold a secret').to.equal('');
     expect(hits.status, 'git grep found nothing (1), rather than failing').to.equal(1);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a command (the provisioning: `make local`) while it samples every process's command line (/proc/*/cmdline)
-# every few milliseconds, and fails if any *_PASSWORD value of .env appears in one: any user on the host can read
-# every command line (ps), so a secret passed as an argument is a secret handed out.
+# every few milliseconds, and fails if any *_PASSWORD or *_COOKIE value of .env appears in one: any user on the host
+# can read every command line (ps), so a secret passed as an argument is a secret handed out.
 #
 #   tests/provision/secrets-on-cmdline.sh COMMAND…
 #
@@ -17,8 +17,8 @@ load_secrets() {
   local line name value
   [ -f .env ] || return 0
   while IFS= read -r line || [ -n "$line" ]; do
-    [[ $line =~ ^(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*_PASSWORD)=[\"\']?(.*[^\"\'])[\"\']?$ ]] || continue
-    name=${BASH_REMATCH[2]} value=${BASH_REMATCH[3]}
+    [[ $line =~ ^(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*_(PASSWORD|COOKIE))=[\"\']?(.*[^\"\'])[\"\']?$ ]] || continue
+    name=${BASH_REMATCH[2]} value=${BASH_REMATCH[4]}
     # Short values would match by chance; `make .env` makes 32 hex digits.
     [ "${#value}" -ge 8 ] && secrets[$name]=$value
   done < .env
