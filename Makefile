@@ -118,15 +118,17 @@ deps-lint: deps-ansible ## Install ansible-lint, yamllint and ruby when missing
 
 # Vagrant's provider: virtualbox (VMs), or docker (systemd containers from `make box`, for hosts without VirtualBox).
 PROVIDER ?= virtualbox
-# billing-vm and inventory-vm come up first (the docker provider in parallel): gateway-vm's deploy waits until
+# The billing VMs of .env: billing-vm, then billing-vm-2 … billing-vm-N (BILLING_VM_COUNT, 1 by default).
+BILLING_VMS := $(strip billing-vm $(addprefix billing-vm-,$(shell seq 2 $(or $(BILLING_VM_COUNT),1) 2>/dev/null)))
+# The billing VMs and inventory-vm come up first (the docker provider in parallel): gateway-vm's deploy waits until
 # inventory-api and RabbitMQ answer.
-BACKEND_VMS := billing-vm inventory-vm
+BACKEND_VMS := $(BILLING_VMS) inventory-vm
 
 # The VMs' SSH host keys, pinned for `make provision` (inventory.ini checks them strictly).
 KNOWN_HOSTS := .vagrant/known_hosts
 
 .PHONY: up
-up: .env $(if $(filter docker,$(PROVIDER)),box) ## Create and provision gateway-vm, inventory-vm and billing-vm (PROVIDER=virtualbox|docker)
+up: .env inventory $(if $(filter docker,$(PROVIDER)),box) ## Create and provision gateway-vm, inventory-vm and the billing VMs (PROVIDER=virtualbox|docker)
 	vagrant up --provider=$(PROVIDER) $(BACKEND_VMS)
 	vagrant up --provider=$(PROVIDER)
 	$(MAKE) known-hosts
@@ -144,16 +146,21 @@ known-hosts: ## Pin the running VMs' SSH host keys for make provision (.vagrant/
 $(KNOWN_HOSTS):
 	$(MAKE) known-hosts
 
+# inventory.ini's [billing] hosts follow .env (BILLING_VM_COUNT, BILLING_VM_IP); the file changes only when they differ.
+.PHONY: inventory
+inventory: .env ## Write the [billing] hosts of inventory.ini from .env (billing-vm … billing-vm-N)
+	@ansible/billing-inventory.sh .env $(VM_INVENTORY)
+
 .PHONY: box
 box: ## Build the docker provider's systemd image (Debian 12; cached by a hash of box/; BOX_FROM=debootstrap|dockerfile)
 	box/build.sh
 
 .PHONY: provision
-provision: .env deps-ansible $(KNOWN_HOSTS) ## Re-run ansible/site.yml on the running VMs (inventory.ini, over SSH; same PROVIDER as make up)
+provision: .env inventory deps-ansible $(KNOWN_HOSTS) ## Re-run ansible/site.yml on the running VMs (inventory.ini, over SSH; same PROVIDER as make up)
 	ansible-playbook -i $(VM_INVENTORY) -e vagrant_provider=$(PROVIDER) $(PLAYBOOK) $(ANSIBLE_ARGS)
 
 .PHONY: provision-idempotent
-provision-idempotent: .env deps-ansible $(KNOWN_HOSTS) ## Re-run the playbook on the running VMs; fail unless every host reports changed=0
+provision-idempotent: .env inventory deps-ansible $(KNOWN_HOSTS) ## Re-run the playbook on the running VMs; fail unless every host reports changed=0
 	ansible/check-idempotent.sh $(VM_INVENTORY) -e vagrant_provider=$(PROVIDER) $(ANSIBLE_ARGS)
 
 .PHONY: destroy
