@@ -2,11 +2,10 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
+import { countsWhenDrained, sendOrdersUnderFaults, tally, unexpected, type Fault } from '../support/chaos.js';
 import { unique } from '../support/env.js';
-import { eventually } from '../support/http.js';
 import { openOrders, type TestOrders } from '../support/orders.js';
 import { pm2Processes } from '../support/pm2.js';
-import { rawRequest } from '../support/raw-http.js';
 
 /**
  * A 202 is a promise that the order is stored exactly once. This posts CHAOS_ORDERS orders (2,000 by default) at
@@ -39,7 +38,7 @@ const killConsumer = () => {
  * optionally doing something while it is down.
  */
 const restartWithOutage =
-  (service: string, downSeconds: number, whileDown?: () => Promise<string>) => async () => {
+  (service: string, downSeconds: number, whileDown?: Fault): Fault => async () => {
     await asRoot('service', service, 'stop');
     await sleep(downSeconds * 500);
     const during = whileDown ? `, ${await whileDown()} while it was down` : '';
@@ -52,7 +51,7 @@ const restartWithOutage =
  * The faults, each at a fraction of the sending time (40 s by default). A RabbitMQ restart takes about 15 s here
  * (its init script waits for the node to stop, then to boot), so the PostgreSQL outage comes after it is back.
  */
-const faults: Array<[number, () => Promise<string>]> = [
+const faults: Array<[number, Fault]> = [
   [0.05, killConsumer],
   [0.1, restartWithOutage('rabbitmq-server', 2)],
   [0.55, killConsumer],
@@ -61,9 +60,6 @@ const faults: Array<[number, () => Promise<string>]> = [
   [0.85, killConsumer],
   [0.95, killConsumer],
 ];
-
-/** 202, 503, 'connection error', or anything else as status and body (a failure). */
-type Outcome = number | string;
 
 describe('orders under faults (chaos)', function () {
   this.timeout(0);
@@ -78,64 +74,30 @@ describe('orders under faults (chaos)', function () {
   });
 
   it(`When ${total} orders arrive at ${rate}/s while the consumer is killed and RabbitMQ and PostgreSQL restart, then every 202 is stored exactly once`, async () => {
-    const outcomes = new Map<string, Outcome>();
-    const post = async (key: string) => {
-      try {
-        const reply = await rawRequest(gateway, {
-          method: 'POST',
-          path: '/api/billing',
-          headers: { 'content-type': 'application/json', 'idempotency-key': key },
-          body: JSON.stringify({ user_id: 'usr_chaos', number_of_items: 1, total_amount: '1.00' }),
-        });
-        outcomes.set(key, reply.status === 202 || reply.status === 503 ? reply.status : `${reply.status} ${reply.body.slice(0, 100)}`);
-      } catch {
-        outcomes.set(key, 'connection error');
-      }
-    };
-
-    const started = Date.now();
     const sendingMs = (total / rate) * 1000;
-    const pending = [...faults];
-    const inFlight: Array<Promise<void>> = [];
-    const log: string[] = [];
-    for (let i = 0; i < total; i++) {
-      const due = started + (i * 1000) / rate;
-      if (due > Date.now()) await sleep(due - Date.now());
-      while (pending.length > 0 && Date.now() - started >= pending[0]![0] * sendingMs) {
-        const fault = pending.shift()![1];
-        const at = ((Date.now() - started) / 1000).toFixed(1);
-        inFlight.push(fault().then((what) => void log.push(`${at}s ${what} (done at ${((Date.now() - started) / 1000).toFixed(1)}s)`)));
-      }
-      inFlight.push(post(unique('chaos')));
-    }
-    await Promise.all(inFlight);
-    const sentAt = Date.now();
-
+    const sent = await sendOrdersUnderFaults({
+      gateway,
+      rate,
+      orders: total,
+      faults: faults.map(([fraction, fault]) => [fraction * sendingMs, fault]),
+      keyOf: () => unique('chaos'),
+    });
+    const { outcomes } = sent;
     const accepted = [...outcomes].filter(([, outcome]) => outcome === 202).map(([key]) => key);
-    let counts: number[] = [];
-    await eventually(
-      async () => {
-        counts = await orders.countsOf(accepted).catch(() => []);
-        return counts.length === accepted.length && counts.every((n) => n >= 1) ? true : undefined;
-      },
-      DRAIN_LIMIT_MS,
-      'every accepted order in billing_db',
-    ).catch(() => undefined);
-    const drainSeconds = (Date.now() - sentAt) / 1000;
+    const { counts, drainSeconds } = await countsWhenDrained((keys) => orders.countsOf(keys), accepted, DRAIN_LIMIT_MS);
 
-    const tally = (outcome: Outcome) => [...outcomes.values()].filter((o) => o === outcome).length;
-    const others = [...outcomes.values()].filter((o) => o !== 202 && o !== 503 && o !== 'connection error');
+    const others = unexpected(outcomes);
     const figures = {
       sent: outcomes.size,
       accepted202: accepted.length,
-      unavailable503: tally(503),
-      connectionErrors: tally('connection error'),
+      unavailable503: tally(outcomes, 503),
+      connectionErrors: tally(outcomes, 'connection error'),
       other: others.length,
       lost: counts.filter((n) => n === 0).length,
       duplicated: counts.filter((n) => n > 1).length,
       drainSeconds,
     };
-    console.log(`      faults: ${log.join(', ')}`);
+    console.log(`      faults: ${sent.log.join(', ')}`);
     console.log(`      chaos: ${JSON.stringify(figures)}`);
 
     expect(figures.sent).to.equal(total);
