@@ -243,6 +243,13 @@ node_modules: package-lock.json
 vagrant-test: deps-ansible ## make box, make up PROVIDER=docker, then e2e, Postman, the seed scenario over vagrant ssh, a reboot, make provision (changed=0), isolation, make destroy
 	tests/vagrant/vagrant-stage.sh
 
+# How many billing VMs make scale-test brings up (3: the fewest whose quorum survives a lost node).
+SCALE_BILLING_VMS ?= 3
+
+.PHONY: scale-test
+scale-test: deps-ansible ## The Vagrant stage with SCALE_BILLING_VMS (3) billing VMs: one RabbitMQ cluster, quorum queues, orders at 100/s while a broker stops and a billing VM halts
+	VAGRANT_STAGE_BILLING_VMS=$(SCALE_BILLING_VMS) tests/vagrant/vagrant-stage.sh
+
 ##@ Benchmarks
 
 .PHONY: bench

@@ -9,13 +9,18 @@
 #   - isolation: which databases and broker logins each guest gets, and what each guest's firewall lets in (the host
 #     scrapes RabbitMQ's metrics; inventory-api stays closed to it);
 #   - `make destroy` leaves no container and no network.
+# With VAGRANT_STAGE_BILLING_VMS=N >= 2 (`make scale-test`: 3, five machines) the checkout's .env says
+# BILLING_VM_COUNT=N, and the stage runs the same checks on every machine, but instead of the end-to-end suite and the
+# seed's scenario (one consumer per queue), tests/vagrant/scale.test.ts: one RabbitMQ cluster, quorum queues with a
+# replica on each billing VM, and orders at 100/s while a broker stops and a billing VM halts (exactly once, <= 1% 503).
 # Docker, the guests and every test packet live in a network namespace with NAT out (sandbox.sh); the stage tears it
 # all down on every exit path.
 #
 # The last line: `vagrant-stage: N passed, M failed`; the exit code is non-zero when anything failed.
 # Settings (environment):
 #   VAGRANT_STAGE_SOURCE  the checkout to deploy and test (this repository); e.g. a copy with a deliberate bug
-#   VAGRANT_STAGE_LOGS    where the logs go (.test-results/vagrant)
+#   VAGRANT_STAGE_BILLING_VMS  how many billing VMs (BILLING_VM_COUNT of the checkout's .env): 1, the three-VM layout
+#   VAGRANT_STAGE_LOGS    where the logs go (.test-results/vagrant; .test-results/vagrant-scale with several billing VMs)
 #   VAGRANT_STAGE_KEEP=1  leave the machines and the sandbox up at the end, to look around:
 #                         `tests/vagrant/sandbox.sh exec sh -c 'cd DIR && vagrant ssh billing-vm'`
 set -uo pipefail
@@ -23,10 +28,15 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 source_dir=$(cd "${VAGRANT_STAGE_SOURCE:-$repo}" && pwd)
-logs=${VAGRANT_STAGE_LOGS:-$repo/.test-results/vagrant}
+billing_vm_count=${VAGRANT_STAGE_BILLING_VMS:-1}
+if [ "$billing_vm_count" -gt 1 ] 2>/dev/null; then scale=1; else scale=0; billing_vm_count=1; fi
+logs=${VAGRANT_STAGE_LOGS:-$repo/.test-results/vagrant$([ "$scale" = 1 ] && echo -scale)}
 keep=${VAGRANT_STAGE_KEEP:-0}
 sandbox=$here/sandbox.sh
-machines=(gateway-vm inventory-vm billing-vm)
+# The machines of the Vagrantfile: billing-vm-2 … billing-vm-N after billing-vm.
+billing_vms=(billing-vm)
+for ((k = 2; k <= billing_vm_count; k++)); do billing_vms+=("billing-vm-$k"); done
+machines=(gateway-vm inventory-vm "${billing_vms[@]}")
 export VAGRANT_CHECKPOINT_DISABLE=1 ANSIBLE_NOCOLOR=1
 
 started=$(date +%s)
@@ -88,6 +98,14 @@ net_of() {
   pid=$(in_sandbox docker inspect -f '{{.State.Pid}}' "crud-master-$vm") || return 1
   nsenter --net="/proc/$pid/ns/net" -- "$@"
 }
+# A machine's Ansible group, and its address by .env: billing-vm-k at BILLING_VM_IP's last octet + k - 1.
+group_of() { case $1 in billing-vm*) echo billing ;; *) echo "${1%-vm}" ;; esac; }
+ip_of() {
+  case $1 in
+    billing-vm-*) echo "${BILLING_VM_IP%.*}.$(( ${BILLING_VM_IP##*.} + ${1#billing-vm-} - 1 ))" ;;
+    *) local key; key=$(tr '[:lower:]-' '[:upper:]_' <<<"${1%-vm}")_VM_IP; echo "${!key}" ;;
+  esac
+}
 # The task that failed and Ansible's message, from a provisioning log.
 failed_task() { awk '/^TASK \[/ { task = $0 } /^(fatal|failed):/ { print task; print substr($0, 1, 700); exit }' "$1"; }
 
@@ -131,6 +149,7 @@ checkout=$tmp/crud-master
 rsync -a --filter=':- .gitignore' --exclude=.git/ --exclude=.vagrant/ --exclude=node_modules/ --exclude=.env \
   --exclude=.test-results/ "$source_dir/" "$checkout/" || abort "setup" "could not copy $source_dir"
 make -C "$checkout" --no-print-directory .env > /dev/null || abort "setup" "make .env failed in $checkout"
+sed -i "s/^BILLING_VM_COUNT=.*/BILLING_VM_COUNT=$billing_vm_count/" "$checkout/.env"
 # As a user's own checkout: the guests' vagrant user (uid 1000) owns /vagrant, as on VirtualBox's shared folder.
 chown -R 1000:1000 "$checkout"
 set -a
@@ -154,7 +173,7 @@ fi
 step "make up PROVIDER=docker"
 t0=$(date +%s)
 if in_sandbox make -C "$checkout" --no-print-directory up PROVIDER=docker > "$logs/up.log" 2>&1; then
-  pass "make up PROVIDER=docker: the three machines are up and provisioned ($(( $(date +%s) - t0 ))s)"
+  pass "make up PROVIDER=docker: the ${#machines[@]} machines are up and provisioned ($(( $(date +%s) - t0 ))s)"
 else
   fail "make up PROVIDER=docker ($(( $(date +%s) - t0 ))s)" "$(failed_task "$logs/up.log" | head -4)
 $(grep -E '^(==> |An error|The SSH|Vagrant)' "$logs/up.log" | tail -4)
@@ -188,7 +207,8 @@ done
 # Each guest has its .env address on the private network, and inventory.ini agrees (make provision goes there).
 for vm in "${machines[@]}"; do
   key=$(tr '[:lower:]-' '[:upper:]_' <<<"${vm%-vm}")_VM_IP
-  want=${!key}
+  [[ $vm == billing-vm-* ]] && key="BILLING_VM_IP + ${vm#billing-vm-} - 1"
+  want=$(ip_of "$vm")
   has=$(on_vm "$vm" hostname -I 2>&1)
   listed=$(sed -nE "s/^$vm[[:space:]].*ansible_host=([^[:space:]]+).*/\1/p" "$checkout/inventory.ini")
   if [[ " $has " == *" $want "* ]] && [ "$listed" = "$want" ]; then
@@ -202,11 +222,13 @@ done
 gateway_env=$(on_vm gateway-vm cat /etc/crud-master/api-gateway.env 2>&1)
 env_value() { printf '%s\n' "$gateway_env" | sed -n "s/^$1=//p" | tr -d "\"'" | tail -1; }
 want_inventory_url="http://$INVENTORY_VM_IP:$INVENTORY_API_PORT"
+# Every billing VM's broker, billing-vm first.
+want_brokers=$(for vm in "${billing_vms[@]}"; do ip_of "$vm"; done | paste -sd,)
 message=""
 [ "$(env_value INVENTORY_API_URL)" = "$want_inventory_url" ] || message="INVENTORY_API_URL=$(env_value INVENTORY_API_URL), expected $want_inventory_url (INVENTORY_VM_IP:INVENTORY_API_PORT of .env). "
-[ "$(env_value RABBITMQ_HOST)" = "$BILLING_VM_IP" ] || message="${message}RABBITMQ_HOST=$(env_value RABBITMQ_HOST), expected $BILLING_VM_IP (BILLING_VM_IP of .env). "
+[ "$(env_value RABBITMQ_HOST)" = "$want_brokers" ] || message="${message}RABBITMQ_HOST=$(env_value RABBITMQ_HOST), expected $want_brokers (BILLING_VM_IP of .env, and the addresses after it for BILLING_VM_COUNT=$billing_vm_count). "
 if [ -z "$message" ]; then
-  pass "gateway-vm's api-gateway targets inventory-vm ($want_inventory_url) and billing-vm's RabbitMQ ($BILLING_VM_IP)"
+  pass "gateway-vm's api-gateway targets inventory-vm ($want_inventory_url) and $([ "$scale" = 1 ] && echo "every billing VM's RabbitMQ" || echo "billing-vm's RabbitMQ") ($want_brokers)"
 else
   fail "gateway-vm's api-gateway targets the other machines" \
     "/etc/crud-master/api-gateway.env on gateway-vm: ${message}The play gives the gateway the wrong address of another machine (ansible/group_vars/all.yml: crud_master_inventory_ip, crud_master_billing_ip, crud_master_inventory_api_port)."
@@ -236,35 +258,37 @@ suite() {
   if [ "$code" -ne 0 ] && [ -z "$failing" ]; then fail "$name" "mocha exited with $code before its summary (log: $logs/$name.log)"; fi
 }
 
-step "end-to-end suite against gateway-vm's :$GATEWAY_PORT (forwarded), pm2 and psql over SSH"
-# The firewalls let only gateway-vm reach inventory-api and AMQP, and billing-consumer's health port is on loopback:
-# the suite reaches them through SSH tunnels from the sandbox, as an operator would. The metrics it scrapes directly, on
-# the private IPs: the firewalls let the host in (crud_master_metrics_scrapers).
-tunnel_inventory=18081 tunnel_billing_health=18082 tunnel_amqp=15673
-open_tunnel() { # VM -L SPEC…
-  local vm=$1; shift
-  in_sandbox ssh -F "$tmp/ssh_config" -q -N -o ExitOnForwardFailure=yes "$@" "$vm" > /dev/null 2>> "$logs/tunnels.log" &
-  tunnels+=($!)
-}
-open_tunnel gateway-vm -L "127.0.0.1:$tunnel_inventory:$INVENTORY_VM_IP:$INVENTORY_API_PORT" \
-  -L "127.0.0.1:$tunnel_amqp:$BILLING_VM_IP:$RABBITMQ_PORT"
-open_tunnel billing-vm -L "127.0.0.1:$tunnel_billing_health:127.0.0.1:$BILLING_HEALTH_PORT"
-for port in $tunnel_inventory $tunnel_amqp $tunnel_billing_health; do
-  for _ in $(seq 50); do in_sandbox bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null && break; sleep 0.2; done
-done
-suite e2e \
-  E2E_GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" \
-  E2E_INVENTORY_URL="http://127.0.0.1:$tunnel_inventory" \
-  E2E_BILLING_HEALTH_URL="http://127.0.0.1:$tunnel_billing_health" \
-  E2E_RABBITMQ_HOST=127.0.0.1 E2E_RABBITMQ_PORT="$tunnel_amqp" \
-  E2E_RABBITMQ_API_URL="http://127.0.0.1:$RABBITMQ_UI_PORT/api" \
-  E2E_GATEWAY_METRICS_HOST="$GATEWAY_VM_IP" E2E_INVENTORY_METRICS_HOST="$INVENTORY_VM_IP" \
-  E2E_BILLING_METRICS_HOST="$BILLING_VM_IP" E2E_RABBITMQ_METRICS_URL="http://$BILLING_VM_IP:$RABBITMQ_PROMETHEUS_PORT" \
-  E2E_GATEWAY_EXEC="$tmp/on-vm gateway-vm" \
-  E2E_INVENTORY_EXEC="$tmp/on-vm inventory-vm" \
-  E2E_BILLING_EXEC="$tmp/on-vm billing-vm" \
-  timeout --kill-after=10 900 npx mocha --exit 'tests/e2e/**/*.test.ts'
-close_tunnels
+if [ "$scale" = 0 ]; then
+  step "end-to-end suite against gateway-vm's :$GATEWAY_PORT (forwarded), pm2 and psql over SSH"
+  # The firewalls let only gateway-vm reach inventory-api and AMQP, and billing-consumer's health port is on loopback:
+  # the suite reaches them through SSH tunnels from the sandbox, as an operator would. The metrics it scrapes directly, on
+  # the private IPs: the firewalls let the host in (crud_master_metrics_scrapers).
+  tunnel_inventory=18081 tunnel_billing_health=18082 tunnel_amqp=15673
+  open_tunnel() { # VM -L SPEC…
+    local vm=$1; shift
+    in_sandbox ssh -F "$tmp/ssh_config" -q -N -o ExitOnForwardFailure=yes "$@" "$vm" > /dev/null 2>> "$logs/tunnels.log" &
+    tunnels+=($!)
+  }
+  open_tunnel gateway-vm -L "127.0.0.1:$tunnel_inventory:$INVENTORY_VM_IP:$INVENTORY_API_PORT" \
+    -L "127.0.0.1:$tunnel_amqp:$BILLING_VM_IP:$RABBITMQ_PORT"
+  open_tunnel billing-vm -L "127.0.0.1:$tunnel_billing_health:127.0.0.1:$BILLING_HEALTH_PORT"
+  for port in $tunnel_inventory $tunnel_amqp $tunnel_billing_health; do
+    for _ in $(seq 50); do in_sandbox bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null && break; sleep 0.2; done
+  done
+  suite e2e \
+    E2E_GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" \
+    E2E_INVENTORY_URL="http://127.0.0.1:$tunnel_inventory" \
+    E2E_BILLING_HEALTH_URL="http://127.0.0.1:$tunnel_billing_health" \
+    E2E_RABBITMQ_HOST=127.0.0.1 E2E_RABBITMQ_PORT="$tunnel_amqp" \
+    E2E_RABBITMQ_API_URL="http://127.0.0.1:$RABBITMQ_UI_PORT/api" \
+    E2E_GATEWAY_METRICS_HOST="$GATEWAY_VM_IP" E2E_INVENTORY_METRICS_HOST="$INVENTORY_VM_IP" \
+    E2E_BILLING_METRICS_HOST="$BILLING_VM_IP" E2E_RABBITMQ_METRICS_URL="http://$BILLING_VM_IP:$RABBITMQ_PROMETHEUS_PORT" \
+    E2E_GATEWAY_EXEC="$tmp/on-vm gateway-vm" \
+    E2E_INVENTORY_EXEC="$tmp/on-vm inventory-vm" \
+    E2E_BILLING_EXEC="$tmp/on-vm billing-vm" \
+    timeout --kill-after=10 900 npx mocha --exit 'tests/e2e/**/*.test.ts'
+  close_tunnels
+fi
 
 step "Postman collection against gateway-vm's :$GATEWAY_PORT"
 (cd "$checkout" && in_sandbox npx newman run postman/crud-master.postman_collection.json \
@@ -279,12 +303,21 @@ else
     "$(grep -E '^ *[0-9]+\. ' "$logs/postman.log" | head -5) (log: $logs/postman.log)"
 fi
 
-step "the seed's scenario over vagrant ssh, and a reboot of the three machines"
-suite vm-path VAGRANT_CWD="$checkout" \
-  E2E_GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" E2E_RABBITMQ_API_URL="http://127.0.0.1:$RABBITMQ_UI_PORT/api" \
-  timeout --kill-after=10 1200 npx mocha --exit tests/vagrant/vm-path.test.ts
-# The guests' SSH addresses may change with the reboot.
-in_sandbox sh -c "cd '$checkout' && vagrant ssh-config" > "$tmp/ssh_config" 2>> "$logs/ssh-config.log"
+if [ "$scale" = 0 ]; then
+  step "the seed's scenario over vagrant ssh, and a reboot of the three machines"
+  suite vm-path VAGRANT_CWD="$checkout" \
+    E2E_GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" E2E_RABBITMQ_API_URL="http://127.0.0.1:$RABBITMQ_UI_PORT/api" \
+    timeout --kill-after=10 1200 npx mocha --exit tests/vagrant/vm-path.test.ts
+  # The guests' SSH addresses may change with the reboot.
+  in_sandbox sh -c "cd '$checkout' && vagrant ssh-config" > "$tmp/ssh_config" 2>> "$logs/ssh-config.log"
+else
+  step "the RabbitMQ cluster of the ${#billing_vms[@]} billing VMs, and orders while a broker stops and a billing VM halts"
+  suite scale VAGRANT_CWD="$checkout" SCALE_ON_VM="$tmp/on-vm" \
+    E2E_GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" E2E_RABBITMQ_API_URL="http://127.0.0.1:$RABBITMQ_UI_PORT/api" \
+    timeout --kill-after=10 2400 npx mocha --exit tests/vagrant/scale.test.ts
+  # billing-vm-3's SSH address may change with its restart.
+  in_sandbox sh -c "cd '$checkout' && vagrant ssh-config" > "$tmp/ssh_config" 2>> "$logs/ssh-config.log"
+fi
 
 # ---------------------------------------------------------------------------------------------------------------
 step "make provision-idempotent PROVIDER=docker: ansible-playbook over SSH, inventory.ini"
@@ -315,16 +348,28 @@ check_pg_refused() { # DB_VM DB_IP FROM_VM USER PASSWORD DB
 }
 check_pg_refused inventory-vm "$INVENTORY_VM_IP" billing-vm "$INVENTORY_DB_USER" "$INVENTORY_DB_PASSWORD" "$INVENTORY_DB_NAME"
 check_pg_refused billing-vm "$BILLING_VM_IP" gateway-vm "$BILLING_DB_USER" "$BILLING_DB_PASSWORD" "$BILLING_DB_NAME"
+# The other billing VMs' consumers write to billing_db on billing-vm: over its private IP, with the password.
+for vm in "${billing_vms[@]:1}"; do
+  name="billing-vm's PostgreSQL accepts $BILLING_DB_USER from $vm"
+  reply=$(PGPASSWORD=$BILLING_DB_PASSWORD net_of "$vm" psql "host=$BILLING_VM_IP user=$BILLING_DB_USER dbname=$BILLING_DB_NAME connect_timeout=5 sslmode=disable" -XwtAc 'select 1' 2>&1)
+  if [ "$reply" = 1 ]; then
+    pass "$name (scram-sha-256 over $BILLING_VM_IP)"
+  else
+    fail "$name" "psql from $vm to $BILLING_VM_IP: $reply. PostgreSQL must listen on BILLING_VM_IP, pg_hba.conf let the billing VMs in and billing-vm's firewall open 5432 to them (crud_master_postgres_*)."
+  fi
+done
 
-amqp_login() { # FROM_VM USER PASSWORD
-  (cd "$checkout" && net_of "$1" node --import tsx tests/vagrant/amqp-login.ts "$BILLING_VM_IP" "$RABBITMQ_PORT" "$2" "$3" "$RABBITMQ_VHOST" 2>&1)
+amqp_login() { # FROM_VM USER PASSWORD [BROKER_IP]
+  (cd "$checkout" && net_of "$1" node --import tsx tests/vagrant/amqp-login.ts "${4:-$BILLING_VM_IP}" "$RABBITMQ_PORT" "$2" "$3" "$RABBITMQ_VHOST" 2>&1)
 }
-reply=$(amqp_login gateway-vm "$RABBITMQ_PUBLISHER_USER" "$RABBITMQ_PUBLISHER_PASSWORD")
-if [ "$reply" = accepted ]; then
-  pass "billing-vm's RabbitMQ accepts api-gateway's user (the publisher) from gateway-vm"
-else
-  fail "billing-vm's RabbitMQ accepts api-gateway's user (the publisher) from gateway-vm" "AMQP login as $RABBITMQ_PUBLISHER_USER: $reply"
-fi
+for vm in "${billing_vms[@]}"; do
+  reply=$(amqp_login gateway-vm "$RABBITMQ_PUBLISHER_USER" "$RABBITMQ_PUBLISHER_PASSWORD" "$(ip_of "$vm")")
+  if [ "$reply" = accepted ]; then
+    pass "$vm's RabbitMQ accepts api-gateway's user (the publisher) from gateway-vm"
+  else
+    fail "$vm's RabbitMQ accepts api-gateway's user (the publisher) from gateway-vm" "AMQP login as $RABBITMQ_PUBLISHER_USER: $reply"
+  fi
+done
 name="billing-vm's RabbitMQ refuses guest"
 reply=$(amqp_login gateway-vm guest guest)
 management=$(in_sandbox curl -sS -m 5 -o /dev/null -w '%{http_code}' -u guest:guest "http://127.0.0.1:$RABBITMQ_UI_PORT/api/whoami" 2>&1)
@@ -369,28 +414,48 @@ for vm in "${machines[@]}"; do
 done
 check_reach gateway-vm "$INVENTORY_VM_IP" "$INVENTORY_API_PORT" inventory-api yes
 check_reach billing-vm "$INVENTORY_VM_IP" "$INVENTORY_API_PORT" inventory-api no
-check_reach gateway-vm "$BILLING_VM_IP" "$RABBITMQ_PORT" "RabbitMQ's AMQP" yes
-check_reach inventory-vm "$BILLING_VM_IP" "$RABBITMQ_PORT" "RabbitMQ's AMQP" no
-for from in gateway-vm inventory-vm; do
-  check_reach "$from" "$BILLING_VM_IP" 4369 epmd no
-  check_reach "$from" "$BILLING_VM_IP" 25672 "Erlang distribution" no
-  check_reach "$from" "$BILLING_VM_IP" "$RABBITMQ_UI_PORT" "the RabbitMQ management UI" no
-  check_reach "$from" "$BILLING_VM_IP" "$BILLING_HEALTH_PORT" "billing-consumer's health port" no
-  check_reach "$from" "$BILLING_VM_IP" "$RABBITMQ_PROMETHEUS_PORT" "RabbitMQ's Prometheus metrics" no
-  check_reach "$from" "$BILLING_VM_IP" "$BILLING_METRICS_PORT" "billing-consumer's metrics" no
+for vm in "${billing_vms[@]}"; do
+  ip=$(ip_of "$vm")
+  check_reach gateway-vm "$ip" "$RABBITMQ_PORT" "RabbitMQ's AMQP" yes
+  check_reach inventory-vm "$ip" "$RABBITMQ_PORT" "RabbitMQ's AMQP" no
+  for from in gateway-vm inventory-vm; do
+    check_reach "$from" "$ip" 4369 epmd no
+    check_reach "$from" "$ip" 25672 "Erlang distribution" no
+    check_reach "$from" "$ip" "$RABBITMQ_UI_PORT" "the RabbitMQ management UI" no
+    check_reach "$from" "$ip" "$BILLING_HEALTH_PORT" "billing-consumer's health port" no
+    check_reach "$from" "$ip" "$RABBITMQ_PROMETHEUS_PORT" "RabbitMQ's Prometheus metrics" no
+    check_reach "$from" "$ip" "$BILLING_METRICS_PORT" "billing-consumer's metrics" no
+  done
 done
+if [ "$scale" = 1 ]; then
+  # The billing VMs reach each other's epmd and Erlang distribution, and billing_db on billing-vm; nobody else does.
+  for vm in "${billing_vms[@]:1}"; do
+    check_reach "$vm" "$BILLING_VM_IP" 4369 epmd yes
+    check_reach "$vm" "$BILLING_VM_IP" 25672 "Erlang distribution" yes
+    check_reach billing-vm "$(ip_of "$vm")" 4369 epmd yes
+    check_reach billing-vm "$(ip_of "$vm")" 25672 "Erlang distribution" yes
+    check_reach "$vm" "$BILLING_VM_IP" 5432 "PostgreSQL (billing_db)" yes
+  done
+  for from in gateway-vm inventory-vm; do
+    check_reach "$from" "$BILLING_VM_IP" 5432 "PostgreSQL (billing_db)" no
+  done
+  check_reach "${billing_vms[1]}" "$(ip_of "${billing_vms[-1]}")" 5432 "PostgreSQL (none but billing-vm's)" no
+fi
 check_reach billing-vm "$INVENTORY_VM_IP" "$INVENTORY_METRICS_PORT" "inventory-api's metrics" no
 check_reach inventory-vm "$GATEWAY_VM_IP" "$GATEWAY_METRICS_PORT" "api-gateway's metrics" no
 check_reach billing-vm "$GATEWAY_VM_IP" "$GATEWAY_PORT" api-gateway yes
 # The host scrapes the metrics (crud_master_metrics_scrapers), and still reaches inventory-api only through the gateway.
 check_reach host "$INVENTORY_VM_IP" "$INVENTORY_API_PORT" inventory-api no
-reply=$(in_sandbox curl -sS -m 5 "http://$BILLING_VM_IP:$RABBITMQ_PROMETHEUS_PORT/metrics" 2>&1)
-if grep -q '^rabbitmq_queue_messages_ready ' <<<"$reply"; then
-  pass "the host scrapes billing-vm's RabbitMQ metrics ($BILLING_VM_IP:$RABBITMQ_PROMETHEUS_PORT/metrics)"
-else
-  fail "the host scrapes billing-vm's RabbitMQ metrics ($BILLING_VM_IP:$RABBITMQ_PROMETHEUS_PORT/metrics)" \
-    "GET /metrics: $(head -c 300 <<<"$reply"). rabbitmq_prometheus must listen on BILLING_VM_IP (roles/rabbitmq) and billing-vm's firewall let the scrapers in (crud_master_metrics_scrapers)."
-fi
+for vm in "${billing_vms[@]}"; do
+  ip=$(ip_of "$vm")
+  reply=$(in_sandbox curl -sS -m 5 "http://$ip:$RABBITMQ_PROMETHEUS_PORT/metrics" 2>&1)
+  if grep -q '^rabbitmq_queue_messages_ready ' <<<"$reply"; then
+    pass "the host scrapes $vm's RabbitMQ metrics ($ip:$RABBITMQ_PROMETHEUS_PORT/metrics)"
+  else
+    fail "the host scrapes $vm's RabbitMQ metrics ($ip:$RABBITMQ_PROMETHEUS_PORT/metrics)" \
+      "GET /metrics: $(head -c 300 <<<"$reply"). rabbitmq_prometheus must listen on the VM's private IP (roles/rabbitmq) and its firewall let the scrapers in (crud_master_metrics_scrapers)."
+  fi
+done
 reply=$(in_sandbox curl -sS -m 5 -o /dev/null -w '%{http_code}' -u "$RABBITMQ_USER:$RABBITMQ_PASSWORD" \
   "http://127.0.0.1:$RABBITMQ_UI_PORT/api/whoami" 2>&1)
 if [ "$reply" = 200 ]; then
@@ -410,9 +475,9 @@ secrets_of() {
 # Files of VM holding any of the values on stdin (grep reads them from stdin: they never reach a command line).
 files_with() { on_vm "$1" grep -rlsF -f /dev/stdin --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev --exclude-dir=run / 2>&1; }
 for vm in "${machines[@]}"; do
-  own=" $(secrets_of "${vm%-vm}") "
+  own=" $(secrets_of "$(group_of "$vm")") "
   mine=() others=() names=()
-  for name in $(compgen -v | grep -E '_PASSWORD$'); do
+  for name in $(compgen -v | grep -E '_(PASSWORD|COOKIE)$'); do
     if [[ $own == *" $name "* ]]; then mine+=("${!name}"); else others+=("${!name}"); names+=("$name"); fi
   done
   found_own=$(printf '%s\n' "${mine[@]}" | files_with "$vm")
@@ -449,8 +514,8 @@ ping_vm() {
   (cd "$checkout" && in_sandbox env ANSIBLE_CONFIG=ansible/ansible.cfg ANSIBLE_SSH_ARGS='-o ControlMaster=no -o ControlPath=none' \
     ansible -i inventory.ini "$1" -m ping -e vagrant_provider=docker 2>&1)
 }
-if [ "$(wc -l < "$pinned" 2>/dev/null)" != 3 ]; then
-  fail "make up pinned the three machines' host keys" "$pinned: $(cat "$pinned" 2>&1)"
+if [ "$(wc -l < "$pinned" 2>/dev/null)" != "${#machines[@]}" ]; then
+  fail "make up pinned the ${#machines[@]} machines' host keys" "$pinned: $(cat "$pinned" 2>&1)"
 else
   cp "$pinned" "$tmp/known_hosts.good"
   # billing-vm's line now carries gateway-vm's key: a machine that answers with another key is an impostor.

@@ -1,0 +1,144 @@
+import { execFile } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { expect } from 'chai';
+import { countsWhenDrained, retryUntilAccepted, sendOrdersUnderFaults, tally, unexpected, type Fault } from '../support/chaos.js';
+import { unique } from '../support/env.js';
+import { eventually, request } from '../support/http.js';
+import { management, managementAuth } from '../support/operator.js';
+
+/**
+ * Billing scaled out, on the Vagrant stage's machines (`make scale-test`: BILLING_VM_COUNT=3, five machines): the
+ * billing VMs' RabbitMQ nodes form one cluster, billing_queue and its dead-letter queue are quorum queues with a
+ * replica on each, and orders survive a broker stopped on purpose and a billing VM halted, one after the other.
+ *   VAGRANT_CWD            the checkout whose Vagrantfile and .vagrant/ hold the machines
+ *   E2E_GATEWAY_URL        gateway-vm's :8080 as forwarded to the host
+ *   E2E_RABBITMQ_API_URL   billing-vm's management API as forwarded to the host (…:15672/api)
+ *   SCALE_ON_VM            a command that runs `MACHINE COMMAND…` as root on a machine (the stage's on-vm)
+ *   SCALE_CHAOS_ORDERS, SCALE_CHAOS_RATE   at least this many orders (2,000), this many per second (100)
+ */
+const env = process.env;
+const gateway = env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${env.GATEWAY_PORT ?? 8080}`;
+const total = Number(env.SCALE_CHAOS_ORDERS ?? 2_000);
+const rate = Number(env.SCALE_CHAOS_RATE ?? 100);
+const vhost = env.RABBITMQ_VHOST ?? 'billing_vhost';
+const queue = env.RABBITMQ_QUEUE ?? 'billing_queue';
+const queues = [queue, `${queue}.dead-letter`];
+/** billing-vm, billing-vm-2 … billing-vm-N, as the Vagrantfile names them. */
+const billingVms = ['billing-vm', ...Array.from({ length: Number(env.BILLING_VM_COUNT ?? 1) - 1 }, (_, i) => `billing-vm-${i + 2}`)];
+const nodes = billingVms.map((vm) => `rabbit@${vm}`).sort();
+/** How long a stopped broker and a halted VM stay down. */
+const DOWN_MS = 5_000;
+const DRAIN_LIMIT_MS = 300_000;
+
+const run = promisify(execFile);
+const onVm = async (vm: string, ...command: string[]) => (await run(env.SCALE_ON_VM ?? 'false', [vm, ...command], { encoding: 'utf8', maxBuffer: 64 << 20 })).stdout;
+const vagrant = async (...args: string[]) => (await run('vagrant', args, { encoding: 'utf8', maxBuffer: 64 << 20 })).stdout;
+
+const api = async (path: string) => (await request(`${management}${path}`, { headers: managementAuth })).body;
+const queueInfo = (name: string) => api(`/queues/${encodeURIComponent(vhost)}/${encodeURIComponent(name)}`) as Promise<Record<string, any>>;
+const runningNodes = async () => ((await api('/nodes')) as Array<{ name: string; running: boolean }>).filter((n) => n.running).map((n) => n.name).sort();
+
+/** Every node running, every queue with an online replica on each, and a consumer on billing_queue from every VM
+ * (undefined until then, also while the management API does not answer). */
+async function clusterWhole(): Promise<true | undefined> {
+  try {
+    if (JSON.stringify(await runningNodes()) !== JSON.stringify(nodes)) return undefined;
+    for (const name of queues) {
+      const info = await queueInfo(name);
+      if (JSON.stringify([...(info.online ?? [])].sort()) !== JSON.stringify(nodes)) return undefined;
+      if (name === queue && info.consumers !== billingVms.length) return undefined;
+    }
+    return true;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `rabbitmq-diagnostics check_if_node_is_quorum_critical` on a VM: stopping its node keeps every quorum. */
+const quorumSafe = (vm: string) => async () => onVm(vm, 'rabbitmq-diagnostics', '-q', 'check_if_node_is_quorum_critical').then(() => true as const, () => undefined);
+
+/** billing_db's rows per message id for the orders whose key starts with `prefix` (psql as postgres on billing-vm). */
+async function countsOf(prefix: string, keys: string[]): Promise<number[]> {
+  const sql = `SELECT message_id, count(*) FROM orders WHERE message_id LIKE '${prefix}-%' GROUP BY message_id`;
+  const rows = await onVm('billing-vm', 'runuser', '-u', 'postgres', '--', 'psql', env.BILLING_DB_NAME ?? 'billing_db', '-XtAc', sql);
+  const counts = new Map(rows.split('\n').filter(Boolean).map((line) => line.split('|') as [string, string]));
+  return keys.map((key) => Number(counts.get(key) ?? 0));
+}
+
+describe(`billing scaled out: ${billingVms.length} billing VMs, one RabbitMQ cluster (make scale-test)`, function () {
+  this.timeout(0);
+
+  it('When the billing VMs are up, then the management API shows a running node on each', async () => {
+    expect(await runningNodes(), 'running nodes (GET /api/nodes on billing-vm)').to.deep.equal(nodes);
+  });
+
+  it('When the consumers have declared them, then billing_queue and its dead-letter queue are quorum queues with a replica on every node', async () => {
+    for (const name of queues) {
+      const info = await eventually(async () => {
+        const found = await queueInfo(name);
+        return found.members !== undefined ? found : undefined;
+      }, 30_000, `${name}'s members in the management API`);
+      expect(info.type, `${name}'s type`).to.equal('quorum');
+      expect([...info.members].sort(), `${name}'s replicas`).to.deep.equal(nodes);
+    }
+    await eventually(clusterWhole, 60_000, 'every replica online and a consumer on every billing VM');
+  });
+
+  it(`When orders arrive at ${rate}/s while billing-vm-2's broker stops and restarts, then billing-vm-3 halts and comes back, then each is stored exactly once`, async function () {
+    if (billingVms.length < 3) this.skip();
+    const prefix = unique('scale');
+    const steps: string[] = [];
+    const loadStarted = Date.now();
+    /** Runs one step of the faults and notes when it started (seconds into the load) and how long it took. */
+    const step = async (what: string, action: () => Promise<unknown>) => {
+      const started = Date.now();
+      await action();
+      steps.push(`${((started - loadStarted) / 1000).toFixed(1)}s ${what} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    };
+    // One after the other, never together: a quorum of three tolerates one node down.
+    const faults: Fault = async () => {
+      await step('billing-vm-2: check_if_node_is_quorum_critical passes', () => eventually(quorumSafe('billing-vm-2'), 120_000, 'billing-vm-2 not quorum-critical'));
+      await step('billing-vm-2: systemctl stop rabbitmq-server', () => onVm('billing-vm-2', 'systemctl', 'stop', 'rabbitmq-server'));
+      await step('billing-vm-2: broker down', () => sleep(DOWN_MS));
+      await step('billing-vm-2: systemctl start rabbitmq-server', () => onVm('billing-vm-2', 'systemctl', 'start', 'rabbitmq-server'));
+      await step('the cluster whole again', () => eventually(clusterWhole, 180_000, 'billing-vm-2 back in the cluster'));
+      await step('billing-vm-3: check_if_node_is_quorum_critical passes', () => eventually(quorumSafe('billing-vm-3'), 120_000, 'billing-vm-3 not quorum-critical'));
+      await step('vagrant halt billing-vm-3', () => vagrant('halt', 'billing-vm-3'));
+      await step('billing-vm-3: halted', () => sleep(DOWN_MS));
+      await step('vagrant up billing-vm-3 --no-provision', () => vagrant('up', '--no-provision', 'billing-vm-3'));
+      await step('the cluster whole again', () => eventually(clusterWhole, 300_000, 'billing-vm-3 back in the cluster, its consumer consuming'));
+      return 'faults in sequence';
+    };
+
+    const sent = await sendOrdersUnderFaults({ gateway, rate, orders: total, faults: [[3_000, faults]], untilFaultsDone: true, keyOf: (i) => `${prefix}-${i}` });
+    const final = await retryUntilAccepted(gateway, sent);
+    const keys = [...final.keys()];
+    const accepted = keys.filter((key) => final.get(key) === 202);
+    const { counts, drainSeconds } = await countsWhenDrained((some) => countsOf(prefix, some), accepted, DRAIN_LIMIT_MS);
+
+    const others = unexpected(sent.outcomes);
+    const figures = {
+      sent: sent.outcomes.size,
+      accepted202: tally(sent.outcomes, 202),
+      unavailable503: tally(sent.outcomes, 503),
+      connectionErrors: tally(sent.outcomes, 'connection error'),
+      other: others.length,
+      retriedTo202: accepted.length - tally(sent.outcomes, 202),
+      unresolved: keys.length - accepted.length,
+      lost: counts.filter((n) => n === 0).length,
+      duplicated: counts.filter((n) => n > 1).length,
+      sendSeconds: sent.seconds,
+      drainSeconds,
+    };
+    console.log(`      steps: ${steps.join('; ')}`);
+    console.log(`      chaos: ${JSON.stringify(figures)}`);
+
+    expect(figures.sent, 'orders sent').to.be.at.least(total);
+    expect(others, 'answers other than 202, 503 or a connection error').to.deep.equal([]);
+    expect(figures.unresolved, 'orders still not accepted after their retries').to.equal(0);
+    expect(figures.lost, 'orders answered 202 (at once or on a retry) but missing from billing_db').to.equal(0);
+    expect(figures.duplicated, 'orders stored more than once').to.equal(0);
+    expect(figures.unavailable503 + figures.connectionErrors, 'orders answered 503 (or not at all): at most 1%').to.be.at.most(figures.sent / 100);
+  });
+});
