@@ -4,7 +4,8 @@ import amqplib, { type ChannelModel, type ConfirmChannel, type GetMessage } from
 /** A plain amqplib connection to the test broker, to look into queues and publish raw messages. */
 export async function openBroker() {
   const connection: ChannelModel = await amqplib.connect({
-    hostname: process.env.RABBITMQ_HOST ?? '127.0.0.1',
+    // RABBITMQ_HOST may list the nodes of a cluster: the first one will do
+    hostname: (process.env.RABBITMQ_HOST ?? '127.0.0.1').split(',')[0]!.trim(),
     port: Number(process.env.RABBITMQ_PORT ?? 5672),
     username: process.env.RABBITMQ_USER,
     password: process.env.RABBITMQ_PASSWORD,

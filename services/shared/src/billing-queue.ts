@@ -7,24 +7,37 @@ import { requiredText } from './validation.js';
 
 const BROKER_HANDSHAKE_TIMEOUT_MS = 5_000;
 
-/** Connects to RabbitMQ through amqp-connection-manager, which reconnects on its own after a failure. */
+/**
+ * Connects to RabbitMQ through amqp-connection-manager, which reconnects on its own after a failure. With several
+ * hosts (the nodes of a cluster) it tries them in turn: each reconnect goes to the next host of the list.
+ */
 export function connectBroker(broker: RabbitmqConfig, logger: Logger): AmqpConnectionManager {
-  const url: Options.Connect = {
-    protocol: 'amqp',
-    hostname: broker.host,
-    port: broker.port,
-    username: broker.user,
-    password: broker.password,
-    vhost: broker.vhost,
-    heartbeat: 10,
-  };
-  const connection = amqp.connect([url], {
+  const urls = broker.hosts.map(
+    (hostname): Options.Connect => ({
+      protocol: 'amqp',
+      hostname,
+      port: broker.port,
+      username: broker.user,
+      password: broker.password,
+      vhost: broker.vhost,
+      heartbeat: 10,
+    }),
+  );
+  const connection = amqp.connect(urls, {
     reconnectTimeInSeconds: 1,
     // without it a broker that accepts TCP but never speaks AMQP would hang the connect, and close(), forever
     connectionOptions: { timeout: BROKER_HANDSHAKE_TIMEOUT_MS },
   });
-  connection.on('connect', () => logger.info({ host: broker.host, vhost: broker.vhost }, 'connected to RabbitMQ'));
-  connection.on('disconnect', ({ err }) => logger.warn({ err }, 'disconnected from RabbitMQ'));
+  // only objects are passed: a URL string would carry the password
+  const hostOf = (url: string | Options.Connect | undefined) => (typeof url === 'object' ? url.hostname : undefined);
+  let host: string | undefined;
+  connection.on('connect', ({ url }) => {
+    host = hostOf(url);
+    logger.info({ host, port: broker.port, vhost: broker.vhost }, 'connected to RabbitMQ');
+  });
+  connection.on('disconnect', ({ err }) => logger.warn({ err, host }, 'disconnected from RabbitMQ'));
+  // debug: a node that stays down would log this every second
+  connection.on('connectFailed', ({ err, url }) => logger.debug({ err, host: hostOf(url) }, 'could not connect to RabbitMQ; trying the next host'));
   return connection;
 }
 
