@@ -183,6 +183,17 @@ describe('billing-consumer', () => {
     expect((await broker.inspect(queue))?.consumerCount).to.equal(1);
   });
 
+  it('When the dead-letter queue is missing, then a poison message is not acked into the void: it is dead-lettered once the queue is back', async () => {
+    await broker.channel.deleteQueue(deadLetters);
+    const content = 'not an order, and no dead-letter queue';
+    await broker.publish(queue, content, { messageId: unique('no-dead-letter-queue') });
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(await broker.inspect(deadLetters)).to.equal(undefined);
+    await broker.declare(queue);
+    const dead = await eventually(() => broker.take(deadLetters), 10_000, 'the dead letter, once its queue is back');
+    expect(dead.content.toString()).to.equal(content);
+  });
+
   describe('metrics', () => {
     const metricsUrl = () => `http://127.0.0.1:${(consumer!.metricsServer.address() as { port: number }).port}/metrics`;
     const published = (at = Date.now()) => ({ headers: { timestamp_in_ms: at } });

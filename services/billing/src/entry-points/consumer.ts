@@ -56,6 +56,9 @@ export const DEAD_LETTER_REASON_HEADER = 'x-dead-letter-reason';
  * it declares the topology again and consumes again on the same channel; after any other close of its channel
  * (consumer_timeout, a failed declare) it reconnects, and amqp-connection-manager runs the setup again. The library
  * alone would not: it re-creates a channel only after the connection dropped.
+ *
+ * Dead letters are published mandatory: one that finds no queue (the dead-letter queue deleted, or being replaced)
+ * comes back, the original stays unacked and the copy is retried, instead of being confirmed into the void.
  */
 export function startConsumer({ broker, prefetch, orders, metrics, logger }: ConsumerOptions): OrderConsumer {
   const topology = billingTopology(broker.queue);
@@ -63,6 +66,8 @@ export function startConsumer({ broker, prefetch, orders, metrics, logger }: Con
   let draining: Promise<void> | undefined;
   const stopped = new AbortController();
   const closedChannels = new WeakSet<ConfirmChannel>();
+  // how many mandatory dead letters each channel got back
+  const returnedOn = new WeakMap<ConfirmChannel, number>();
   let current: { channel: ConfirmChannel; consumerTag?: string } | undefined;
   let recoveries = 0;
   const recovering = new WeakSet<ConfirmChannel>();
@@ -150,6 +155,8 @@ export function startConsumer({ broker, prefetch, orders, metrics, logger }: Con
         closedChannels.add(amqpChannel);
         recover(amqpChannel, undefined);
       });
+      // a mandatory dead letter that no queue took comes back before its confirm
+      amqpChannel.on('return', () => returnedOn.set(amqpChannel, (returnedOn.get(amqpChannel) ?? 0) + 1));
       await amqpChannel.prefetch(prefetch);
       await subscribe(amqpChannel);
     },
@@ -195,8 +202,18 @@ export function startConsumer({ broker, prefetch, orders, metrics, logger }: Con
       const { contentType, contentEncoding, correlationId, messageId, timestamp, type, appId } = original;
       const headers = Object.fromEntries(Object.entries(message.properties.headers ?? {}).filter(([name]) => name !== 'CC' && name !== 'BCC'));
       const options: Options.Publish = { contentType, contentEncoding, correlationId, messageId, timestamp, type, appId };
-      amqpChannel.publish(topology.deadLetterExchange, '', message.content, { ...options, headers: { ...headers, [DEAD_LETTER_REASON_HEADER]: reason }, persistent: true }, (err) =>
-        err ? reject(err as Error) : resolve(),
+      // one dead letter at a time per channel: a return counted since this publish is this one's
+      const returnedBefore = returnedOn.get(amqpChannel) ?? 0;
+      amqpChannel.publish(
+        topology.deadLetterExchange,
+        '',
+        message.content,
+        { ...options, headers: { ...headers, [DEAD_LETTER_REASON_HEADER]: reason }, persistent: true, mandatory: true },
+        (err) => {
+          if (err) reject(err as Error);
+          else if ((returnedOn.get(amqpChannel) ?? 0) > returnedBefore) reject(new Error('no queue took the dead letter (the dead-letter queue is missing)'));
+          else resolve();
+        },
       );
     });
 
