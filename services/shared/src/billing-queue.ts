@@ -53,17 +53,29 @@ export const billingTopology = (queue: string) => ({
 
 export const deadLetterQueueOf = (queue: string) => billingTopology(queue).deadLetterQueue;
 
+/** The queue types billing-consumer declares: classic on one broker, quorum (replicated) on a cluster. */
+export const QUEUE_TYPES = ['classic', 'quorum'] as const;
+export type QueueType = (typeof QUEUE_TYPES)[number];
+
+/**
+ * How billing_queue and its dead-letter queue are declared. A classic queue has no x-arguments, as the queues of
+ * earlier releases. x-quorum-initial-group-size is left out on purpose: it is checked on every declare, so changing it
+ * later would refuse every consumer; the broker's default (all nodes, up to 3) is used.
+ */
+export const billingQueueOptions = (type: QueueType): Options.AssertQueue =>
+  type === 'quorum' ? { durable: true, arguments: { 'x-queue-type': 'quorum' } } : { durable: true };
+
 /**
  * Declares the billing queue, the dead-letter exchange and its queue. Only billing-consumer runs this (the gateway's
- * user may not configure anything). The queue has no x-arguments: queue-level dead-lettering would need write
- * permission on the exchange for whoever declares it, so the consumer dead-letters by publishing to the exchange.
+ * user may not configure anything). The queue has no dead-letter arguments: queue-level dead-lettering would need
+ * write permission on the exchange for whoever declares it, so the consumer dead-letters by publishing to the exchange.
  */
-export async function declareBillingTopology(channel: Channel, queue: string): Promise<void> {
+export async function declareBillingTopology(channel: Channel, queue: string, type: QueueType = 'classic'): Promise<void> {
   const names = billingTopology(queue);
   await channel.assertExchange(names.deadLetterExchange, 'fanout', { durable: true });
-  await channel.assertQueue(names.deadLetterQueue, { durable: true });
+  await channel.assertQueue(names.deadLetterQueue, billingQueueOptions(type));
   await channel.bindQueue(names.deadLetterQueue, names.deadLetterExchange, '');
-  await channel.assertQueue(names.queue, { durable: true });
+  await channel.assertQueue(names.queue, billingQueueOptions(type));
 }
 
 /** The body of a billing_queue message: the normalised order. Money is a decimal string, never a float. */
