@@ -238,7 +238,8 @@ async function http(method: string, url: string, body?: unknown): Promise<{ stat
 
 async function openBroker(): Promise<ChannelModel> {
   const connection = await amqplib.connect({
-    hostname: env.RABBITMQ_HOST ?? '127.0.0.1',
+    // RABBITMQ_HOST may list the nodes of a cluster: the first one will do
+    hostname: (env.RABBITMQ_HOST ?? '127.0.0.1').split(',')[0]!.trim(),
     port: Number(env.RABBITMQ_PORT ?? 5672),
     username: env.RABBITMQ_USER,
     password: env.RABBITMQ_PASSWORD,

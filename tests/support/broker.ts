@@ -1,10 +1,12 @@
-import { declareBillingTopology } from '@crud-master/shared';
+import { declareBillingTopology, type QueueType } from '@crud-master/shared';
 import amqplib, { type ChannelModel, type ConfirmChannel, type GetMessage } from 'amqplib';
+import { management, managementAuth } from './operator.js';
 
 /** A plain amqplib connection to the test broker, to look into queues and publish raw messages. */
 export async function openBroker() {
   const connection: ChannelModel = await amqplib.connect({
-    hostname: process.env.RABBITMQ_HOST ?? '127.0.0.1',
+    // RABBITMQ_HOST may list the nodes of a cluster: the first one will do
+    hostname: (process.env.RABBITMQ_HOST ?? '127.0.0.1').split(',')[0]!.trim(),
     port: Number(process.env.RABBITMQ_PORT ?? 5672),
     username: process.env.RABBITMQ_USER,
     password: process.env.RABBITMQ_PASSWORD,
@@ -13,9 +15,10 @@ export async function openBroker() {
   connection.on('error', () => undefined);
   const channel: ConfirmChannel = await connection.createConfirmChannel();
   return {
+    connection,
     channel,
     /** Declares a billing queue and its dead-letter exchange and queue, as billing-consumer does. */
-    declare: (queue: string) => declareBillingTopology(channel, queue),
+    declare: (queue: string, type: QueueType = 'classic') => declareBillingTopology(channel, queue, type),
     /** Takes the next message off a queue, or undefined when it is empty. */
     take: async (queue: string): Promise<GetMessage | undefined> => (await channel.get(queue, { noAck: true })) || undefined,
     count: async (queue: string): Promise<number> => (await channel.checkQueue(queue)).messageCount,
@@ -41,6 +44,16 @@ export async function openBroker() {
     },
     close: () => connection.close(),
   };
+}
+
+/** A queue's type and x-arguments as the management API shows them, or undefined when it does not exist. */
+export async function queueOf(queue: string): Promise<{ type: string; arguments: Record<string, unknown> } | undefined> {
+  const vhost = encodeURIComponent(process.env.RABBITMQ_VHOST ?? 'billing_vhost');
+  const reply = await fetch(`${management}/queues/${vhost}/${encodeURIComponent(queue)}`, { headers: managementAuth });
+  if (reply.status === 404) return undefined;
+  if (!reply.ok) throw new Error(`the management API answered ${reply.status} for queue ${queue}`);
+  const { type, arguments: args } = (await reply.json()) as { type: string; arguments: Record<string, unknown> };
+  return { type, arguments: args };
 }
 
 export type TestBroker = Awaited<ReturnType<typeof openBroker>>;

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 
 /** A loopback port on which nothing listens: connections to it are refused. */
 export async function closedPort(): Promise<number> {
@@ -15,7 +15,7 @@ export interface TcpPeer {
   close(): Promise<void>;
 }
 
-async function serve(onConnection: (socket: Socket) => void): Promise<TcpPeer & { server: Server }> {
+async function serve(onConnection: (socket: Socket) => void, host = '127.0.0.1', port = 0): Promise<TcpPeer & { server: Server }> {
   const sockets = new Set<Socket>();
   const server = createServer((socket) => {
     sockets.add(socket);
@@ -23,7 +23,7 @@ async function serve(onConnection: (socket: Socket) => void): Promise<TcpPeer & 
     socket.on('error', () => undefined);
     onConnection(socket);
   });
-  server.listen(0, '127.0.0.1');
+  server.listen(port, host);
   await once(server, 'listening');
   return {
     server,
@@ -38,31 +38,76 @@ async function serve(onConnection: (socket: Socket) => void): Promise<TcpPeer & 
 /** A peer that accepts connections and never says a word: a hung upstream or broker. */
 export const silentPeer = (): Promise<TcpPeer> => serve(() => undefined);
 
-/** A TCP relay to a real server that a test can cut and restore, to simulate an outage of that server. */
-export async function relay(targetPort: number): Promise<TcpPeer & { cut(): void; restore(): void }> {
+/**
+ * A TCP relay to a real server that a test can cut and restore, to simulate an outage of that server. It listens on
+ * a free loopback port, or where `listen` says (another loopback address with the server's own port: a second
+ * "node" for a client that takes a list of hosts on one port). `hold()` keeps back what the server sends (its
+ * answers, e.g. publisher confirms) while the client's frames still reach it; `cut()` drops what was held.
+ */
+export async function relay(
+  targetPort: number,
+  listen: { host?: string; port?: number } = {},
+): Promise<TcpPeer & { host: string; cut(): void; restore(): void; hold(): void }> {
   let up = true;
+  let holding = false;
   const links = new Set<Socket>();
-  const peer = await serve((client) => {
-    if (!up) return client.destroy();
-    const upstream = new (client.constructor as typeof Socket)();
-    upstream.on('error', () => client.destroy());
-    upstream.connect(targetPort, '127.0.0.1');
-    client.pipe(upstream).pipe(client);
-    links.add(upstream);
-    upstream.on('close', () => {
-      links.delete(upstream);
-      client.destroy();
-    });
-  });
+  const host = listen.host ?? '127.0.0.1';
+  const peer = await serve(
+    (client) => {
+      if (!up) return client.destroy();
+      const upstream = new (client.constructor as typeof Socket)();
+      upstream.on('error', () => client.destroy());
+      upstream.connect(targetPort, '127.0.0.1');
+      client.pipe(upstream);
+      upstream.on('data', (chunk: Buffer) => {
+        if (!holding) client.write(chunk);
+      });
+      links.add(upstream);
+      upstream.on('close', () => {
+        links.delete(upstream);
+        client.destroy();
+      });
+    },
+    host,
+    listen.port,
+  );
   return {
+    host,
     port: peer.port,
     close: () => peer.close(),
     cut: () => {
       up = false;
+      holding = false;
       for (const link of links) link.destroy();
     },
     restore: () => {
       up = true;
     },
+    hold: () => {
+      holding = true;
+    },
   };
+}
+
+/** Whether a connection to host:port is refused (nothing listens there). */
+const refuses = (host: string, port: number) =>
+  new Promise<boolean>((resolve) => {
+    const socket = connect(port, host);
+    socket.on('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.on('error', () => resolve(true));
+  });
+
+/**
+ * A loopback address other than 127.0.0.1 on which nothing listens on `port`: a node that is down, for a client that
+ * takes several hosts on one port (Linux routes all of 127.0.0.0/8 to the loopback interface).
+ */
+export async function spareLoopback(port: number): Promise<string> {
+  for (let last = 2; last < 255; last++) {
+    const host = `127.0.0.${last}`;
+    if (await refuses(host, port)) return host;
+  }
+  throw new Error(`no loopback address without a listener on port ${port}`);
 }

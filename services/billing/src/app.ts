@@ -18,18 +18,21 @@ export async function start(config: Config): Promise<BillingConsumer> {
   const pool = await createDatabasePool(config.db);
   const registry = createRegistry();
   const metrics = consumerMetrics(registry);
-  const consumer = startConsumer({ broker: config.broker, prefetch: config.prefetch, orders: ordersRepository(pool), metrics, logger });
+  const consumer = startConsumer({ broker: config.broker, queueType: config.queueType, prefetch: config.prefetch, orders: ordersRepository(pool), metrics, logger });
   const isConsuming = () => consumer.state.consuming && consumer.connection.isConnected();
   consumingGauge(registry, isConsuming);
-  // ready while it consumes and its database answers; the details show the dead letters to an operator
+  // ready while it consumes (a queue it migrates too) and its database answers; the details show the queues' type,
+  // a migration under way and the dead letters to an operator
   const readiness = async () => {
-    const [database, deadLetterDepth, deadLettered] = await Promise.all([isDatabaseReachable(pool), consumer.state.deadLetterDepth(), deadLetteredByCause(metrics)]);
+    const { state } = consumer;
+    const [database, deadLetterDepth, deadLettered] = await Promise.all([isDatabaseReachable(pool), state.deadLetterDepth(), deadLetteredByCause(metrics)]);
     const consuming = isConsuming();
-    return { ready: consuming && database, details: { consuming, database, deadLetterQueue: { depth: deadLetterDepth }, deadLettered } };
+    const deadLetterQueue = { depth: deadLetterDepth, migrating: state.deadLetterQueueMigrating };
+    return { ready: consuming && database, details: { consuming, database, queue: { ...state.queue }, deadLetterQueue, deadLettered } };
   };
   const server = await listen(createHealthApp(readiness, registry, logger), config.healthPort, config.healthHost);
   const metricsServer = await listenForMetrics(registry, logger, config.metrics);
-  logger.info({ address: server.address(), metrics: metricsServer.address(), queue: config.broker.queue }, 'billing-consumer started');
+  logger.info({ address: server.address(), metrics: metricsServer.address(), queue: config.broker.queue, queueType: config.queueType }, 'billing-consumer started');
   return {
     logger,
     server,

@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { databaseEnv, env, metricsEnv, parseConfig, rabbitmqEnv } from '@crud-master/shared';
+import { databaseEnv, env, metricsEnv, parseConfig, QUEUE_TYPES, rabbitmqEnv } from '@crud-master/shared';
 import { z } from 'zod';
 
 const consumerEnv = z.object({
@@ -8,6 +8,8 @@ const consumerEnv = z.object({
   // unacknowledged messages in flight; a batch stored in one transaction takes at most half of them, so the next
   // batch arrives while one is stored (bench/: 1000 drains about twice as fast as 100)
   BILLING_PREFETCH: env.count().default(1000),
+  // the type billing_queue and its dead-letter queue are declared with: quorum when the brokers form a cluster
+  RABBITMQ_QUEUE_TYPE: z.enum(QUEUE_TYPES).default('classic'),
   LOG_LEVEL: env.logLevel(),
 });
 
@@ -22,6 +24,7 @@ export const loadConfig = (vars: NodeJS.ProcessEnv = process.env) => {
     prefetch: consumer.BILLING_PREFETCH,
     logLevel: consumer.LOG_LEVEL,
     db,
+    queueType: consumer.RABBITMQ_QUEUE_TYPE,
     broker,
     metrics,
   };

@@ -1,7 +1,7 @@
-import { billingTopology } from '@crud-master/shared';
+import { billingTopology, ConfigError, deadLetterQueueOf } from '@crud-master/shared';
 import { migrate } from '@crud-master/shared/database';
 import { expect } from 'chai';
-import { openBroker, type TestBroker } from '../../../tests/support/broker.js';
+import { openBroker, queueOf, type TestBroker } from '../../../tests/support/broker.js';
 import { testEnv, unique } from '../../../tests/support/env.js';
 import { eventually, request } from '../../../tests/support/http.js';
 import { relay } from '../../../tests/support/network.js';
@@ -166,21 +166,32 @@ describe('billing-consumer', () => {
     expect((await readyzOf(consumer!)).status).to.equal(200);
   });
 
-  it('When billing_queue of an earlier release (other arguments) holds a message, then /readyz answers 503 and it is kept; once empty, it is replaced and consumed', async () => {
+  it('When billing_queue of an earlier release (dead-letter arguments) holds orders, then the consumer drains it, stores each once and replaces it by a queue without them', async () => {
     await consumer!.stop();
     consumer = undefined;
     await broker.channel.deleteQueue(queue);
     await broker.channel.assertQueue(queue, { durable: true, deadLetterExchange: '', deadLetterRoutingKey: deadLetters });
-    await broker.publish(queue, '{}');
+    const ids = Array.from({ length: 20 }, () => unique('legacy'));
+    for (const id of ids) await broker.publish(queue, order(), { messageId: id });
     consumer = await startConsumer();
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await storedOnce(ids);
+    await eventually(async () => (Object.keys((await queueOf(queue))?.arguments ?? { pending: 1 }).length === 0 ? true : undefined), 10_000, 'the queue replaced');
+    await eventually(async () => ((await broker.inspect(queue))?.consumerCount === 1 ? true : undefined), 5_000, 'consumed again');
     const readyz = await readyzOf(consumer);
-    expectProblem(readyz, 503);
-    expect(readyz.body.details).to.include({ consuming: false });
-    expect((await broker.inspect(queue))?.messageCount, 'the message of the old queue is kept').to.equal(1);
-    await broker.take(queue);
-    await eventually(async () => ((await readyzOf(consumer!)).status === 200 ? true : undefined), 45_000, 'ready again');
-    expect((await broker.inspect(queue))?.consumerCount).to.equal(1);
+    expect(readyz.status).to.equal(200);
+    expect(readyz.body.details.queue).to.deep.equal({ type: 'classic', migrating: false });
+    expect(await orders.countsOf(ids)).to.satisfy((counts: number[]) => counts.every((n) => n === 1));
+  });
+
+  it('When the dead-letter queue is missing, then a poison message is not acked into the void: it is dead-lettered once the queue is back', async () => {
+    await broker.channel.deleteQueue(deadLetters);
+    const content = 'not an order, and no dead-letter queue';
+    await broker.publish(queue, content, { messageId: unique('no-dead-letter-queue') });
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(await broker.inspect(deadLetters)).to.equal(undefined);
+    await broker.declare(queue);
+    const dead = await eventually(() => broker.take(deadLetters), 10_000, 'the dead letter, once its queue is back');
+    expect(dead.content.toString()).to.equal(content);
   });
 
   describe('metrics', () => {
@@ -228,5 +239,199 @@ describe('billing-consumer', () => {
     const url = `http://127.0.0.1:${(consumer!.server.address() as { port: number }).port}`;
     expect((await request(`${url}/healthz`)).status).to.equal(200);
     await eventually(async () => ((await request(`${url}/readyz`)).status === 200 ? true : undefined), 5_000, 'ready');
+  });
+});
+
+describe('billing-consumer config', () => {
+  it('When RABBITMQ_QUEUE_TYPE is neither classic nor quorum, then the config fails with one line that names it', () => {
+    expect(() => loadConfig(testEnv({ RABBITMQ_QUEUE_TYPE: 'mirrored' })))
+      .to.throw(ConfigError)
+      .with.property('message')
+      .that.matches(/RABBITMQ_QUEUE_TYPE/)
+      .and.not.match(/\n/);
+  });
+
+  it('When RABBITMQ_QUEUE_TYPE is not set, then the queues are classic, as on one broker', () => {
+    const vars = testEnv();
+    delete vars.RABBITMQ_QUEUE_TYPE;
+    expect(loadConfig(vars).queueType).to.equal('classic');
+    expect(loadConfig(testEnv({ RABBITMQ_QUEUE_TYPE: 'quorum' })).queueType).to.equal('quorum');
+  });
+});
+
+/**
+ * The queues' type (RABBITMQ_QUEUE_TYPE) and the consumer's migration of queues of the other type. Each test owns its
+ * queues; the dead-letter queue holds dead letters of an operator's, which must survive.
+ */
+describe('billing-consumer: the queue type', () => {
+  let broker: TestBroker;
+  let orders: TestOrders;
+  let running: BillingConsumer[] = [];
+  let owned: string[] = [];
+
+  const ownQueue = (prefix: string) => {
+    const queue = unique(prefix);
+    owned.push(queue);
+    return queue;
+  };
+  const launch = async (queue: string, type: 'classic' | 'quorum', overrides: Record<string, string | number> = {}) => {
+    const consumer = await start(
+      loadConfig(testEnv({ BILLING_HEALTH_HOST: '127.0.0.1', BILLING_HEALTH_PORT: 0, RABBITMQ_QUEUE: queue, RABBITMQ_QUEUE_TYPE: type, ...overrides })),
+    );
+    running.push(consumer);
+    return consumer;
+  };
+  const readyzOf = (service: BillingConsumer) => request(`http://127.0.0.1:${(service.server.address() as { port: number }).port}/readyz`);
+  const storedOnce = (ids: string[], timeoutMs = 20_000) =>
+    eventually(async () => ((await orders.countsOf(ids)).every((n) => n === 1) ? true : undefined), timeoutMs, `${ids.length} rows`);
+  const typeOf = async (queue: string) => (await queueOf(queue))?.type;
+  const becomes = (queue: string, type: string, timeoutMs = 15_000) =>
+    eventually(async () => ((await typeOf(queue)) === type ? true : undefined), timeoutMs, `${queue} a ${type} queue`);
+  const ordersIn = async (queue: string, count: number) => {
+    const ids = Array.from({ length: count }, () => unique('typed'));
+    for (const id of ids) await broker.publish(queue, order('usr_typed'), { messageId: id });
+    return ids;
+  };
+  /** Dead letters an operator has not handled yet, as billing-consumer publishes them. */
+  const deadLettersIn = async (queue: string, count: number) => {
+    const contents = Array.from({ length: count }, () => `a dead letter ${unique('kept')}`);
+    for (const content of contents) await broker.publish(deadLetterQueueOf(queue), content, { messageId: unique('dead'), headers: { 'x-dead-letter-reason': 'poison' } });
+    return contents;
+  };
+  const takeAll = async (queue: string) => {
+    const contents: string[] = [];
+    for (let message = await broker.take(queue); message; message = await broker.take(queue)) contents.push(message.content.toString());
+    return contents;
+  };
+
+  before(async () => {
+    await migrate(loadConfig(testEnv()).db, MIGRATIONS_DIR);
+    orders = await openOrders();
+    broker = await openBroker();
+  });
+
+  afterEach(async () => {
+    await Promise.all(running.map((consumer) => consumer.stop()));
+    for (const queue of owned) {
+      const { deadLetterQueue, deadLetterExchange } = billingTopology(queue);
+      await broker.deleteQueues(queue, deadLetterQueue);
+      await broker.channel.deleteExchange(deadLetterExchange);
+    }
+    running = [];
+    owned = [];
+  });
+
+  after(async () => {
+    await broker.close();
+    await orders.close();
+  });
+
+  it('When RABBITMQ_QUEUE_TYPE is quorum, then both queues are declared as quorum queues, and each order is stored once', async () => {
+    const queue = ownQueue('quorum');
+    const consumer = await launch(queue, 'quorum');
+    await eventually(async () => ((await readyzOf(consumer)).status === 200 ? true : undefined), 10_000, 'ready');
+    for (const name of [queue, deadLetterQueueOf(queue)]) expect(await queueOf(name), name).to.deep.equal({ type: 'quorum', arguments: { 'x-queue-type': 'quorum' } });
+    const ids = await ordersIn(queue, 20);
+    await broker.publish(queue, order('usr_typed'), { messageId: ids[0] });
+    await broker.publish(queue, 'not an order', { messageId: unique('quorum-poison') });
+    await storedOnce(ids);
+    expect((await eventually(() => broker.take(deadLetterQueueOf(queue)), 5_000, 'a dead letter')).content.toString()).to.equal('not an order');
+    const { details } = (await readyzOf(consumer)).body;
+    expect(details.queue).to.deep.equal({ type: 'quorum', migrating: false });
+    expect(details.deadLetterQueue).to.include({ migrating: false });
+  });
+
+  it('When billing_queue and its dead-letter queue are classic and the type becomes quorum, then every waiting order is stored once, billing_queue becomes quorum, and the dead letters are kept until an operator took them', async () => {
+    const queue = ownQueue('to-quorum');
+    await broker.declare(queue, 'classic');
+    const ids = await ordersIn(queue, 300);
+    await broker.publish(queue, 'not an order, dead-lettered during the migration', { messageId: unique('migrating-poison') });
+    const kept = await deadLettersIn(queue, 3);
+    const consumer = await launch(queue, 'quorum');
+    await storedOnce(ids);
+    await becomes(queue, 'quorum');
+    await eventually(async () => ((await broker.inspect(queue))?.consumerCount === 1 ? true : undefined), 5_000, 'consuming the quorum queue');
+    const { status, body } = await readyzOf(consumer);
+    expect(status).to.equal(200);
+    expect(body.details.queue).to.deep.equal({ type: 'quorum', migrating: false });
+    expect(body.details.deadLetterQueue).to.deep.equal({ depth: 4, migrating: true });
+    expect(await typeOf(deadLetterQueueOf(queue)), 'the dead-letter queue kept with its dead letters').to.equal('classic');
+    expect(await takeAll(deadLetterQueueOf(queue))).to.deep.equal([...kept, 'not an order, dead-lettered during the migration']);
+    await becomes(deadLetterQueueOf(queue), 'quorum');
+    await eventually(async () => ((await readyzOf(consumer)).body.details.deadLetterQueue.migrating === false ? true : undefined), 5_000, 'no migration left');
+    const after = await ordersIn(queue, 5);
+    await broker.publish(queue, 'not an order, after the migration', { messageId: unique('quorum-poison') });
+    await storedOnce(after);
+    expect((await eventually(() => broker.take(deadLetterQueueOf(queue)), 5_000, 'a dead letter')).content.toString()).to.equal('not an order, after the migration');
+  });
+
+  it('When billing_queue is quorum and the type becomes classic, then /readyz shows the migration while the orders wait, and every order is stored once in the end, in a classic queue', async () => {
+    const queue = ownQueue('to-classic');
+    await broker.declare(queue, 'quorum');
+    const ids = await ordersIn(queue, 100);
+    const kept = await deadLettersIn(queue, 2);
+    const database = await relay(Number(process.env.BILLING_DB_PORT ?? 5432));
+    try {
+      database.cut();
+      const consumer = await launch(queue, 'classic', { BILLING_DB_PORT: database.port });
+      // the orders are held unstored: the quorum queue stays, consumed as it is
+      const waiting = await eventually(async () => {
+        const { status, body } = await readyzOf(consumer);
+        return status === 503 && body.details.consuming ? body.details : undefined;
+      }, 10_000, 'consuming the quorum queue');
+      expect(waiting.queue).to.deep.equal({ type: 'quorum', migrating: true });
+      expect(waiting.deadLetterQueue).to.deep.equal({ depth: 2, migrating: true });
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      expect(await typeOf(queue), 'not replaced while it holds orders').to.equal('quorum');
+      database.restore();
+      await storedOnce(ids);
+      await becomes(queue, 'classic');
+      expect(await queueOf(queue)).to.deep.equal({ type: 'classic', arguments: {} });
+      expect(await takeAll(deadLetterQueueOf(queue))).to.deep.equal(kept);
+      await becomes(deadLetterQueueOf(queue), 'classic');
+      const after = await ordersIn(queue, 5);
+      await storedOnce(after);
+      expect((await readyzOf(consumer)).body.details).to.deep.include({ queue: { type: 'classic', migrating: false } });
+    } finally {
+      await Promise.all(running.map((consumer) => consumer.stop()));
+      running = [];
+      await database.close();
+    }
+  });
+
+  it('When two consumers configured quorum start at once on a classic queue with orders, while more are published, then each order is stored once and one quorum queue is left, consumed by both', async () => {
+    const queue = ownQueue('race');
+    await broker.declare(queue, 'classic');
+    const before = await ordersIn(queue, 500);
+    // published mandatory, as the gateway does: one that meets no queue (in the instant of the replacement) comes
+    // back and is published again, as a client retries a 503
+    const during: string[] = [];
+    let publishing = true;
+    const publisher = (async () => {
+      const channel = await broker.connection.createConfirmChannel();
+      let returned: string | undefined;
+      channel.on('return', (message: { properties: { messageId: string } }) => (returned = message.properties.messageId));
+      while (publishing) {
+        const id = unique('during');
+        do {
+          returned = undefined;
+          channel.sendToQueue(queue, Buffer.from(order('usr_typed')), { persistent: true, mandatory: true, contentType: 'application/json', messageId: id });
+          await channel.waitForConfirms();
+        } while (returned === id);
+        during.push(id);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      await channel.close();
+    })();
+    const consumers = await Promise.all([launch(queue, 'quorum'), launch(queue, 'quorum')]);
+    await becomes(queue, 'quorum', 20_000);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    publishing = false;
+    await publisher;
+    await storedOnce([...before, ...during], 30_000);
+    await eventually(async () => ((await broker.inspect(queue))?.consumerCount === 2 ? true : undefined), 10_000, 'both consuming the quorum queue');
+    for (const consumer of consumers) expect((await readyzOf(consumer)).body.details.queue).to.deep.equal({ type: 'quorum', migrating: false });
+    expect(await typeOf(deadLetterQueueOf(queue))).to.equal('quorum');
+    console.log(`      ${before.length} orders waiting, ${during.length} published during the migration`);
   });
 });

@@ -7,24 +7,37 @@ import { requiredText } from './validation.js';
 
 const BROKER_HANDSHAKE_TIMEOUT_MS = 5_000;
 
-/** Connects to RabbitMQ through amqp-connection-manager, which reconnects on its own after a failure. */
+/**
+ * Connects to RabbitMQ through amqp-connection-manager, which reconnects on its own after a failure. With several
+ * hosts (the nodes of a cluster) it tries them in turn: each reconnect goes to the next host of the list.
+ */
 export function connectBroker(broker: RabbitmqConfig, logger: Logger): AmqpConnectionManager {
-  const url: Options.Connect = {
-    protocol: 'amqp',
-    hostname: broker.host,
-    port: broker.port,
-    username: broker.user,
-    password: broker.password,
-    vhost: broker.vhost,
-    heartbeat: 10,
-  };
-  const connection = amqp.connect([url], {
+  const urls = broker.hosts.map(
+    (hostname): Options.Connect => ({
+      protocol: 'amqp',
+      hostname,
+      port: broker.port,
+      username: broker.user,
+      password: broker.password,
+      vhost: broker.vhost,
+      heartbeat: 10,
+    }),
+  );
+  const connection = amqp.connect(urls, {
     reconnectTimeInSeconds: 1,
     // without it a broker that accepts TCP but never speaks AMQP would hang the connect, and close(), forever
     connectionOptions: { timeout: BROKER_HANDSHAKE_TIMEOUT_MS },
   });
-  connection.on('connect', () => logger.info({ host: broker.host, vhost: broker.vhost }, 'connected to RabbitMQ'));
-  connection.on('disconnect', ({ err }) => logger.warn({ err }, 'disconnected from RabbitMQ'));
+  // only objects are passed: a URL string would carry the password
+  const hostOf = (url: string | Options.Connect | undefined) => (typeof url === 'object' ? url.hostname : undefined);
+  let host: string | undefined;
+  connection.on('connect', ({ url }) => {
+    host = hostOf(url);
+    logger.info({ host, port: broker.port, vhost: broker.vhost }, 'connected to RabbitMQ');
+  });
+  connection.on('disconnect', ({ err }) => logger.warn({ err, host }, 'disconnected from RabbitMQ'));
+  // debug: a node that stays down would log this every second
+  connection.on('connectFailed', ({ err, url }) => logger.debug({ err, host: hostOf(url) }, 'could not connect to RabbitMQ; trying the next host'));
   return connection;
 }
 
@@ -40,17 +53,29 @@ export const billingTopology = (queue: string) => ({
 
 export const deadLetterQueueOf = (queue: string) => billingTopology(queue).deadLetterQueue;
 
+/** The queue types billing-consumer declares: classic on one broker, quorum (replicated) on a cluster. */
+export const QUEUE_TYPES = ['classic', 'quorum'] as const;
+export type QueueType = (typeof QUEUE_TYPES)[number];
+
+/**
+ * How billing_queue and its dead-letter queue are declared. A classic queue has no x-arguments, as the queues of
+ * earlier releases. x-quorum-initial-group-size is left out on purpose: it is checked on every declare, so changing it
+ * later would refuse every consumer; the broker's default (all nodes, up to 3) is used.
+ */
+export const billingQueueOptions = (type: QueueType): Options.AssertQueue =>
+  type === 'quorum' ? { durable: true, arguments: { 'x-queue-type': 'quorum' } } : { durable: true };
+
 /**
  * Declares the billing queue, the dead-letter exchange and its queue. Only billing-consumer runs this (the gateway's
- * user may not configure anything). The queue has no x-arguments: queue-level dead-lettering would need write
- * permission on the exchange for whoever declares it, so the consumer dead-letters by publishing to the exchange.
+ * user may not configure anything). The queue has no dead-letter arguments: queue-level dead-lettering would need
+ * write permission on the exchange for whoever declares it, so the consumer dead-letters by publishing to the exchange.
  */
-export async function declareBillingTopology(channel: Channel, queue: string): Promise<void> {
+export async function declareBillingTopology(channel: Channel, queue: string, type: QueueType = 'classic'): Promise<void> {
   const names = billingTopology(queue);
   await channel.assertExchange(names.deadLetterExchange, 'fanout', { durable: true });
-  await channel.assertQueue(names.deadLetterQueue, { durable: true });
+  await channel.assertQueue(names.deadLetterQueue, billingQueueOptions(type));
   await channel.bindQueue(names.deadLetterQueue, names.deadLetterExchange, '');
-  await channel.assertQueue(names.queue, { durable: true });
+  await channel.assertQueue(names.queue, billingQueueOptions(type));
 }
 
 /** The body of a billing_queue message: the normalised order. Money is a decimal string, never a float. */

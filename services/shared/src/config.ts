@@ -86,7 +86,12 @@ export type DatabaseConfig = z.output<ReturnType<typeof databaseEnv>>;
 
 export const rabbitmqEnv = z
   .object({
-    RABBITMQ_HOST: env.text().default('127.0.0.1'),
+    // one broker, or the nodes of a cluster (one per billing VM), comma-separated: all on RABBITMQ_PORT
+    RABBITMQ_HOST: env
+      .text()
+      .default('127.0.0.1')
+      .transform((value) => value.split(',').map((host) => host.trim()))
+      .refine((hosts) => hosts.every(Boolean), 'must be host names or addresses separated by commas, none of them empty'),
     RABBITMQ_PORT: env.port().default(5672),
     RABBITMQ_USER: env.text(),
     RABBITMQ_PASSWORD: env.text(),
@@ -94,7 +99,7 @@ export const rabbitmqEnv = z
     RABBITMQ_QUEUE: env.text(),
   })
   .transform((vars) => ({
-    host: vars.RABBITMQ_HOST,
+    hosts: vars.RABBITMQ_HOST,
     port: vars.RABBITMQ_PORT,
     user: vars.RABBITMQ_USER,
     password: vars.RABBITMQ_PASSWORD,

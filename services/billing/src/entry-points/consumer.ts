@@ -1,9 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { billingTopology, connectBroker, declareBillingTopology, type Logger, PUBLISHED_AT_MS_HEADER, type RabbitmqConfig } from '@crud-master/shared';
+import { connectBroker, type Logger, PUBLISHED_AT_MS_HEADER, type QueueType, type RabbitmqConfig } from '@crud-master/shared';
 import { isPermanentDataError } from '@crud-master/shared/database';
 import type { AmqpConnectionManager, ChannelWrapper } from 'amqp-connection-manager';
-import type { Channel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
+import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { Order, OrdersRepository } from '../data-access/orders-repository.js';
+import { type OtherQueue, queueTopology } from '../data-access/queue-topology.js';
 import { backoffMs, parseOrder, PoisonMessage } from '../domain/orders.js';
 import type { ConsumerMetrics, DeadLetterCause } from '../metrics.js';
 
@@ -25,6 +26,13 @@ const messageIdOf = (message: ConsumeMessage): string | undefined => {
 
 export interface ConsumerState {
   consuming: boolean;
+  /**
+   * The billing_queue it consumes: its type (null when the broker did not name it), and whether it is one of
+   * another type that it drains, to replace it with one of the configured type once it is empty.
+   */
+  queue: { type: QueueType | null; migrating: boolean };
+  /** Whether the dead-letter queue is one of another type, kept until it is empty, then replaced. */
+  deadLetterQueueMigrating: boolean;
   /** Messages waiting in the dead-letter queue (passive declare), or null when the broker cannot tell. */
   deadLetterDepth(): Promise<number | null>;
 }
@@ -37,6 +45,7 @@ export interface OrderConsumer {
 
 interface ConsumerOptions {
   broker: RabbitmqConfig;
+  queueType: QueueType;
   prefetch: number;
   orders: OrdersRepository;
   metrics: ConsumerMetrics;
@@ -44,6 +53,9 @@ interface ConsumerOptions {
 }
 
 export const DEAD_LETTER_REASON_HEADER = 'x-dead-letter-reason';
+
+/** How often (with jitter) a consumer that drains a queue of another type looks whether it can replace it. */
+const MIGRATION_CHECK_MS = 1_000;
 
 /**
  * Consumes billing_queue. Deliveries that arrive while a batch is being stored wait and form the next batch (up to
@@ -56,75 +68,114 @@ export const DEAD_LETTER_REASON_HEADER = 'x-dead-letter-reason';
  * it declares the topology again and consumes again on the same channel; after any other close of its channel
  * (consumer_timeout, a failed declare) it reconnects, and amqp-connection-manager runs the setup again. The library
  * alone would not: it re-creates a channel only after the connection dropped.
+ *
+ * Dead letters are published mandatory: one that finds no queue (the dead-letter queue deleted, or being replaced)
+ * comes back, the original stays unacked and the copy is retried, instead of being confirmed into the void.
+ *
+ * It owns the queues' type too (RABBITMQ_QUEUE_TYPE), which a queue cannot change. A billing_queue of another type
+ * (or with the arguments of an earlier release) is consumed as it is, as a consume needs no declare; once it is
+ * empty, it is replaced by one of the configured type (queue-topology.ts), and the broker's basic.cancel brings the
+ * consumer to the new one. Consumers on several billing VMs may race: the one that replaces the queue wins, the others
+ * find the new queue, or a queue that is not empty yet, and go on consuming. A dead-letter queue of another type
+ * keeps its name and its dead letters, which still reach it through the exchange, until it is empty (an operator
+ * handles dead letters); moving them would need a third queue and read access to them, which the consumer has not.
  */
-export function startConsumer({ broker, prefetch, orders, metrics, logger }: ConsumerOptions): OrderConsumer {
-  const topology = billingTopology(broker.queue);
+export function startConsumer({ broker, queueType, prefetch, orders, metrics, logger }: ConsumerOptions): OrderConsumer {
   const waiting: Delivery[] = [];
   let draining: Promise<void> | undefined;
   const stopped = new AbortController();
   const closedChannels = new WeakSet<ConfirmChannel>();
+  // how many mandatory dead letters each channel got back
+  const returnedOn = new WeakMap<ConfirmChannel, number>();
   let current: { channel: ConfirmChannel; consumerTag?: string } | undefined;
   let recoveries = 0;
   const recovering = new WeakSet<ConfirmChannel>();
+  const connection = connectBroker(broker, logger);
+  const queues = queueTopology(connection, broker.queue, queueType);
+  const topology = queues.names;
   const state: ConsumerState = {
     consuming: false,
-    deadLetterDepth: () => onThrowawayChannel(async (channel) => (await channel.checkQueue(topology.deadLetterQueue)).messageCount),
+    queue: { type: queueType, migrating: false },
+    deadLetterQueueMigrating: false,
+    deadLetterDepth: async () => (await queues.counts(topology.deadLetterQueue))?.messageCount ?? null,
   };
 
-  /** Runs a broker operation that may fail on a channel of its own: a failure closes its channel, never the consumer's. */
-  async function onThrowawayChannel<T>(operation: (channel: Channel) => Promise<T>): Promise<T | null> {
-    const channel = await connection.connection?.createChannel().catch(() => undefined);
-    if (!channel) return null;
-    channel.on('error', () => undefined);
-    try {
-      return await operation(channel);
-    } catch {
-      return null;
-    } finally {
-      await channel.close().catch(() => undefined);
+  function noteQueue(kept: OtherQueue | undefined): void {
+    if (kept && !state.queue.migrating) {
+      logger.warn(
+        { queue: broker.queue, existingType: kept.type, queueType },
+        `${broker.queue} exists with another type or other arguments and holds messages: it is consumed as it is, and replaced by a ${queueType} queue once it is empty`,
+      );
     }
+    if (!kept && state.queue.migrating) logger.info({ queue: broker.queue, queueType }, `${broker.queue} is now a ${queueType} queue`);
+    state.queue = kept ? { type: kept.type, migrating: true } : { type: queueType, migrating: false };
   }
 
-  /**
-   * A billing_queue declared by an earlier release (with dead-letter arguments) is replaced, only when it is empty:
-   * deleted and declared again on one channel, so that a publish of an older gateway meanwhile finds a queue.
-   */
-  const replaceEmptyQueue = () =>
-    onThrowawayChannel(async (channel) => {
-      await channel.deleteQueue(broker.queue, { ifEmpty: true });
-      await declareBillingTopology(channel, broker.queue);
-      return true;
-    });
-
-  const connection = connectBroker(broker, logger);
-
-  /** Declares the topology and consumes billing_queue on this channel. */
-  async function subscribe(channel: ConfirmChannel): Promise<void> {
-    try {
-      await declareBillingTopology(channel, broker.queue);
-    } catch (err) {
-      if ((err as { code?: unknown }).code === 406) {
-        if (await replaceEmptyQueue()) logger.warn({ queue: broker.queue }, `replaced the empty ${broker.queue} of an earlier release (other arguments)`);
-        else {
-          logger.error(
-            { err, queue: broker.queue, vhost: broker.vhost },
-            `${broker.queue} exists with other arguments than this consumer declares (none) and holds messages: it is replaced once it is empty`,
-          );
-        }
-      }
-      throw err;
+  function noteDeadLetterQueue(kept: OtherQueue | undefined): void {
+    const queue = topology.deadLetterQueue;
+    if (kept && !state.deadLetterQueueMigrating) {
+      logger.warn(
+        { queue, existingType: kept.type, queueType },
+        `${queue} exists with another type or other arguments and holds dead letters: it is kept as it is, and replaced by a ${queueType} queue once it is empty`,
+      );
     }
+    if (!kept && state.deadLetterQueueMigrating) logger.info({ queue, queueType }, `${queue} is now a ${queueType} queue`);
+    state.deadLetterQueueMigrating = kept !== undefined;
+  }
+
+  /** Declares the topology (or finds queues of another type) and consumes billing_queue on this channel. */
+  async function subscribe(channel: ConfirmChannel): Promise<void> {
+    await channel.assertExchange(topology.deadLetterExchange, 'fanout', { durable: true });
+    const keptDeadLetterQueue = await queues.declareOrReplace(topology.deadLetterQueue);
+    // a bind checks no queue arguments: a kept dead-letter queue stays bound too
+    await channel.bindQueue(topology.deadLetterQueue, topology.deadLetterExchange, '');
+    const keptQueue = await queues.declareOrReplace(broker.queue);
+    noteDeadLetterQueue(keptDeadLetterQueue);
+    noteQueue(keptQueue);
     const { consumerTag } = await channel.consume(broker.queue, (message) => {
       if (message !== null) return receive({ channel, message });
-      // basic.cancel from the broker: the queue was deleted (or its node went away)
+      // basic.cancel from the broker: the queue was deleted (replaced, or its node went away)
       state.consuming = false;
-      logger.warn({ queue: broker.queue }, 'the broker cancelled the consumer; declaring the queue and consuming again');
+      logger[state.queue.migrating ? 'info' : 'warn']({ queue: broker.queue }, 'the broker cancelled the consumer; declaring the queue and consuming again');
       subscribe(channel).catch((err: unknown) => recover(channel, err));
     });
     current = { channel, consumerTag };
     state.consuming = true;
     recoveries = 0;
-    logger.info({ queue: broker.queue, consumerTag }, 'consuming');
+    logger.info({ queue: broker.queue, consumerTag, ...state.queue }, 'consuming');
+    scheduleMigration();
+  }
+
+  let migrationTimer: NodeJS.Timeout | undefined;
+  let migrating: Promise<void> | undefined;
+
+  function scheduleMigration(): void {
+    if (migrationTimer || migrating || stopped.signal.aborted || !(state.queue.migrating || state.deadLetterQueueMigrating)) return;
+    // jitter: consumers on several VMs do not all try at the same instant
+    migrationTimer = setTimeout(
+      () => {
+        migrationTimer = undefined;
+        migrating = migrationStep()
+          .catch((err: unknown) => logger.warn({ err }, 'could not replace a queue of another type; trying again'))
+          .finally(() => {
+            migrating = undefined;
+            scheduleMigration();
+          });
+      },
+      MIGRATION_CHECK_MS / 2 + Math.random() * MIGRATION_CHECK_MS,
+    ).unref();
+  }
+
+  /** Replaces a queue of another type that is empty; billing_queue only while this consumer holds no delivery. */
+  async function migrationStep(): Promise<void> {
+    if (stopped.signal.aborted || !state.consuming) return;
+    if (state.deadLetterQueueMigrating && (await queues.counts(topology.deadLetterQueue))?.messageCount === 0) {
+      noteDeadLetterQueue(await queues.declareOrReplace(topology.deadLetterQueue));
+    }
+    if (state.queue.migrating && waiting.length === 0 && !draining && (await queues.counts(broker.queue))?.messageCount === 0) {
+      // once replaced, the broker cancels this consumer, which subscribes to the new queue
+      await queues.declareOrReplace(broker.queue);
+    }
   }
 
   /** After a failure the channel cannot heal from: reconnect (with backoff), unless a newer channel took over. */
@@ -150,11 +201,17 @@ export function startConsumer({ broker, prefetch, orders, metrics, logger }: Con
         closedChannels.add(amqpChannel);
         recover(amqpChannel, undefined);
       });
+      // a mandatory dead letter that no queue took comes back before its confirm
+      amqpChannel.on('return', () => returnedOn.set(amqpChannel, (returnedOn.get(amqpChannel) ?? 0) + 1));
       await amqpChannel.prefetch(prefetch);
-      await subscribe(amqpChannel);
+      await subscribe(amqpChannel).catch((err: unknown) => {
+        // a declare refused on a channel of its own leaves this one open: reconnect all the same
+        recover(amqpChannel, err);
+        throw err;
+      });
     },
   });
-  // a setup that failed (its channel closed) is retried by recover(); this only keeps the error from crashing
+  // a setup that failed is retried by recover(); this only keeps the error from crashing
   channel.on('error', (err) => logger.debug({ err }, 'consumer channel setup failed'));
 
   function receive(delivery: Delivery): void {
@@ -195,8 +252,18 @@ export function startConsumer({ broker, prefetch, orders, metrics, logger }: Con
       const { contentType, contentEncoding, correlationId, messageId, timestamp, type, appId } = original;
       const headers = Object.fromEntries(Object.entries(message.properties.headers ?? {}).filter(([name]) => name !== 'CC' && name !== 'BCC'));
       const options: Options.Publish = { contentType, contentEncoding, correlationId, messageId, timestamp, type, appId };
-      amqpChannel.publish(topology.deadLetterExchange, '', message.content, { ...options, headers: { ...headers, [DEAD_LETTER_REASON_HEADER]: reason }, persistent: true }, (err) =>
-        err ? reject(err as Error) : resolve(),
+      // one dead letter at a time per channel: a return counted since this publish is this one's
+      const returnedBefore = returnedOn.get(amqpChannel) ?? 0;
+      amqpChannel.publish(
+        topology.deadLetterExchange,
+        '',
+        message.content,
+        { ...options, headers: { ...headers, [DEAD_LETTER_REASON_HEADER]: reason }, persistent: true, mandatory: true },
+        (err) => {
+          if (err) reject(err as Error);
+          else if ((returnedOn.get(amqpChannel) ?? 0) > returnedBefore) reject(new Error('no queue took the dead letter (the dead-letter queue is missing)'));
+          else resolve();
+        },
       );
     });
 
@@ -299,6 +366,8 @@ export function startConsumer({ broker, prefetch, orders, metrics, logger }: Con
     state,
     stop: async () => {
       stopped.abort();
+      clearTimeout(migrationTimer);
+      await migrating;
       state.consuming = false;
       const { channel: amqpChannel, consumerTag } = current ?? {};
       if (amqpChannel && consumerTag) await amqpChannel.cancel(consumerTag).catch(() => undefined);

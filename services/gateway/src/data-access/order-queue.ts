@@ -16,6 +16,11 @@ const NOT_ACCEPTED = 'The order queue is unavailable, so the order was not accep
  * which the broker sends before its confirm on the same channel: that order is not accepted. A publish the broker has
  * not confirmed within publishTimeoutMs (broker down, slow or blocked) is dropped from amqp-connection-manager's
  * buffer and rejected.
+ *
+ * With several nodes, a lost connection fails over to the next one. A publish awaiting its confirm then fails: amqplib
+ * calls its callback with "channel closed" before the wrapper forgets the channel, so the wrapper rejects it rather
+ * than sending it again (503 with its message_id; the node may still have queued it, and a retry with that id stores
+ * one order). A publish made while disconnected waits in the wrapper's buffer for the next node, within the timeout.
  */
 export function orderQueue(broker: RabbitmqConfig, publishTimeoutMs: number, confirms: GatewayMetrics['confirms'], logger: Logger): OrderQueue {
   const connection = connectBroker(broker, logger);
