@@ -243,7 +243,8 @@ node_modules: package-lock.json
 vagrant-test: deps-ansible ## make box, make up PROVIDER=docker, then e2e, Postman, the seed scenario over vagrant ssh, a reboot, make provision (changed=0), isolation, make destroy
 	tests/vagrant/vagrant-stage.sh
 
-# How many billing VMs make scale-test brings up (3: the fewest whose quorum survives a lost node).
+# How many billing VMs make scale-test brings up (3: the fewest whose quorum survives a lost node). Its chaos run stops
+# billing-vm-2's broker; SCALE_BROKER_VM=billing-vm stops the one api-gateway is connected to (the first it tries).
 SCALE_BILLING_VMS ?= 3
 
 .PHONY: scale-test

@@ -16,11 +16,14 @@ import { management, managementAuth } from '../support/operator.js';
  *   E2E_RABBITMQ_API_URL   billing-vm's management API as forwarded to the host (…:15672/api)
  *   SCALE_ON_VM            a command that runs `MACHINE COMMAND…` as root on a machine (the stage's on-vm)
  *   SCALE_CHAOS_ORDERS, SCALE_CHAOS_RATE   at least this many orders (2,000), this many per second (100)
+ *   SCALE_BROKER_VM        the billing VM whose broker is stopped (billing-vm-2); billing-vm-3 is the one halted
  */
 const env = process.env;
 const gateway = env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${env.GATEWAY_PORT ?? 8080}`;
 const total = Number(env.SCALE_CHAOS_ORDERS ?? 2_000);
 const rate = Number(env.SCALE_CHAOS_RATE ?? 100);
+const brokerVm = env.SCALE_BROKER_VM ?? 'billing-vm-2';
+const haltedVm = 'billing-vm-3';
 const vhost = env.RABBITMQ_VHOST ?? 'billing_vhost';
 const queue = env.RABBITMQ_QUEUE ?? 'billing_queue';
 const queues = [queue, `${queue}.dead-letter`];
@@ -55,6 +58,18 @@ async function clusterWhole(): Promise<true | undefined> {
   }
 }
 
+/** The nodes that api-gateway's connections (its broker user's) are on, e.g. "rabbit@billing-vm × 2". */
+async function gatewayConnections(): Promise<string> {
+  try {
+    const connections = (await api('/connections')) as Array<{ user: string; node: string }>;
+    const byNode = new Map<string, number>();
+    for (const { node } of connections.filter((c) => c.user === env.RABBITMQ_PUBLISHER_USER)) byNode.set(node, (byNode.get(node) ?? 0) + 1);
+    return [...byNode].map(([node, count]) => `${node} × ${count}`).join(', ') || 'none';
+  } catch {
+    return 'unknown (the management API did not answer)';
+  }
+}
+
 /** `rabbitmq-diagnostics check_if_node_is_quorum_critical` on a VM: stopping its node keeps every quorum. */
 const quorumSafe = (vm: string) => async () => onVm(vm, 'rabbitmq-diagnostics', '-q', 'check_if_node_is_quorum_critical').then(() => true as const, () => undefined);
 
@@ -85,8 +100,8 @@ describe(`billing scaled out: ${billingVms.length} billing VMs, one RabbitMQ clu
     await eventually(clusterWhole, 60_000, 'every replica online and a consumer on every billing VM');
   });
 
-  it(`When orders arrive at ${rate}/s while billing-vm-2's broker stops and restarts, then billing-vm-3 halts and comes back, then each is stored exactly once`, async function () {
-    if (billingVms.length < 3) this.skip();
+  it(`When orders arrive at ${rate}/s while ${brokerVm}'s broker stops and restarts, then ${haltedVm} halts and comes back, then each is stored exactly once`, async function () {
+    if (billingVms.length < 3 || brokerVm === haltedVm || !billingVms.includes(brokerVm)) this.skip();
     const prefix = unique('scale');
     const steps: string[] = [];
     const loadStarted = Date.now();
@@ -98,16 +113,19 @@ describe(`billing scaled out: ${billingVms.length} billing VMs, one RabbitMQ clu
     };
     // One after the other, never together: a quorum of three tolerates one node down.
     const faults: Fault = async () => {
-      await step('billing-vm-2: check_if_node_is_quorum_critical passes', () => eventually(quorumSafe('billing-vm-2'), 120_000, 'billing-vm-2 not quorum-critical'));
-      await step('billing-vm-2: systemctl stop rabbitmq-server', () => onVm('billing-vm-2', 'systemctl', 'stop', 'rabbitmq-server'));
-      await step('billing-vm-2: broker down', () => sleep(DOWN_MS));
-      await step('billing-vm-2: systemctl start rabbitmq-server', () => onVm('billing-vm-2', 'systemctl', 'start', 'rabbitmq-server'));
-      await step('the cluster whole again', () => eventually(clusterWhole, 180_000, 'billing-vm-2 back in the cluster'));
-      await step('billing-vm-3: check_if_node_is_quorum_critical passes', () => eventually(quorumSafe('billing-vm-3'), 120_000, 'billing-vm-3 not quorum-critical'));
-      await step('vagrant halt billing-vm-3', () => vagrant('halt', 'billing-vm-3'));
-      await step('billing-vm-3: halted', () => sleep(DOWN_MS));
-      await step('vagrant up billing-vm-3 --no-provision', () => vagrant('up', '--no-provision', 'billing-vm-3'));
-      await step('the cluster whole again', () => eventually(clusterWhole, 300_000, 'billing-vm-3 back in the cluster, its consumer consuming'));
+      steps.push(`api-gateway's connections: ${await gatewayConnections()}`);
+      await step(`${brokerVm}: check_if_node_is_quorum_critical passes`, () => eventually(quorumSafe(brokerVm), 120_000, `${brokerVm} not quorum-critical`));
+      await step(`${brokerVm}: systemctl stop rabbitmq-server`, () => onVm(brokerVm, 'systemctl', 'stop', 'rabbitmq-server'));
+      await step(`${brokerVm}: broker down`, () => sleep(DOWN_MS));
+      await step(`${brokerVm}: systemctl start rabbitmq-server`, () => onVm(brokerVm, 'systemctl', 'start', 'rabbitmq-server'));
+      await step('the cluster whole again', () => eventually(clusterWhole, 180_000, `${brokerVm} back in the cluster`));
+      steps.push(`api-gateway's connections: ${await gatewayConnections()}`);
+      await step(`${haltedVm}: check_if_node_is_quorum_critical passes`, () => eventually(quorumSafe(haltedVm), 120_000, `${haltedVm} not quorum-critical`));
+      await step(`vagrant halt ${haltedVm}`, () => vagrant('halt', haltedVm));
+      await step(`${haltedVm}: halted`, () => sleep(DOWN_MS));
+      await step(`vagrant up ${haltedVm} --no-provision`, () => vagrant('up', '--no-provision', haltedVm));
+      await step('the cluster whole again', () => eventually(clusterWhole, 300_000, `${haltedVm} back in the cluster, its consumer consuming`));
+      steps.push(`api-gateway's connections: ${await gatewayConnections()}`);
       return 'faults in sequence';
     };
 
