@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { unique } from '../support/env.js';
 import { appHosts, onHost, type Host } from '../support/hosts.js';
 import { eventually, request } from '../support/http.js';
-import { management, managementAuth, orderCounts, readyInQueue } from '../support/operator.js';
+import { management, managementAuth, orderCounts, psqlBilling, readyInQueue } from '../support/operator.js';
 import { expectProblem } from '../support/problem.js';
 
 /**
@@ -23,11 +23,6 @@ const billingHealth = env.E2E_BILLING_HEALTH_URL ?? `http://127.0.0.1:${env.BILL
 const pm2On = (host: Host, ...args: string[]) => onHost(host, 'pm2', args);
 /** billing-consumer runs on billing-vm: the scenario's `pm2 stop/restart` run there. */
 const pm2 = (...args: string[]) => pm2On('billing', ...args);
-
-/** billing_db through psql as the postgres user (on billing-vm), the way an operator looks. */
-function psqlBilling(query: string): string {
-  return onHost('billing', 'sudo', ['-u', 'postgres', 'psql', '-d', env.BILLING_DB_NAME ?? 'billing_db', '-tAc', query]).trim();
-}
 
 const countsOf = (keys: string[]): number[] => orderCounts(psqlBilling, keys);
 

@@ -3,7 +3,7 @@ import { unique } from '../support/env.js';
 import { onHost } from '../support/hosts.js';
 import { eventually, request } from '../support/http.js';
 import { instanceUrls, moved, scrape, scrapeInstances, series } from '../support/metrics.js';
-import { orderCounts } from '../support/operator.js';
+import { orderCounts, psqlBilling } from '../support/operator.js';
 import { expectProblem } from '../support/problem.js';
 
 /**
@@ -29,7 +29,6 @@ const scrapeAll = async () => {
   return { gateway: gatewaySamples!, inventory: inventorySamples!, billing: billingSamples! };
 };
 
-const psqlBilling = (query: string) => onHost('billing', 'sudo', ['-u', 'postgres', 'psql', '-d', env.BILLING_DB_NAME ?? 'billing_db', '-tAc', query]).trim();
 const pm2 = (...args: string[]) => onHost('billing', 'pm2', args);
 
 /** billing_queue's ready messages as RabbitMQ's exporter reports them (per-queue figures: /metrics/detailed). */

@@ -1,4 +1,5 @@
 import './env.js';
+import { onHost } from './hosts.js';
 import { request } from './http.js';
 
 /**
@@ -22,3 +23,7 @@ export function orderCounts(psql: (query: string) => string, keys: readonly stri
   const counts = new Map(rows.split('\n').filter(Boolean).map((line) => line.split('|') as [string, string]));
   return keys.map((key) => Number(counts.get(key) ?? 0));
 }
+
+/** `psql -tAc QUERY` on billing_db as the postgres user, on billing-consumer's host (as an operator looks). */
+export const psqlBilling = (query: string): string =>
+  onHost('billing', 'sudo', ['-u', 'postgres', 'psql', '-d', env.BILLING_DB_NAME ?? 'billing_db', '-tAc', query]).trim();
