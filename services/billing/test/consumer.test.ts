@@ -184,6 +184,8 @@ describe('billing-consumer', () => {
   });
 
   it('When the dead-letter queue is missing, then a poison message is not acked into the void: it is dead-lettered once the queue is back', async () => {
+    // the consumer declares the topology as it starts: delete the queue only after that
+    await eventually(async () => ((await broker.inspect(queue))?.consumerCount === 1 ? true : undefined), 5_000, 'a consumer');
     await broker.channel.deleteQueue(deadLetters);
     const content = 'not an order, and no dead-letter queue';
     await broker.publish(queue, content, { messageId: unique('no-dead-letter-queue') });
@@ -368,12 +370,14 @@ describe('billing-consumer: the queue type', () => {
   it('When billing_queue is quorum and the type becomes classic, then /readyz shows the migration while the orders wait, and every order is stored once in the end, in a classic queue', async () => {
     const queue = ownQueue('to-classic');
     await broker.declare(queue, 'quorum');
-    const ids = await ordersIn(queue, 100);
     const kept = await deadLettersIn(queue, 2);
     const database = await relay(Number(process.env.BILLING_DB_PORT ?? 5432));
     try {
-      database.cut();
+      // the pool connects as the consumer starts; the orders come within its first quiet spell, with the database cut
       const consumer = await launch(queue, 'classic', { BILLING_DB_PORT: database.port });
+      await eventually(async () => ((await broker.inspect(queue))?.consumerCount === 1 ? true : undefined), 5_000, 'a consumer');
+      database.cut();
+      const ids = await ordersIn(queue, 100);
       // the orders are held unstored: the quorum queue stays, consumed as it is
       const waiting = await eventually(async () => {
         const { status, body } = await readyzOf(consumer);
@@ -399,7 +403,7 @@ describe('billing-consumer: the queue type', () => {
     }
   });
 
-  it('When two consumers configured quorum start at once on a classic queue with orders, while more are published, then each order is stored once and one quorum queue is left, consumed by both', async () => {
+  it('When two consumers configured quorum start at once on a classic queue with orders, while more are published, then it stays classic while orders flow, and once they pause each order is stored once and one quorum queue is left, consumed by both', async () => {
     const queue = ownQueue('race');
     await broker.declare(queue, 'classic');
     const before = await ordersIn(queue, 500);
@@ -424,10 +428,14 @@ describe('billing-consumer: the queue type', () => {
       await channel.close();
     })();
     const consumers = await Promise.all([launch(queue, 'quorum'), launch(queue, 'quorum')]);
-    await becomes(queue, 'quorum', 20_000);
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await storedOnce(before, 30_000);
+    // a queue deleted under a publish in flight would lose it, confirmed: the consumers wait for a pause
+    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    expect(await typeOf(queue), 'replaced while orders flow').to.equal('classic');
+    for (const consumer of consumers) expect((await readyzOf(consumer)).body.details.queue).to.deep.equal({ type: 'classic', migrating: true });
     publishing = false;
     await publisher;
+    await becomes(queue, 'quorum', 20_000);
     await storedOnce([...before, ...during], 30_000);
     await eventually(async () => ((await broker.inspect(queue))?.consumerCount === 2 ? true : undefined), 10_000, 'both consuming the quorum queue');
     for (const consumer of consumers) expect((await readyzOf(consumer)).body.details.queue).to.deep.equal({ type: 'quorum', migrating: false });

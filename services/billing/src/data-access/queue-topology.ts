@@ -95,6 +95,7 @@ export function queueTopology(connection: AmqpConnectionManager, queue: string, 
 
   return {
     names,
+    declare,
     declareOrReplace,
     /** A queue's ready messages and consumers (passive declare: any type, any arguments), or null. */
     counts: (name: string) => onOwnChannel((channel) => channel.checkQueue(name)).catch(() => null),

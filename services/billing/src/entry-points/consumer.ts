@@ -56,6 +56,12 @@ export const DEAD_LETTER_REASON_HEADER = 'x-dead-letter-reason';
 
 /** How often (with jitter) a consumer that drains a queue of another type looks whether it can replace it. */
 const MIGRATION_CHECK_MS = 1_000;
+/**
+ * How long billing_queue must have delivered nothing to this consumer before it is replaced. RabbitMQ confirms a
+ * message it routed to a queue that is deleted before the message reaches it: a publish in that instant would be
+ * answered 202 and lost. After this lull no publish is in flight; under steady traffic the queue waits (README).
+ */
+const MIGRATION_QUIET_MS = 3_000;
 
 /**
  * Consumes billing_queue. Deliveries that arrive while a batch is being stored wait and form the next batch (up to
@@ -74,7 +80,7 @@ const MIGRATION_CHECK_MS = 1_000;
  *
  * It owns the queues' type too (RABBITMQ_QUEUE_TYPE), which a queue cannot change. A billing_queue of another type
  * (or with the arguments of an earlier release) is consumed as it is, as a consume needs no declare; once it is
- * empty, it is replaced by one of the configured type (queue-topology.ts), and the broker's basic.cancel brings the
+ * empty and quiet, it is replaced by one of the configured type (queue-topology.ts), and the broker's basic.cancel brings the
  * consumer to the new one. Consumers on several billing VMs may race: the one that replaces the queue wins, the others
  * find the new queue, or a queue that is not empty yet, and go on consuming. A dead-letter queue of another type
  * keeps its name and its dead letters, which still reach it through the exchange, until it is empty (an operator
@@ -89,6 +95,7 @@ export function startConsumer({ broker, queueType, prefetch, orders, metrics, lo
   const returnedOn = new WeakMap<ConfirmChannel, number>();
   let current: { channel: ConfirmChannel; consumerTag?: string } | undefined;
   let recoveries = 0;
+  let lastDeliveryAt = 0;
   const recovering = new WeakSet<ConfirmChannel>();
   const connection = connectBroker(broker, logger);
   const queues = queueTopology(connection, broker.queue, queueType);
@@ -104,7 +111,7 @@ export function startConsumer({ broker, queueType, prefetch, orders, metrics, lo
     if (kept && !state.queue.migrating) {
       logger.warn(
         { queue: broker.queue, existingType: kept.type, queueType },
-        `${broker.queue} exists with another type or other arguments and holds messages: it is consumed as it is, and replaced by a ${queueType} queue once it is empty`,
+        `${broker.queue} exists with another type or other arguments: it is consumed as it is, and replaced by a ${queueType} queue once it is empty and quiet`,
       );
     }
     if (!kept && state.queue.migrating) logger.info({ queue: broker.queue, queueType }, `${broker.queue} is now a ${queueType} queue`);
@@ -116,7 +123,7 @@ export function startConsumer({ broker, queueType, prefetch, orders, metrics, lo
     if (kept && !state.deadLetterQueueMigrating) {
       logger.warn(
         { queue, existingType: kept.type, queueType },
-        `${queue} exists with another type or other arguments and holds dead letters: it is kept as it is, and replaced by a ${queueType} queue once it is empty`,
+        `${queue} exists with another type or other arguments: it is kept as it is, and replaced by a ${queueType} queue once it is empty`,
       );
     }
     if (!kept && state.deadLetterQueueMigrating) logger.info({ queue, queueType }, `${queue} is now a ${queueType} queue`);
@@ -126,10 +133,11 @@ export function startConsumer({ broker, queueType, prefetch, orders, metrics, lo
   /** Declares the topology (or finds queues of another type) and consumes billing_queue on this channel. */
   async function subscribe(channel: ConfirmChannel): Promise<void> {
     await channel.assertExchange(topology.deadLetterExchange, 'fanout', { durable: true });
-    const keptDeadLetterQueue = await queues.declareOrReplace(topology.deadLetterQueue);
+    // a queue of another type is kept for now: migrationStep replaces it once that is safe
+    const keptDeadLetterQueue = await queues.declare(topology.deadLetterQueue);
     // a bind checks no queue arguments: a kept dead-letter queue stays bound too
     await channel.bindQueue(topology.deadLetterQueue, topology.deadLetterExchange, '');
-    const keptQueue = await queues.declareOrReplace(broker.queue);
+    const keptQueue = await queues.declare(broker.queue);
     noteDeadLetterQueue(keptDeadLetterQueue);
     noteQueue(keptQueue);
     const { consumerTag } = await channel.consume(broker.queue, (message) => {
@@ -141,6 +149,7 @@ export function startConsumer({ broker, queueType, prefetch, orders, metrics, lo
     });
     current = { channel, consumerTag };
     state.consuming = true;
+    lastDeliveryAt = Date.now();
     recoveries = 0;
     logger.info({ queue: broker.queue, consumerTag, ...state.queue }, 'consuming');
     scheduleMigration();
@@ -166,13 +175,17 @@ export function startConsumer({ broker, queueType, prefetch, orders, metrics, lo
     ).unref();
   }
 
-  /** Replaces a queue of another type that is empty; billing_queue only while this consumer holds no delivery. */
+  /**
+   * Replaces a queue of another type once it is empty, after a quiet spell with no delivery held: no order is in
+   * flight to billing_queue then, nor a dead letter of this consumer to the dead-letter queue.
+   */
   async function migrationStep(): Promise<void> {
     if (stopped.signal.aborted || !state.consuming) return;
+    if (Date.now() - lastDeliveryAt < MIGRATION_QUIET_MS || waiting.length > 0 || draining) return;
     if (state.deadLetterQueueMigrating && (await queues.counts(topology.deadLetterQueue))?.messageCount === 0) {
       noteDeadLetterQueue(await queues.declareOrReplace(topology.deadLetterQueue));
     }
-    if (state.queue.migrating && waiting.length === 0 && !draining && (await queues.counts(broker.queue))?.messageCount === 0) {
+    if (state.queue.migrating && (await queues.counts(broker.queue))?.messageCount === 0) {
       // once replaced, the broker cancels this consumer, which subscribes to the new queue
       await queues.declareOrReplace(broker.queue);
     }
@@ -215,6 +228,7 @@ export function startConsumer({ broker, queueType, prefetch, orders, metrics, lo
   channel.on('error', (err) => logger.debug({ err }, 'consumer channel setup failed'));
 
   function receive(delivery: Delivery): void {
+    lastDeliveryAt = Date.now();
     if (delivery.message.fields.redelivered) metrics.redeliveries.inc();
     waiting.push(delivery);
     draining ??= drain().finally(() => {
