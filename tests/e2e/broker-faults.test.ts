@@ -51,16 +51,20 @@ describe('the deployed stack under broker faults', function () {
     await eventually(async () => ((await consumersOfQueue()) >= 1 ? true : undefined), 30_000, 'billing_queue with a consumer');
   });
 
-  it('When billing_queue is deleted while orders arrive, then no 202 is lost and the queue is back with a consumer within seconds', async () => {
+  it('When billing_queue is deleted while orders arrive, then no 202 is lost but the one in flight at the delete, and the queue is back with a consumer within seconds', async () => {
     const outcomes = new Map<string, number>();
+    const spans = new Map<string, [number, number]>();
     const sending = (async () => {
       for (let i = 0; i < 80; i++) {
         const key = unique('queue-deleted');
+        const started = Date.now();
         outcomes.set(key, (await postOrder(key)).status);
+        spans.set(key, [started, Date.now()]);
         await sleep(50);
       }
     })();
     await sleep(1_500);
+    const deleteStarted = Date.now();
     const deleted = await request(queueUrl, { method: 'DELETE', headers: managementAuth });
     expect(deleted.status, 'the management API deleted billing_queue').to.equal(204);
     const deletedAt = Date.now();
@@ -72,9 +76,15 @@ describe('the deployed stack under broker faults', function () {
     const others = [...outcomes.values()].filter((status) => status !== 202 && status !== 503);
     await everyOnce(accepted, 30_000, 'every accepted order in billing_db').catch(() => undefined);
     const counts = countsOf(accepted);
-    console.log(`      sent ${outcomes.size}: ${accepted.length} × 202, ${outcomes.size - accepted.length - others.length} × 503; back with a consumer (as the management API shows it) after ${backSeconds} s`);
+    // RabbitMQ confirms a message it routed to a queue that an operator deletes before the message reaches it: the
+    // order whose publish overlapped the DELETE may be lost with the queue, as the messages in it would be
+    const overlapping = new Set(accepted.filter((key) => spans.get(key)![0] < deletedAt && spans.get(key)![1] > deleteStarted));
+    const lostWithQueue = accepted.filter((key, i) => counts[i] === 0 && overlapping.has(key));
+    console.log(`      sent ${outcomes.size}: ${accepted.length} × 202, ${outcomes.size - accepted.length - others.length} × 503, ${lostWithQueue.length} lost with the queue; back with a consumer (as the management API shows it) after ${backSeconds} s`);
     expect(others, 'answers other than 202 or 503').to.deep.equal([]);
-    expect(counts.filter((n) => n !== 1).length, 'orders answered 202 but not stored exactly once').to.equal(0);
+    expect(counts.filter((n) => n > 1).length, 'orders stored more than once').to.equal(0);
+    expect(accepted.filter((key, i) => counts[i] === 0 && !overlapping.has(key)), 'orders answered 202 but not stored, that were not in flight at the delete').to.deep.equal([]);
+    expect(lostWithQueue.length, 'orders lost with the queue (sent one at a time)').to.be.at.most(1);
     expect((await request(`${billingHealth}/readyz`)).status).to.equal(200);
   });
 
