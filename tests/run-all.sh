@@ -3,7 +3,7 @@
 # second run changes nothing, check the types and run every linter (make lint), then run the component suite, and against the deployed stack the end-to-end suite, the Postman collection
 # (newman), the privileges of the deployment (links planted before a provisioning run), the hostile-input fuzz and
 # the chaos test; last, the Vagrant stage (the three machines of the Vagrantfile with the docker provider,
-# tests/vagrant/vagrant-stage.sh). Every step runs even when an earlier one failed; the last line sums them all:
+# tests/vagrant/vagrant-stage.sh), and again with three billing VMs (make scale-test, five machines). Every step runs even when an earlier one failed; the last line sums them all:
 # `tests: N passed, M failed`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -51,12 +51,13 @@ postman() {
   if [ "$code" -ne 0 ] && [ "${counts#* }" -eq 0 ]; then failed=$((failed + 1)); fi
 }
 
-# The Vagrant stage (make vagrant-test) counts its own checks in its last line.
+# A Vagrant stage (make vagrant-test, make scale-test) counts its own checks in its last line.
 vagrant_stage() {
-  echo "==> vagrant-stage"
-  make --no-print-directory vagrant-test 2>&1 | tee "$results/vagrant-stage.log"
+  local target=$1
+  echo "==> $target"
+  make --no-print-directory "$target" 2>&1 | tee "$results/$target.log"
   local code=${PIPESTATUS[0]} line ok=0 bad=0
-  line=$(grep -E '^vagrant-stage: [0-9]+ passed, [0-9]+ failed' "$results/vagrant-stage.log" | tail -1)
+  line=$(grep -E '^vagrant-stage: [0-9]+ passed, [0-9]+ failed' "$results/$target.log" | tail -1)
   if [ -n "$line" ]; then read -r ok bad < <(grep -Eo '[0-9]+' <<<"$line" | tr '\n' ' '); fi
   passed=$((passed + ok))
   failed=$((failed + bad))
@@ -78,7 +79,8 @@ suite privileges 'tests/privileges/**/*.test.ts'
 postman
 FUZZ_RUNS=2000 suite fuzz 'tests/fuzz/**/*.test.ts'
 CHAOS_ORDERS=2000 suite chaos 'tests/chaos/**/*.test.ts'
-vagrant_stage
+vagrant_stage vagrant-test
+vagrant_stage scale-test
 
 echo "tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -8,28 +8,32 @@ import { eventually, request } from '../support/http.js';
 import { management, managementAuth } from '../support/operator.js';
 
 /**
- * Billing scaled out, on the Vagrant stage's machines (`make scale-test`: BILLING_VM_COUNT=3, five machines): the
- * billing VMs' RabbitMQ nodes form one cluster, billing_queue and its dead-letter queue are quorum queues with a
- * replica on each, and orders survive a broker stopped on purpose and a billing VM halted, one after the other.
+ * Billing under broker faults, on the Vagrant stage's machines. Scaled out (`make scale-test`: BILLING_VM_COUNT=3,
+ * five machines), the billing VMs' RabbitMQ nodes form one cluster, billing_queue and its dead-letter queue are quorum
+ * queues with a replica on each, and orders survive a broker stopped on purpose and a billing VM halted, one after the
+ * other, with at most 1% answered 503. With one billing VM (the three-VM stage) the same faults hit its single broker:
+ * the 503s are only reported, for comparison; no order answered 202 is lost or stored twice either way.
  *   VAGRANT_CWD            the checkout whose Vagrantfile and .vagrant/ hold the machines
  *   E2E_GATEWAY_URL        gateway-vm's :8080 as forwarded to the host
  *   E2E_RABBITMQ_API_URL   billing-vm's management API as forwarded to the host (…:15672/api)
  *   SCALE_ON_VM            a command that runs `MACHINE COMMAND…` as root on a machine (the stage's on-vm)
  *   SCALE_CHAOS_ORDERS, SCALE_CHAOS_RATE   at least this many orders (2,000), this many per second (100)
- *   SCALE_BROKER_VM        the billing VM whose broker is stopped (billing-vm-2); billing-vm-3 is the one halted
+ *   SCALE_BROKER_VM        the billing VM whose broker is stopped (billing-vm: the one api-gateway connects to
+ *                          first); the last billing VM is the one halted
  */
 const env = process.env;
 const gateway = env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${env.GATEWAY_PORT ?? 8080}`;
 const total = Number(env.SCALE_CHAOS_ORDERS ?? 2_000);
 const rate = Number(env.SCALE_CHAOS_RATE ?? 100);
-const brokerVm = env.SCALE_BROKER_VM ?? 'billing-vm-2';
-const haltedVm = 'billing-vm-3';
 const vhost = env.RABBITMQ_VHOST ?? 'billing_vhost';
 const queue = env.RABBITMQ_QUEUE ?? 'billing_queue';
 const queues = [queue, `${queue}.dead-letter`];
 /** billing-vm, billing-vm-2 … billing-vm-N, as the Vagrantfile names them. */
 const billingVms = ['billing-vm', ...Array.from({ length: Number(env.BILLING_VM_COUNT ?? 1) - 1 }, (_, i) => `billing-vm-${i + 2}`)];
 const nodes = billingVms.map((vm) => `rabbit@${vm}`).sort();
+const clustered = billingVms.length > 1;
+const brokerVm = env.SCALE_BROKER_VM ?? 'billing-vm';
+const haltedVm = billingVms.at(-1)!;
 /** How long a stopped broker and a halted VM stay down. */
 const DOWN_MS = 5_000;
 const DRAIN_LIMIT_MS = 300_000;
@@ -49,7 +53,8 @@ async function clusterWhole(): Promise<true | undefined> {
     if (JSON.stringify(await runningNodes()) !== JSON.stringify(nodes)) return undefined;
     for (const name of queues) {
       const info = await queueInfo(name);
-      if (JSON.stringify([...(info.online ?? [])].sort()) !== JSON.stringify(nodes)) return undefined;
+      if (info.type === 'quorum' && JSON.stringify([...(info.online ?? [])].sort()) !== JSON.stringify(nodes)) return undefined;
+      if (info.type === undefined) return undefined;
       if (name === queue && info.consumers !== billingVms.length) return undefined;
     }
     return true;
@@ -81,14 +86,20 @@ async function countsOf(prefix: string, keys: string[]): Promise<number[]> {
   return keys.map((key) => Number(counts.get(key) ?? 0));
 }
 
-describe(`billing scaled out: ${billingVms.length} billing VMs, one RabbitMQ cluster (make scale-test)`, function () {
+describe(`billing on ${billingVms.length} billing VM(s) under broker faults${clustered ? ', one RabbitMQ cluster (make scale-test)' : ''}`, function () {
   this.timeout(0);
 
   it('When the billing VMs are up, then the management API shows a running node on each', async () => {
     expect(await runningNodes(), 'running nodes (GET /api/nodes on billing-vm)').to.deep.equal(nodes);
   });
 
-  it('When the consumers have declared them, then billing_queue and its dead-letter queue are quorum queues with a replica on every node', async () => {
+  it('When the consumers have declared them on one node, then billing_queue and its dead-letter queue are classic queues', async function () {
+    if (clustered) this.skip();
+    for (const name of queues) expect((await queueInfo(name)).type, `${name}'s type`).to.equal('classic');
+  });
+
+  it('When the consumers have declared them on a cluster, then billing_queue and its dead-letter queue are quorum queues with a replica on every node', async function () {
+    if (!clustered) this.skip();
     for (const name of queues) {
       const info = await eventually(async () => {
         const found = await queueInfo(name);
@@ -101,7 +112,8 @@ describe(`billing scaled out: ${billingVms.length} billing VMs, one RabbitMQ clu
   });
 
   it(`When orders arrive at ${rate}/s while ${brokerVm}'s broker stops and restarts, then ${haltedVm} halts and comes back, then each is stored exactly once`, async function () {
-    if (billingVms.length < 3 || brokerVm === haltedVm || !billingVms.includes(brokerVm)) this.skip();
+    // two nodes: the quorum of either queue is both (check_if_node_is_quorum_critical never passes)
+    if (billingVms.length === 2 || (clustered && brokerVm === haltedVm) || !billingVms.includes(brokerVm)) this.skip();
     const prefix = unique('scale');
     const steps: string[] = [];
     const loadStarted = Date.now();
@@ -111,7 +123,8 @@ describe(`billing scaled out: ${billingVms.length} billing VMs, one RabbitMQ clu
       await action();
       steps.push(`${((started - loadStarted) / 1000).toFixed(1)}s ${what} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
     };
-    // One after the other, never together: a quorum of three tolerates one node down.
+    // One after the other, never together: a quorum of three tolerates one node down. On one node the check passes
+    // (no quorum queue) and both faults stop the only broker.
     const faults: Fault = async () => {
       steps.push(`api-gateway's connections: ${await gatewayConnections()}`);
       await step(`${brokerVm}: check_if_node_is_quorum_critical passes`, () => eventually(quorumSafe(brokerVm), 120_000, `${brokerVm} not quorum-critical`));
@@ -157,6 +170,6 @@ describe(`billing scaled out: ${billingVms.length} billing VMs, one RabbitMQ clu
     expect(figures.unresolved, 'orders still not accepted after their retries').to.equal(0);
     expect(figures.lost, 'orders answered 202 (at once or on a retry) but missing from billing_db').to.equal(0);
     expect(figures.duplicated, 'orders stored more than once').to.equal(0);
-    expect(figures.unavailable503 + figures.connectionErrors, 'orders answered 503 (or not at all): at most 1%').to.be.at.most(figures.sent / 100);
+    if (clustered) expect(figures.unavailable503 + figures.connectionErrors, 'orders answered 503 (or not at all): at most 1%').to.be.at.most(figures.sent / 100);
   });
 });
