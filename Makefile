@@ -244,7 +244,7 @@ vagrant-test: deps-ansible ## make box, make up PROVIDER=docker, then e2e, Postm
 	tests/vagrant/vagrant-stage.sh
 
 # How many billing VMs make scale-test brings up (3: the fewest whose quorum survives a lost node). Its chaos run stops
-# billing-vm-2's broker; SCALE_BROKER_VM=billing-vm stops the one api-gateway is connected to (the first it tries).
+# billing-vm's broker, the one api-gateway connects to first (SCALE_BROKER_VM=billing-vm-2 stops another one).
 SCALE_BILLING_VMS ?= 3
 
 .PHONY: scale-test
