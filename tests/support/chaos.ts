@@ -1,3 +1,4 @@
+import { Agent } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { rawRequest } from './raw-http.js';
 
@@ -14,6 +15,11 @@ export type Outcome = number | string;
 export type Fault = () => Promise<string>;
 
 const ORDER = JSON.stringify({ user_id: 'usr_chaos', number_of_items: 1, total_amount: '1.00' });
+/**
+ * A socket for every order in flight (open loop): with a cap, orders sent while the broker is down would wait for a
+ * socket behind those the gateway holds for up to PUBLISH_TIMEOUT_MS, and reach it only once it is back, hiding 503s.
+ */
+const openLoop = new Agent({ keepAlive: true });
 
 /** Posts one order with its Idempotency-Key; a 503's problem body carries the message_id to retry with. */
 export async function postOrder(gateway: string, key: string): Promise<{ outcome: Outcome; messageId?: string }> {
@@ -23,7 +29,7 @@ export async function postOrder(gateway: string, key: string): Promise<{ outcome
       path: '/api/billing',
       headers: { 'content-type': 'application/json', 'idempotency-key': key },
       body: ORDER,
-    });
+    }, undefined, openLoop);
     if (reply.status === 202) return { outcome: 202 };
     if (reply.status === 503) {
       const messageId = (() => {

@@ -13,10 +13,13 @@ export interface RawRequest {
   body?: Buffer | string;
 }
 
-const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+const capped = new Agent({ keepAlive: true, maxSockets: 16 });
 
-/** An HTTP request with nothing checked or normalised on the way, for hostile input that fetch() would refuse. */
-export function rawRequest(base: string, { method, path, headers = {}, body }: RawRequest, timeoutMs = 10_000): Promise<RawReply> {
+/**
+ * An HTTP request with nothing checked or normalised on the way, for hostile input that fetch() would refuse. By
+ * default at most 16 are on the wire at once; the others wait for a socket.
+ */
+export function rawRequest(base: string, { method, path, headers = {}, body }: RawRequest, timeoutMs = 10_000, agent = capped): Promise<RawReply> {
   const url = new URL(base);
   return new Promise((resolve, reject) => {
     // Node sends a DELETE body with neither a length nor chunks unless told its length
