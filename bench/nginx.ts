@@ -71,8 +71,12 @@ export async function startNginx(upstream: string): Promise<Nginx> {
   const child = spawn('nginx', [...args, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] });
   const pid = child.pid!;
   trackProcessTree(pid, 'nginx');
-  // whichever way the bench ends, nginx ends with it
-  const killNow = () => child.kill('SIGKILL');
+  // whichever way the bench ends, nginx ends with it: SIGTERM, a fast stop in which the master still ends its
+  // workers (a master killed outright would leave them serving)
+  const killNow = () => {
+    child.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  };
   const onSignal = (signal: NodeJS.Signals) => {
     killNow();
     process.removeListener(signal, onSignal);
@@ -88,7 +92,7 @@ export async function startNginx(upstream: string): Promise<Nginx> {
       const exited = once(child, 'exit');
       // SIGQUIT: a graceful stop, which also writes out the access log's buffer
       child.kill('SIGQUIT');
-      const timer = setTimeout(killNow, 10_000);
+      const timer = setTimeout(() => child.kill('SIGTERM'), 10_000);
       await exited;
       clearTimeout(timer);
     }
