@@ -88,9 +88,6 @@ export async function proxyPhase(memory: { load: MemoryByApp }) {
       log(`proxy: ${result.non_ok} non-200 answers (rows removed by someone else?); repeating the run`);
     }
   };
-  const nginx = await startNginx(INVENTORY);
-  const urls: Record<Side, string> = { direct: INVENTORY, gateway: GATEWAY, nginx: nginx.url };
-  const closed: Partial<Record<'c10' | 'c100', ReturnType<typeof closedLoop>>> = {};
   const closedLoop = (runs: Record<Side, LoadResult[]>) => ({
     direct: summary(runs.direct),
     gateway: summary(runs.gateway),
@@ -104,6 +101,9 @@ export async function proxyPhase(memory: { load: MemoryByApp }) {
     cpu_bound_ratio: round(medianOf(runs.direct, (r) => r.cpu_ms_per_request.total ?? 0, 3) / medianOf(runs.gateway, (r) => r.cpu_ms_per_request.total ?? 0, 3), 3),
     saturated_added_p99_ms: paired(runs.gateway, runs.direct, (g, d) => g.p99_ms - d.p99_ms, 2),
   });
+  const nginx = await startNginx(INVENTORY);
+  const urls: Record<Side, string> = { direct: INVENTORY, gateway: GATEWAY, nginx: nginx.url };
+  const closed: Partial<Record<'c10' | 'c100', ReturnType<typeof closedLoop>>> = {};
   let open;
   let profiles;
   let nginxRun;
@@ -144,12 +144,13 @@ export async function proxyPhase(memory: { load: MemoryByApp }) {
 
     if (PROFILE) {
       profiles = [];
-      for (const service of PROFILED) profiles.push(
-          await profileWhile(service, async (url) => {
-            await getMovies(url, 100, WARMUP_S);
-            return getMovies(url, 100, DURATION_S);
-          }),
-        );
+      for (const service of PROFILED) {
+        const profiled = await profileWhile(service, async (url) => {
+          await getMovies(url, 100, WARMUP_S);
+          return getMovies(url, 100, DURATION_S);
+        });
+        profiles.push(profiled);
+      }
     }
   } finally {
     nginxRun = { url: nginx.url, workers: nginx.workers, ...(await nginx.stop()) };
