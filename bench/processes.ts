@@ -1,5 +1,6 @@
 /** What each process costs: RSS of the PM2 instances, and CPU time per process group read from /proc. */
 import { readdirSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pm2Processes, type Pm2Process } from '../tests/support/pm2.js';
 import { APPS, round } from './config.js';
 
@@ -73,8 +74,7 @@ export const untrackProcessTree = (pid: number) => tracked.delete(pid);
  * CPU seconds used so far by each group: every PM2 app, the PM2 daemon, PostgreSQL, RabbitMQ, the processes the bench
  * started (nginx: its master and workers) and this load generator.
  */
-export function cpuSnapshot(): CpuGroups {
-  const apps = new Map(pm2Processes().map((p) => [p.pid, p.name]));
+export function cpuSnapshot(apps = new Map(pm2Processes().map((p) => [p.pid, p.name]))): CpuGroups {
   const groups: CpuGroups = {};
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -112,4 +112,21 @@ export function cpuPerRequest(before: CpuGroups, after: CpuGroups, requests: num
   }
   out.total = round(total, 3);
   return out;
+}
+
+/**
+ * Waits (at most `timeoutMs`) until the stack uses less than `cores` of CPU over a second: what the last load left
+ * behind (the PM2 daemon writing a backlog of log lines, a GC) would otherwise fall into the next measurement.
+ * Returns the cores the stack used in the last second.
+ */
+export async function settle(cores = 0.25, timeoutMs = 20_000): Promise<number> {
+  const apps = new Map(pm2Processes().map((p) => [p.pid, p.name]));
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const before = cpuSnapshot(apps);
+    await sleep(1000);
+    const after = cpuSnapshot(apps);
+    const used = Object.entries(after).reduce((sum, [group, s]) => (group === 'load-generator' ? sum : sum + s - (before[group] ?? 0)), 0);
+    if (used < cores || Date.now() > deadline) return round(used, 2);
+  }
 }

@@ -8,7 +8,7 @@ import { DURATION_S, GATEWAY, INVENTORY, log, median, medianOf, PROFILE, REPEATS
 import { load, type LoadResult } from './load.js';
 import { startNginx } from './nginx.js';
 import { openLoop, type OpenLoopResult } from './open-loop.js';
-import { mergeMax, rssSampler, type CpuGroups, type MemoryByApp } from './processes.js';
+import { mergeMax, rssSampler, settle, type CpuGroups, type MemoryByApp } from './processes.js';
 import { PROFILED, profileWhile } from './profile.js';
 
 const SIDES = ['direct', 'gateway', 'nginx'] as const;
@@ -125,10 +125,11 @@ export async function proxyPhase(memory: { load: MemoryByApp }) {
 
     // open loop at half of direct's capacity at 100 connections, measured above in this run
     const rate = Math.max(1, Math.round(closed.c100!.direct.rps / 2));
-    const runs: Record<Side, OpenLoopResult[]> = { direct: [], gateway: [], nginx: [] };
+    const runs: Record<Side, Array<OpenLoopResult & { stack_cores_before: number }>> = { direct: [], gateway: [], nginx: [] };
     for (let rep = 0; rep < REPEATS; rep++) {
       for (const side of orderOf(rep)) {
-        const result = await openLoop(urls[side], await rows.paths(), rate, DURATION_S, WARMUP_S);
+        const busy = await settle();
+        const result = { ...(await openLoop(urls[side], await rows.paths(), rate, DURATION_S, WARMUP_S)), stack_cores_before: busy };
         runs[side].push(result);
         log(`open loop ${rate}/s ${side}: p50 ${result.p50_ms} ms p99 ${result.p99_ms} ms max ${result.max_ms} ms (${result.non_ok} non-200, ${result.errors} errors, send lag p99 ${result.send_lag_p99_ms} ms)`);
       }
@@ -139,6 +140,8 @@ export async function proxyPhase(memory: { load: MemoryByApp }) {
       gateway: openSummary(runs.gateway),
       nginx: openSummary(runs.nginx),
       added_p99_ms: paired(runs.gateway, runs.direct, (g, d) => g.p99_ms - d.p99_ms, 2),
+      // above a side's closed-loop capacity its queue only grows: the p99 is then the run's length, not a proxy's cost
+      over_capacity: SIDES.filter((side) => closed.c100![side].rps < rate),
       nginx_added_p99_ms: paired(runs.nginx, runs.direct, (n, d) => n.p99_ms - d.p99_ms, 2),
     };
 

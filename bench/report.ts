@@ -76,7 +76,7 @@ function proxyRows(p: NonNullable<Results['proxy']>): string[][] {
   const o = p.open_loop;
   if (o) {
     rows.push([
-      `open loop ${o.rate} req/s (half of direct), p99`,
+      `open loop ${o.rate} req/s (half of direct), p99${o.over_capacity.length ? ` (over the capacity of: ${o.over_capacity.join(', ')})` : ''}`,
       `gateway p50 ${o.gateway.p50_ms} p99 ${o.gateway.p99_ms} ms`,
       `direct p50 ${o.direct.p50_ms} p99 ${o.direct.p99_ms} ms; nginx p99 ${o.nginx.p99_ms} ms`,
       `+${o.added_p99_ms} ms (nginx +${o.nginx_added_p99_ms} ms)`,
