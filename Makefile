@@ -253,6 +253,24 @@ scale-test: deps-ansible ## The Vagrant stage with SCALE_BILLING_VMS (3) billing
 
 ##@ Benchmarks
 
+# PROFILE=1: make bench also runs the proxy load against copies of api-gateway and inventory-api started under
+# node --cpu-prof, and leaves their .cpuprofile files in bench/profiles/ (bench/README.md).
+PROFILE ?= 0
+
 .PHONY: bench
-bench: .env build ## Benchmark the deployed stack (make local) against its ceilings, side by side: prints a table, writes bench/results.json
-	npx tsx bench/run.ts
+bench: .env build deps-bench ## Benchmark the deployed stack (make local) against its ceilings and nginx, side by side: prints a table, writes bench/results.json (PROFILE=1: CPU profiles)
+	BENCH_PROFILE=$(PROFILE) npx tsx bench/run.ts
+
+# The reference proxy that make bench starts with a configuration of its own. The package starts the distribution's
+# nginx service on :80 as it installs: that one is stopped and disabled again, so that nginx runs only while the bench
+# measures it.
+.PHONY: deps-bench
+deps-bench: ## Install what make bench runs besides the stack (nginx-light) when missing
+	@command -v dpkg-query >/dev/null || { echo "Not a Debian/Ubuntu host: install nginx yourself."; exit 0; }; \
+	if ! dpkg-query -W -f='$${Status}' nginx-light 2>/dev/null | grep -q 'ok installed'; then \
+	  echo "Installing: nginx-light (its own service is stopped and disabled: make bench starts nginx itself)"; \
+	  $(SUDO) apt-get update -qq; \
+	  $(APT_INSTALL) nginx-light; \
+	  $(SUDO) service nginx stop >/dev/null 2>&1 || true; \
+	  $(SUDO) update-rc.d nginx disable >/dev/null 2>&1 || true; \
+	fi
