@@ -8,14 +8,16 @@ import type { Middleware } from 'koa';
 import bodyParser from 'koa-bodyparser';
 import { HttpError, PROBLEM_JSON, unavailable } from './errors.js';
 import type { Logger } from './logger.js';
+import type { RequestObserver } from './metrics.js';
 
 export const REQUEST_ID_HEADER = 'x-request-id';
 
 /**
  * Gives each request an id (the client's X-Request-Id, else a new one), sets it on the request too so a proxy
- * forwards it, echoes it on the response and logs the request when it ends.
+ * forwards it, echoes it on the response, and when the request ends logs it and hands its duration to the metrics
+ * (one clock for both).
  */
-export function requestContext(logger: Logger): Middleware {
+export function requestContext(logger: Logger, observe: RequestObserver): Middleware {
   return async (ctx, next) => {
     const given = ctx.get(REQUEST_ID_HEADER);
     const requestId = /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
@@ -25,8 +27,9 @@ export function requestContext(logger: Logger): Middleware {
     try {
       await next();
     } finally {
-      const ms = Math.round((performance.now() - started) * 10) / 10;
-      logger.info({ requestId, method: ctx.method, url: ctx.url, status: ctx.status, ms }, 'request');
+      const ms = performance.now() - started;
+      observe(ctx, ms / 1000);
+      logger.info({ requestId, method: ctx.method, url: ctx.url, status: ctx.status, ms: Math.round(ms * 10) / 10 }, 'request');
     }
   };
 }

@@ -49,13 +49,14 @@ export function createHttpApp({ inventoryUrl, upstreamTimeoutMs, orders, isReady
   });
 
   const app = new Koa();
-  app.use(requestContext(logger));
-  app.use(httpMetrics(registry));
+  app.use(requestContext(logger, httpMetrics(registry)));
   app.use(problemDetails(logger));
+  // most requests are proxied: they pass through nothing more than the request id, the access log, the metrics and
+  // the problem+json errors (502, 504)
+  app.use(inventoryProxy(inventoryUrl, upstreamTimeoutMs));
   app.use(healthChecks(isReady, 'The broker'));
   if (publicMetrics) app.use(metricsEndpoint(registry));
   app.use(apiDocs());
-  app.use(inventoryProxy(inventoryUrl, upstreamTimeoutMs));
   app.use(router.routes());
   app.use(router.allowedMethods());
   return app;

@@ -5,6 +5,7 @@ import type { Middleware } from 'koa';
 import proxy from 'koa-proxies';
 
 export const MOVIES_PATH = '/api/movies';
+const PROXIED_PATH = /^\/api\/movies(?:\/|$)/i;
 
 interface ProxiedRequest extends IncomingMessage {
   upstreamError?: Error;
@@ -47,9 +48,12 @@ function forwardedFor(proxyReq: ClientRequest, req: IncomingMessage): void {
  * connection is mapped here to 502 and a timeout to 504.
  */
 export function inventoryProxy(target: string, timeoutMs: number): Middleware {
-  // http-proxy takes proxyTimeout too; koa-proxies' types leave it out. Its xfwd would append to the client's values.
-  const options: proxy.IBaseKoaProxiesOptions & { proxyTimeout: number } = {
-    target,
+  // parsed once here: http-proxy would parse a target given as a string on every request
+  const upstream = new URL(target);
+  // http-proxy takes a parsed target and proxyTimeout too; koa-proxies' types know neither. Its xfwd would append to
+  // the client's values.
+  const options: Omit<proxy.IBaseKoaProxiesOptions, 'target'> & { target: Record<string, string>; proxyTimeout: number } = {
+    target: { protocol: upstream.protocol, hostname: upstream.hostname, port: upstream.port, path: upstream.pathname },
     agent: new Agent({ keepAlive: true }),
     proxyTimeout: timeoutMs,
     logs: false,
@@ -71,9 +75,14 @@ export function inventoryProxy(target: string, timeoutMs: number): Middleware {
       },
     },
   };
-  const forward = proxy(MOVIES_PATH, options);
+  const forward = proxy(MOVIES_PATH, options as unknown as proxy.IBaseKoaProxiesOptions);
 
   return async (ctx, next) => {
+    // what koa-proxies matches (case-insensitive, whole segments); anything else skips its per-request path matcher
+    if (!PROXIED_PATH.test(ctx.path)) {
+      await next();
+      return;
+    }
     ctx.state.route = movieRoute(ctx.path);
     await forward(ctx, next);
     const req = ctx.req as ProxiedRequest;

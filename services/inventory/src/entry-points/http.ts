@@ -37,8 +37,7 @@ export function createHttpApp(movies: MoviesService, isReady: () => Promise<bool
     });
 
   const app = new Koa();
-  app.use(requestContext(logger));
-  app.use(httpMetrics(registry));
+  app.use(requestContext(logger, httpMetrics(registry)));
   app.use(problemDetails(logger, databaseProblems));
   app.use(healthChecks(isReady, 'The database'));
   app.use(jsonBody(BODY_LIMIT));
