@@ -16,9 +16,12 @@ const gateway = process.env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${process.env.G
 const sh = (host: Host, script: string, ...args: string[]) => onHost(host, 'sh', ['-c', script, 'sh', ...args]);
 /** The PID of the PM2 daemon of a host. */
 const daemonPid = (host: Host) => sh(host, 'cat "$1"', `${PM2_HOME}/pm2.pid`).trim();
-/** `<mode in octal> <path>` of every PM2 log of a host (the apps', the daemon's, the rotated ones). */
+/**
+ * `<mode in octal> <path>` of every PM2 log of a host (the apps', the daemon's, the rotated ones). pm2-logrotate
+ * deletes the oldest rotated file as it adds one: a file gone between find's listing and its stat is no error.
+ */
 const logModes = (host: Host) =>
-  sh(host, 'find "$1" -xdev -type f -name "*.log*" -printf "%m %p\\n"', PM2_HOME)
+  sh(host, 'find "$1" -xdev -ignore_readdir_race -type f -name "*.log*" -printf "%m %p\\n"', PM2_HOME)
     .trim()
     .split('\n')
     .filter(Boolean)
