@@ -16,12 +16,19 @@ const queuePath = `${encodeURIComponent(env.RABBITMQ_VHOST ?? 'billing_vhost')}/
 export const readyInQueue = async (): Promise<number> =>
   (await request(`${management}/queues/${queuePath}`, { headers: managementAuth })).body.messages_ready;
 
+/** billing_db's rows per message id, selected by `condition` on message_id: `psql -tAc` runs the query. */
+export const orderCountsQuery = (condition: string): string => `SELECT message_id, count(*) FROM orders WHERE message_id ${condition} GROUP BY message_id`;
+
+/** The count of each key in the rows of `orderCountsQuery` (`message_id|count` lines); 0 for a key with none. */
+export function countsPerKey(rows: string, keys: readonly string[]): number[] {
+  const counts = new Map(rows.split('\n').filter(Boolean).map((line) => line.split('|') as [string, string]));
+  return keys.map((key) => Number(counts.get(key) ?? 0));
+}
+
 /** How many rows billing_db holds for each message id (exactly once: 1 each); `psql` runs `psql -tAc QUERY`. */
 export function orderCounts(psql: (query: string) => string, keys: readonly string[]): number[] {
   const list = keys.map((key) => `'${key.replace(/'/g, "''")}'`).join(',');
-  const rows = psql(`SELECT message_id, count(*) FROM orders WHERE message_id IN (${list}) GROUP BY message_id`);
-  const counts = new Map(rows.split('\n').filter(Boolean).map((line) => line.split('|') as [string, string]));
-  return keys.map((key) => Number(counts.get(key) ?? 0));
+  return countsPerKey(psql(orderCountsQuery(`IN (${list})`)), keys);
 }
 
 /** `psql -tAc QUERY` on billing_db as the postgres user, on billing-consumer's host (as an operator looks). */

@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import { countsWhenDrained, retryUntilAccepted, sendOrdersUnderFaults, tally, unexpected, type Fault } from '../support/chaos.js';
 import { unique } from '../support/env.js';
 import { eventually, request } from '../support/http.js';
-import { management, managementAuth } from '../support/operator.js';
+import { countsPerKey, management, managementAuth, orderCountsQuery } from '../support/operator.js';
 
 /**
  * Billing under broker faults, on the Vagrant stage's machines. Scaled out (`make scale-test`: BILLING_VM_COUNT=3,
@@ -78,12 +78,13 @@ async function gatewayConnections(): Promise<string> {
 /** `rabbitmq-diagnostics check_if_node_is_quorum_critical` on a VM: stopping its node keeps every quorum. */
 const quorumSafe = (vm: string) => async () => onVm(vm, 'rabbitmq-diagnostics', '-q', 'check_if_node_is_quorum_critical').then(() => true as const, () => undefined);
 
-/** billing_db's rows per message id for the orders whose key starts with `prefix` (psql as postgres on billing-vm). */
+/**
+ * billing_db's rows per message id for the orders whose key starts with `prefix` (psql as postgres on billing-vm);
+ * by prefix, as thousands of keys in an IN list would overflow one command-line argument.
+ */
 async function countsOf(prefix: string, keys: string[]): Promise<number[]> {
-  const sql = `SELECT message_id, count(*) FROM orders WHERE message_id LIKE '${prefix}-%' GROUP BY message_id`;
-  const rows = await onVm('billing-vm', 'runuser', '-u', 'postgres', '--', 'psql', env.BILLING_DB_NAME ?? 'billing_db', '-XtAc', sql);
-  const counts = new Map(rows.split('\n').filter(Boolean).map((line) => line.split('|') as [string, string]));
-  return keys.map((key) => Number(counts.get(key) ?? 0));
+  const sql = orderCountsQuery(`LIKE '${prefix}-%'`);
+  return countsPerKey(await onVm('billing-vm', 'runuser', '-u', 'postgres', '--', 'psql', env.BILLING_DB_NAME ?? 'billing_db', '-XtAc', sql), keys);
 }
 
 describe(`billing on ${billingVms.length} billing VM(s) under broker faults${clustered ? ', one RabbitMQ cluster (make scale-test)' : ''}`, function () {
