@@ -2,8 +2,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConfirmChannel } from 'amqplib';
 import pg from 'pg';
-import { eventually } from '../tests/support/http.js';
-import { management, managementAuth } from '../tests/support/operator.js';
+import { eventually } from '@crud-master/test-support/http';
+import { management, managementAuth } from '@crud-master/test-support/operator';
 import { BENCH_USER, env, ORDER_JSON, QUEUE } from './config.js';
 
 export const billingDb = () =>

@@ -1,5 +1,5 @@
 /** The bench's settings (environment knobs, the deployed stack's addresses) and the small helpers every phase uses. */
-import '../tests/support/env.js';
+import '@crud-master/test-support/env';
 import { fileURLToPath } from 'node:url';
 
 export const root = fileURLToPath(new URL('..', import.meta.url));

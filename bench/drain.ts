@@ -6,8 +6,8 @@
 import { spawn } from 'node:child_process';
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import type pg from 'pg';
-import { eventually } from '../tests/support/http.js';
-import { pm2, pm2Processes } from '../tests/support/pm2.js';
+import { eventually } from '@crud-master/test-support/http';
+import { pm2, pm2Processes } from '@crud-master/test-support/pm2';
 import { consumerPrefetch, countBenchRows, deleteBenchRows, preload, queueEmpty, removeBenchOrders } from './billing.js';
 import { BENCH_USER, CONSUMER, DRAIN_MESSAGES, DRAIN_RUNS, env, log, median, QUEUE, root, round, RUN } from './config.js';
 import { cpuPerRequest, cpuSnapshot, mergeMax, procRssMb, type CpuGroups, type MemoryByApp } from './processes.js';

@@ -9,8 +9,8 @@ import { once } from 'node:events';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { eventually } from '../tests/support/http.js';
-import { closedPort } from '../tests/support/network.js';
+import { eventually } from '@crud-master/test-support/http';
+import { closedPort } from '@crud-master/test-support/network';
 import { log } from './config.js';
 import { trackProcessTree, untrackProcessTree } from './processes.js';
 

@@ -1,7 +1,7 @@
 /** What each process costs: RSS of the PM2 instances, and CPU time per process group read from /proc. */
 import { readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pm2Processes, type Pm2Process } from '../tests/support/pm2.js';
+import { pm2Processes, type Pm2Process } from '@crud-master/test-support/pm2';
 import { APPS, round } from './config.js';
 
 export type MemoryByApp = Record<string, { instances_mb: number[]; max_mb: number }>;

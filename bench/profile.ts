@@ -8,8 +8,8 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
-import { eventually } from '../tests/support/http.js';
-import { closedPort } from '../tests/support/network.js';
+import { eventually } from '@crud-master/test-support/http';
+import { closedPort } from '@crud-master/test-support/network';
 import { log, root, round, RUN } from './config.js';
 
 interface Profiled {

@@ -3,7 +3,7 @@
  * front of the same inventory-api, side by side. First closed loop (autocannon, 10 and 100 connections: capacity),
  * then open loop at half of direct's capacity measured just before (latency when not saturated).
  */
-import { request } from '../tests/support/http.js';
+import { request } from '@crud-master/test-support/http';
 import { DURATION_S, GATEWAY, INVENTORY, log, median, medianOf, PROFILE, REPEATS, round, RUN, WARMUP_S } from './config.js';
 import { load, type LoadResult } from './load.js';
 import { startNginx } from './nginx.js';

@@ -14,8 +14,8 @@
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { openBroker } from '../tests/support/broker.js';
-import { pm2Processes } from '../tests/support/pm2.js';
+import { openBroker } from '@crud-master/test-support/broker';
+import { pm2Processes } from '@crud-master/test-support/pm2';
 import { acceptPhase } from './accept.js';
 import { billingDb, removeBenchOrders } from './billing.js';
 import { APPS, BILLING_HEALTH, CONSUMER, DURATION_S, GATEWAY, INVENTORY, log, ONLY, PROFILE, REPEATS, root, round, TARGETS, WARMUP_S } from './config.js';

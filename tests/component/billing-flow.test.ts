@@ -5,10 +5,10 @@ import { type BillingConsumer, start as startConsumer } from '../../services/bil
 import { loadConfig as loadBillingConfig, MIGRATIONS_DIR } from '../../services/billing/src/config.js';
 import { type ApiGateway, start as startGateway } from '../../services/gateway/src/app.js';
 import { loadConfig as loadGatewayConfig } from '../../services/gateway/src/config.js';
-import { openBroker, type TestBroker } from '../support/broker.js';
-import { testEnv, unique } from '../support/env.js';
-import { eventually, request } from '../support/http.js';
-import { openOrders, type TestOrders } from '../support/orders.js';
+import { openBroker, type TestBroker } from '@crud-master/test-support/broker';
+import { testEnv, unique } from '@crud-master/test-support/env';
+import { eventually, request } from '@crud-master/test-support/http';
+import { openOrders, type TestOrders } from '@crud-master/test-support/orders';
 
 /** The billing flow across services, in one process: POST /api/billing → billing_queue → consumer → billing_db. */
 describe('billing flow: gateway → RabbitMQ → billing-consumer → PostgreSQL', () => {

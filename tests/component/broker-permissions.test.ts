@@ -7,10 +7,10 @@ import { type BillingConsumer, start as startConsumer } from '../../services/bil
 import { loadConfig as loadBillingConfig, MIGRATIONS_DIR } from '../../services/billing/src/config.js';
 import { type ApiGateway, start as startGateway } from '../../services/gateway/src/app.js';
 import { loadConfig as loadGatewayConfig } from '../../services/gateway/src/config.js';
-import { openBroker, type TestBroker } from '../support/broker.js';
-import { testEnv, unique } from '../support/env.js';
-import { eventually, request } from '../support/http.js';
-import { openOrders, type TestOrders } from '../support/orders.js';
+import { openBroker, type TestBroker } from '@crud-master/test-support/broker';
+import { testEnv, unique } from '@crud-master/test-support/env';
+import { eventually, request } from '@crud-master/test-support/http';
+import { openOrders, type TestOrders } from '@crud-master/test-support/orders';
 
 const rabbitmqctl = (...args: string[]) =>
   execFileSync(process.getuid?.() === 0 ? 'rabbitmqctl' : 'sudo', [...(process.getuid?.() === 0 ? [] : ['-n', 'rabbitmqctl']), ...args], { encoding: 'utf8' });

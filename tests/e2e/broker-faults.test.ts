@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
-import { unique } from '../support/env.js';
-import { onHost } from '../support/hosts.js';
-import { eventually, request } from '../support/http.js';
-import { management, managementAuth, orderCounts } from '../support/operator.js';
+import { unique } from '@crud-master/test-support/env';
+import { onHost } from '@crud-master/test-support/hosts';
+import { eventually, request } from '@crud-master/test-support/http';
+import { management, managementAuth, orderCounts } from '@crud-master/test-support/operator';
 
 /**
  * Broker faults against the deployed stack, as an operator could cause them: billing_queue deleted while orders

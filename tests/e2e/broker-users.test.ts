@@ -1,9 +1,9 @@
 import amqplib, { type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { expect } from 'chai';
-import { unique } from '../support/env.js';
-import { onHost, type Host } from '../support/hosts.js';
-import { request } from '../support/http.js';
-import { management, managementAuth } from '../support/operator.js';
+import { unique } from '@crud-master/test-support/env';
+import { onHost, type Host } from '@crud-master/test-support/hosts';
+import { request } from '@crud-master/test-support/http';
+import { management, managementAuth } from '@crud-master/test-support/operator';
 
 /**
  * RabbitMQ users of the deployed stack: each service logs in as its own user with the

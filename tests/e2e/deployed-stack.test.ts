@@ -1,20 +1,20 @@
 import { expect } from 'chai';
-import { unique } from '../support/env.js';
-import { appHosts, onHost, type Host } from '../support/hosts.js';
-import { eventually, request } from '../support/http.js';
-import { management, managementAuth, orderCounts, psqlBilling, readyInQueue } from '../support/operator.js';
-import { expectProblem } from '../support/problem.js';
+import { unique } from '@crud-master/test-support/env';
+import { appHosts, onHost, type Host } from '@crud-master/test-support/hosts';
+import { eventually, request } from '@crud-master/test-support/http';
+import { management, managementAuth, orderCounts, psqlBilling, readyInQueue } from '@crud-master/test-support/operator';
+import { expectProblem } from '@crud-master/test-support/problem';
 
 /**
  * The stack that `make local` deployed, used as a user would: curl on :8080, pm2, the RabbitMQ management API and
- * psql as postgres. Addresses come from .env (loaded by ../support/env.js).
+ * psql as postgres. Addresses come from .env (loaded by tests/support/env.ts).
  *
  * The defaults are the single host. The Vagrant stage (tests/vagrant/) runs the same suite against the three machines:
  *   E2E_GATEWAY_URL, E2E_INVENTORY_URL, E2E_BILLING_HEALTH_URL   the base URL of each service
  *   E2E_RABBITMQ_API_URL                                         the management API (…:15672/api)
  *   E2E_GATEWAY_EXEC, E2E_INVENTORY_EXEC, E2E_BILLING_EXEC       a command prefix that runs `pm2 …` and
  *                                                                `sudo -u postgres psql …` on that service's host
- *                                                                (../support/hosts.ts)
+ *                                                                (tests/support/hosts.ts)
  */
 const env = process.env;
 const gateway = env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${env.GATEWAY_PORT ?? 8080}`;

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { parse } from 'yaml';
-import '../support/env.js';
+import '@crud-master/test-support/env';
 
 const gateway = process.env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${process.env.GATEWAY_PORT ?? 8080}`;
 const spec = parse(readFileSync(new URL('../../openapi.yaml', import.meta.url), 'utf8'));

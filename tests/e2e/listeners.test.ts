@@ -1,7 +1,7 @@
 import { expect } from 'chai';
-import '../support/env.js';
-import { hostsWithApps, onHost, type Host } from '../support/hosts.js';
-import { instancesOf } from '../support/metrics.js';
+import '@crud-master/test-support/env';
+import { hostsWithApps, onHost, type Host } from '@crud-master/test-support/hosts';
+import { instancesOf } from '@crud-master/test-support/metrics';
 
 /**
  * Each listener of the deployed stack binds the narrowest address that works, as `ss -ltn` on

@@ -1,10 +1,10 @@
 import { expect } from 'chai';
-import { unique } from '../support/env.js';
-import { onHost } from '../support/hosts.js';
-import { eventually, request } from '../support/http.js';
-import { instanceUrls, moved, scrape, scrapeInstances, series } from '../support/metrics.js';
-import { orderCounts, psqlBilling } from '../support/operator.js';
-import { expectProblem } from '../support/problem.js';
+import { unique } from '@crud-master/test-support/env';
+import { onHost } from '@crud-master/test-support/hosts';
+import { eventually, request } from '@crud-master/test-support/http';
+import { instanceUrls, moved, scrape, scrapeInstances, series } from '@crud-master/test-support/metrics';
+import { orderCounts, psqlBilling } from '@crud-master/test-support/operator';
+import { expectProblem } from '@crud-master/test-support/problem';
 
 /**
  * Prometheus' view of the deployed stack: each service's /metrics on its own listener (one port per PM2 instance),

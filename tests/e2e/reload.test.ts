@@ -1,8 +1,8 @@
 import { expect } from 'chai';
-import { unique } from '../support/env.js';
-import { type Host, onHostAsync } from '../support/hosts.js';
-import { request } from '../support/http.js';
-import { rawRequest } from '../support/raw-http.js';
+import { unique } from '@crud-master/test-support/env';
+import { type Host, onHostAsync } from '@crud-master/test-support/hosts';
+import { request } from '@crud-master/test-support/http';
+import { rawRequest } from '@crud-master/test-support/raw-http';
 
 /**
  * `pm2 reload` of the HTTP services (PM2 cluster mode: new instances first, then the old ones drain and stop) under

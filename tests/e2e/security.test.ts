@@ -1,12 +1,12 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import '../support/env.js';
-import { hostsWithApps, onHost, psqlAsOnHost } from '../support/hosts.js';
+import '@crud-master/test-support/env';
+import { hostsWithApps, onHost, psqlAsOnHost } from '@crud-master/test-support/hosts';
 
 /**
  * Security promises of the deployed stack (make local), checked the way an auditor would: on each service's host
- * (this one, or through E2E_*_EXEC in the Vagrant stage, see ../support/hosts.ts).
+ * (this one, or through E2E_*_EXEC in the Vagrant stage, see tests/support/hosts.ts).
  */
 const env = process.env;
 const repo = fileURLToPath(new URL('../..', import.meta.url));

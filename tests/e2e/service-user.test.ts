@@ -1,11 +1,11 @@
 import { expect } from 'chai';
-import '../support/env.js';
-import { eventually } from '../support/http.js';
-import { hostsWithApps, onHost, spawnOnHost, type Host } from '../support/hosts.js';
+import '@crud-master/test-support/env';
+import { eventually } from '@crud-master/test-support/http';
+import { hostsWithApps, onHost, spawnOnHost, type Host } from '@crud-master/test-support/hosts';
 
 /**
  * The service user and its PM2 daemon on each service's host (this one, or over SSH in the Vagrant stage, see
- * ../support/hosts.ts): who runs the apps, what `sudo pm2 startup` registers, and the PM2 logs.
+ * tests/support/hosts.ts): who runs the apps, what `sudo pm2 startup` registers, and the PM2 logs.
  */
 const SERVICE_USER = 'crud-master';
 const SERVICE_HOME = '/var/lib/crud-master';

@@ -1,14 +1,14 @@
+import { databaseEnv, parseConfig } from '@crud-master/shared';
 import { createDatabasePool } from '@crud-master/shared/database';
 import { sql } from 'slonik';
 import { z } from 'zod';
-import { loadConfig } from '../../services/billing/src/config.js';
 import { testEnv } from './env.js';
 
 const orderRow = z.object({ user_id: z.string(), number_of_items: z.number(), total_amount: z.string(), message_id: z.string() });
 
 /** billing_db, read straight from the test: the rows stored under some message ids. */
 export async function openOrders() {
-  const pool = await createDatabasePool(loadConfig(testEnv()).db);
+  const pool = await createDatabasePool(parseConfig({ db: databaseEnv('BILLING') }, testEnv()).db);
   const rowsOf = async (messageIds: readonly string[]) =>
     pool.any(sql.type(orderRow)`
       SELECT user_id, number_of_items, total_amount::text AS total_amount, message_id

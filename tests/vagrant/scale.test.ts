@@ -2,10 +2,10 @@ import { execFile } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
-import { countsWhenDrained, retryUntilAccepted, sendOrdersUnderFaults, tally, unexpected, type Fault } from '../support/chaos.js';
-import { unique } from '../support/env.js';
-import { eventually, request } from '../support/http.js';
-import { countsPerKey, management, managementAuth, orderCountsQuery } from '../support/operator.js';
+import { countsWhenDrained, retryUntilAccepted, sendOrdersUnderFaults, tally, unexpected, type Fault } from '@crud-master/test-support/chaos';
+import { unique } from '@crud-master/test-support/env';
+import { eventually, request } from '@crud-master/test-support/http';
+import { countsPerKey, management, managementAuth, orderCountsQuery } from '@crud-master/test-support/operator';
 
 /**
  * Billing under broker faults, on the Vagrant stage's machines. Scaled out (`make scale-test`: BILLING_VM_COUNT=3,

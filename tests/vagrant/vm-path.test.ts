@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { expect } from 'chai';
-import { unique } from '../support/env.js';
-import { appHosts, type Host } from '../support/hosts.js';
-import { eventually, request } from '../support/http.js';
-import { orderCounts, readyInQueue } from '../support/operator.js';
+import { unique } from '@crud-master/test-support/env';
+import { appHosts, type Host } from '@crud-master/test-support/hosts';
+import { eventually, request } from '@crud-master/test-support/http';
+import { orderCounts, readyInQueue } from '@crud-master/test-support/operator';
 
 /**
  * The VM path as its users walk it, with Vagrant itself: the seed's resilience scenario typed over `vagrant ssh`,

@@ -1,13 +1,13 @@
 import { billingTopology, ConfigError, deadLetterQueueOf } from '@crud-master/shared';
 import { migrate } from '@crud-master/shared/database';
 import { expect } from 'chai';
-import { openBroker, queueOf, type TestBroker } from '../../../tests/support/broker.js';
-import { testEnv, unique } from '../../../tests/support/env.js';
-import { eventually, request } from '../../../tests/support/http.js';
-import { relay } from '../../../tests/support/network.js';
-import { moved, scrape } from '../../../tests/support/metrics.js';
-import { openOrders, type TestOrders } from '../../../tests/support/orders.js';
-import { expectProblem } from '../../../tests/support/problem.js';
+import { openBroker, queueOf, type TestBroker } from '@crud-master/test-support/broker';
+import { testEnv, unique } from '@crud-master/test-support/env';
+import { eventually, request } from '@crud-master/test-support/http';
+import { relay } from '@crud-master/test-support/network';
+import { moved, scrape } from '@crud-master/test-support/metrics';
+import { openOrders, type TestOrders } from '@crud-master/test-support/orders';
+import { expectProblem } from '@crud-master/test-support/problem';
 import { type BillingConsumer, start } from '../src/app.js';
 import { loadConfig, MIGRATIONS_DIR } from '../src/config.js';
 

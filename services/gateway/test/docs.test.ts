@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
-import { testEnv } from '../../../tests/support/env.js';
-import { request } from '../../../tests/support/http.js';
-import { closedPort } from '../../../tests/support/network.js';
-import { expectProblem } from '../../../tests/support/problem.js';
+import { testEnv } from '@crud-master/test-support/env';
+import { request } from '@crud-master/test-support/http';
+import { closedPort } from '@crud-master/test-support/network';
+import { expectProblem } from '@crud-master/test-support/problem';
 import { type ApiGateway, start } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 

@@ -2,12 +2,12 @@ import { ConfigError, deadLetterQueueOf } from '@crud-master/shared';
 import { expect } from 'chai';
 import { loadConfig as loadInventoryConfig } from '../../inventory/src/config.js';
 import { type InventoryApi, start as startInventory } from '../../inventory/src/app.js';
-import { openBroker, type TestBroker } from '../../../tests/support/broker.js';
-import { testEnv, unique } from '../../../tests/support/env.js';
-import { eventually, request } from '../../../tests/support/http.js';
-import { closedPort, relay, silentPeer, spareLoopback } from '../../../tests/support/network.js';
-import { moved, scrape } from '../../../tests/support/metrics.js';
-import { expectProblem } from '../../../tests/support/problem.js';
+import { openBroker, type TestBroker } from '@crud-master/test-support/broker';
+import { testEnv, unique } from '@crud-master/test-support/env';
+import { eventually, request } from '@crud-master/test-support/http';
+import { closedPort, relay, silentPeer, spareLoopback } from '@crud-master/test-support/network';
+import { moved, scrape } from '@crud-master/test-support/metrics';
+import { expectProblem } from '@crud-master/test-support/problem';
 import { type ApiGateway, start } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 

@@ -1,9 +1,9 @@
 import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { expect } from 'chai';
-import { testEnv } from '../../../tests/support/env.js';
-import { closedPort } from '../../../tests/support/network.js';
-import { rawRequest } from '../../../tests/support/raw-http.js';
+import { testEnv } from '@crud-master/test-support/env';
+import { closedPort } from '@crud-master/test-support/network';
+import { rawRequest } from '@crud-master/test-support/raw-http';
 import { type ApiGateway, start } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 
