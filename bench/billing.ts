@@ -4,6 +4,7 @@ import type { ConfirmChannel } from 'amqplib';
 import pg from 'pg';
 import { eventually } from '@crud-master/test-support/http';
 import { management, managementAuth } from '@crud-master/test-support/operator';
+import { billingQueue } from '@crud-master/test-support/stack';
 import { BENCH_USER, env, ORDER_JSON, QUEUE } from './config.js';
 
 export const billingDb = () =>
@@ -50,7 +51,7 @@ export async function preload(channel: ConfirmChannel, queue: string, count: num
 
 /** The prefetch of billing-consumer's channel, as the broker sees it (management API), so the raw loop uses the same. */
 export async function consumerPrefetch(): Promise<number> {
-  const url = `${management}/queues/${encodeURIComponent(env.RABBITMQ_VHOST ?? '/')}/${encodeURIComponent(QUEUE)}`;
+  const url = `${management}/queues/${encodeURIComponent(billingQueue.vhost)}/${encodeURIComponent(QUEUE)}`;
   const queue = (await (await fetch(url, { headers: managementAuth })).json()) as { consumer_details?: Array<{ prefetch_count: number }> };
   const prefetch = queue.consumer_details?.[0]?.prefetch_count;
   if (!prefetch) throw new Error(`billing-consumer has no consumer on ${QUEUE} (management API: ${JSON.stringify(queue).slice(0, 200)})`);

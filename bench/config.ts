@@ -1,6 +1,6 @@
 /** The bench's settings (environment knobs, the deployed stack's addresses) and the small helpers every phase uses. */
-import '@crud-master/test-support/env';
 import { fileURLToPath } from 'node:url';
+import { billingQueue, thisHost } from '@crud-master/test-support/stack';
 
 export const root = fileURLToPath(new URL('..', import.meta.url));
 export const env = process.env;
@@ -12,10 +12,10 @@ export const DRAIN_MESSAGES = Number(env.BENCH_DRAIN_MESSAGES ?? 50_000);
 export const DRAIN_RUNS = Number(env.BENCH_DRAIN_RUNS ?? 3);
 export const ONLY = new Set((env.BENCH_ONLY ?? 'proxy,accept,drain,memory').split(','));
 export const PROFILE = env.BENCH_PROFILE === '1';
-export const GATEWAY = env.BENCH_GATEWAY_URL ?? `http://127.0.0.1:${env.GATEWAY_PORT ?? 8080}`;
-export const INVENTORY = env.BENCH_INVENTORY_URL ?? `http://127.0.0.1:${env.LOCAL_INVENTORY_API_PORT ?? 8081}`;
-export const BILLING_HEALTH = `http://127.0.0.1:${env.BILLING_HEALTH_PORT ?? 8082}`;
-export const QUEUE = env.RABBITMQ_QUEUE ?? 'billing_queue';
+export const GATEWAY = env.BENCH_GATEWAY_URL ?? thisHost.gateway;
+export const INVENTORY = env.BENCH_INVENTORY_URL ?? thisHost.inventory;
+export const BILLING_HEALTH = thisHost.billingHealth;
+export const QUEUE = billingQueue.queue;
 export const CONSUMER = 'billing-consumer';
 export const APPS = ['api-gateway', 'inventory-api', CONSUMER] as const;
 export const RUN = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;

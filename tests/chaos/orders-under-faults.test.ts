@@ -6,6 +6,7 @@ import { countsWhenDrained, sendOrdersUnderFaults, tally, unexpected, type Fault
 import { unique } from '@crud-master/test-support/env';
 import { openOrders, type TestOrders } from '@crud-master/test-support/orders';
 import { pm2Processes } from '@crud-master/test-support/pm2';
+import { stack } from '@crud-master/test-support/stack';
 
 /**
  * A 202 is a promise that the order is stored exactly once. This posts CHAOS_ORDERS orders (2,000 by default) at
@@ -13,7 +14,7 @@ import { pm2Processes } from '@crud-master/test-support/pm2';
  * RabbitMQ and PostgreSQL once each; then every order that got a 202 must be in billing_db exactly once, and every
  * other answer must be one a client can retry (503, or a connection error).
  */
-const gateway = process.env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${process.env.GATEWAY_PORT ?? 8080}`;
+const { gateway } = stack;
 const total = Number(process.env.CHAOS_ORDERS ?? 2_000);
 const rate = Number(process.env.CHAOS_RATE ?? 50);
 const DRAIN_LIMIT_MS = 180_000;

@@ -7,7 +7,7 @@ import { type ApiGateway, start as startGateway } from '../../services/gateway/s
 import { loadConfig as loadGatewayConfig } from '../../services/gateway/src/config.js';
 import { openBroker, type TestBroker } from '@crud-master/test-support/broker';
 import { testEnv, unique } from '@crud-master/test-support/env';
-import { eventually, request } from '@crud-master/test-support/http';
+import { eventually, request, urlOf } from '@crud-master/test-support/http';
 import { openOrders, type TestOrders } from '@crud-master/test-support/orders';
 
 /** The billing flow across services, in one process: POST /api/billing → billing_queue → consumer → billing_db. */
@@ -36,7 +36,7 @@ describe('billing flow: gateway → RabbitMQ → billing-consumer → PostgreSQL
     gateway = await startGateway(
       loadGatewayConfig(testEnv({ GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: 0, INVENTORY_API_URL: 'http://127.0.0.1:9', RABBITMQ_QUEUE: queue })),
     );
-    billingUrl = `http://127.0.0.1:${(gateway.server.address() as { port: number }).port}/api/billing`;
+    billingUrl = urlOf(gateway.server, '/api/billing');
     consumer = await launchConsumer();
   });
 

@@ -9,7 +9,7 @@ import { type ApiGateway, start as startGateway } from '../../services/gateway/s
 import { loadConfig as loadGatewayConfig } from '../../services/gateway/src/config.js';
 import { openBroker, type TestBroker } from '@crud-master/test-support/broker';
 import { testEnv, unique } from '@crud-master/test-support/env';
-import { eventually, request } from '@crud-master/test-support/http';
+import { eventually, request, urlOf } from '@crud-master/test-support/http';
 import { openOrders, type TestOrders } from '@crud-master/test-support/orders';
 
 const rabbitmqctl = (...args: string[]) =>
@@ -51,7 +51,7 @@ describe('billing with least-privilege RabbitMQ users', () => {
         testEnv({ ...broker, RABBITMQ_USER: publisher.user, RABBITMQ_PASSWORD: publisher.password, GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: 0, INVENTORY_API_URL: 'http://127.0.0.1:9' }),
       ),
     );
-    billingUrl = `http://127.0.0.1:${(gateway.server.address() as { port: number }).port}/api/billing`;
+    billingUrl = urlOf(gateway.server, '/api/billing');
     const previousVhost = process.env.RABBITMQ_VHOST;
     process.env.RABBITMQ_VHOST = vhost;
     admin = await openBroker().finally(() => (process.env.RABBITMQ_VHOST = previousVhost));

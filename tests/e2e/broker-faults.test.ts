@@ -4,6 +4,7 @@ import { unique } from '@crud-master/test-support/env';
 import { onHost } from '@crud-master/test-support/hosts';
 import { eventually, request } from '@crud-master/test-support/http';
 import { management, managementAuth, orderCounts } from '@crud-master/test-support/operator';
+import { billingQueue, stack } from '@crud-master/test-support/stack';
 
 /**
  * Broker faults against the deployed stack, as an operator could cause them: billing_queue deleted while orders
@@ -11,10 +12,9 @@ import { management, managementAuth, orderCounts } from '@crud-master/test-suppo
  * a long database outage. Each restores what it changed. Addresses as in deployed-stack.test.ts.
  */
 const env = process.env;
-const gateway = env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${env.GATEWAY_PORT ?? 8080}`;
-const billingHealth = env.E2E_BILLING_HEALTH_URL ?? `http://127.0.0.1:${env.BILLING_HEALTH_PORT ?? 8082}`;
-const vhost = env.RABBITMQ_VHOST ?? 'billing_vhost';
-const queueUrl = `${management}/queues/${encodeURIComponent(vhost)}/${encodeURIComponent(env.RABBITMQ_QUEUE ?? 'billing_queue')}`;
+const { gateway, billingHealth } = stack;
+const { vhost, queue } = billingQueue;
+const queueUrl = `${management}/queues/${encodeURIComponent(vhost)}/${encodeURIComponent(queue)}`;
 const billingDb = env.BILLING_DB_NAME ?? 'billing_db';
 
 const rabbitmqctl = (...args: string[]) => onHost('billing', 'sudo', ['-n', 'rabbitmqctl', ...args]).trim();
@@ -38,7 +38,7 @@ const consumersOfQueue = async (): Promise<number> => {
 const consumerConnection = async (): Promise<string | undefined> => {
   const reply = await request(`${management}/consumers/${encodeURIComponent(vhost)}`, { headers: managementAuth });
   const consumers = reply.body as Array<{ queue: { name: string }; channel_details: { connection_name: string } }>;
-  return consumers.find((c) => c.queue.name === (env.RABBITMQ_QUEUE ?? 'billing_queue'))?.channel_details.connection_name;
+  return consumers.find((c) => c.queue.name === queue)?.channel_details.connection_name;
 };
 
 const everyOnce = (keys: string[], timeoutMs: number, what: string) =>

@@ -4,6 +4,7 @@ import { unique } from '@crud-master/test-support/env';
 import { onHost, type Host } from '@crud-master/test-support/hosts';
 import { request } from '@crud-master/test-support/http';
 import { management, managementAuth } from '@crud-master/test-support/operator';
+import { billingQueue } from '@crud-master/test-support/stack';
 
 /**
  * RabbitMQ users of the deployed stack: each service logs in as its own user with the
@@ -12,8 +13,7 @@ import { management, managementAuth } from '@crud-master/test-support/operator';
  * billing-vm's (through gateway-vm: its firewall lets no one else in).
  */
 const env = process.env;
-const vhost = env.RABBITMQ_VHOST ?? 'billing_vhost';
-const queue = env.RABBITMQ_QUEUE ?? 'billing_queue';
+const { vhost, queue } = billingQueue;
 const deadLetterQueue = `${queue}.dead-letter`;
 const ENV_DIR = env.CRUD_MASTER_ENV_DIR ?? '/etc/crud-master';
 const vhostPath = encodeURIComponent(vhost);

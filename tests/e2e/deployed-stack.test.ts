@@ -4,6 +4,9 @@ import { appHosts, onHost, type Host } from '@crud-master/test-support/hosts';
 import { eventually, request } from '@crud-master/test-support/http';
 import { management, managementAuth, orderCounts, psqlBilling, readyInQueue } from '@crud-master/test-support/operator';
 import { expectProblem } from '@crud-master/test-support/problem';
+import { stack } from '@crud-master/test-support/stack';
+import { pm2ProcessesOn } from '@crud-master/test-support/pm2';
+import { allStringsOrder, typedOrder } from '@crud-master/test-support/seed';
 
 /**
  * The stack that `make local` deployed, used as a user would: curl on :8080, pm2, the RabbitMQ management API and
@@ -17,9 +20,7 @@ import { expectProblem } from '@crud-master/test-support/problem';
  *                                                                (tests/support/hosts.ts)
  */
 const env = process.env;
-const gateway = env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${env.GATEWAY_PORT ?? 8080}`;
-const inventory = env.E2E_INVENTORY_URL ?? `http://127.0.0.1:${env.LOCAL_INVENTORY_API_PORT ?? 8081}`;
-const billingHealth = env.E2E_BILLING_HEALTH_URL ?? `http://127.0.0.1:${env.BILLING_HEALTH_PORT ?? 8082}`;
+const { gateway, inventory, billingHealth } = stack;
 const pm2On = (host: Host, ...args: string[]) => onHost(host, 'pm2', args);
 /** billing-consumer runs on billing-vm: the scenario's `pm2 stop/restart` run there. */
 const pm2 = (...args: string[]) => pm2On('billing', ...args);
@@ -41,8 +42,7 @@ describe('the deployed stack (make local)', () => {
     it('When pm2 lists the apps, then the three run online with the seed names', () => {
       const status: Record<string, string> = {};
       for (const [app, host] of Object.entries(appHosts)) {
-        const apps = JSON.parse(pm2On(host, 'jlist')) as Array<{ name: string; pm2_env: { status: string } }>;
-        status[app] = apps.find((entry) => entry.name === app)?.pm2_env.status ?? `not in the pm2 list of the ${host} host`;
+        status[app] = pm2ProcessesOn(host).find((entry) => entry.name === app)?.status ?? `not in the pm2 list of the ${host} host`;
       }
       expect(status).to.deep.equal({ 'api-gateway': 'online', 'inventory-api': 'online', 'billing-consumer': 'online' });
     });
@@ -82,8 +82,8 @@ describe('the deployed stack (make local)', () => {
   describe('billing through :8080', () => {
     it('When the seed and subject bodies are posted, then both answer 202 and land in billing_db once', async () => {
       const keys = [unique('e2e-typed'), unique('e2e-strings')];
-      expect((await postOrder(keys[0]!, { user_id: 'usr_123', number_of_items: 3, total_amount: 99.97 })).status).to.equal(202);
-      expect((await postOrder(keys[1]!, { user_id: '3', number_of_items: '5', total_amount: '180' })).status).to.equal(202);
+      expect((await postOrder(keys[0]!, typedOrder)).status).to.equal(202);
+      expect((await postOrder(keys[1]!, allStringsOrder)).status).to.equal(202);
       await eventually(() => (countsOf(keys).every((n) => n === 1) ? true : undefined), 15_000, 'both orders in billing_db');
       expect(psqlBilling(`SELECT total_amount FROM orders WHERE message_id = '${keys[1]}'`)).to.equal('180.00');
     });

@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { parse } from 'yaml';
 import '@crud-master/test-support/env';
+import { stack } from '@crud-master/test-support/stack';
 
-const gateway = process.env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${process.env.GATEWAY_PORT ?? 8080}`;
+const { gateway } = stack;
 const spec = parse(readFileSync(new URL('../../openapi.yaml', import.meta.url), 'utf8'));
 const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'];
 

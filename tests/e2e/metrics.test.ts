@@ -5,6 +5,7 @@ import { eventually, request } from '@crud-master/test-support/http';
 import { instanceUrls, moved, scrape, scrapeInstances, series } from '@crud-master/test-support/metrics';
 import { orderCounts, psqlBilling } from '@crud-master/test-support/operator';
 import { expectProblem } from '@crud-master/test-support/problem';
+import { billingQueue, stack } from '@crud-master/test-support/stack';
 
 /**
  * Prometheus' view of the deployed stack: each service's /metrics on its own listener (one port per PM2 instance),
@@ -13,15 +14,13 @@ import { expectProblem } from '@crud-master/test-support/problem';
  *   E2E_GATEWAY_METRICS_HOST, E2E_INVENTORY_METRICS_HOST, E2E_BILLING_METRICS_HOST, E2E_RABBITMQ_METRICS_URL (…:15692)
  */
 const env = process.env;
-const gateway = env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${env.GATEWAY_PORT ?? 8080}`;
+const { gateway, rabbitmqMetrics } = stack;
 const metricsOf = {
   gateway: instanceUrls('api-gateway', env.E2E_GATEWAY_METRICS_HOST ?? '127.0.0.1', Number(env.GATEWAY_METRICS_PORT ?? 9100)),
   inventory: instanceUrls('inventory-api', env.E2E_INVENTORY_METRICS_HOST ?? '127.0.0.1', Number(env.INVENTORY_METRICS_PORT ?? 9110)),
   billing: instanceUrls('billing-consumer', env.E2E_BILLING_METRICS_HOST ?? '127.0.0.1', Number(env.BILLING_METRICS_PORT ?? 9120)),
 };
-const rabbitmqMetrics = env.E2E_RABBITMQ_METRICS_URL ?? `http://127.0.0.1:${env.RABBITMQ_PROMETHEUS_PORT ?? 15692}`;
-const vhost = env.RABBITMQ_VHOST ?? 'billing_vhost';
-const queue = env.RABBITMQ_QUEUE ?? 'billing_queue';
+const { vhost, queue } = billingQueue;
 
 /** Every instance of each service, added up. */
 const scrapeAll = async () => {

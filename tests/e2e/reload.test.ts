@@ -3,12 +3,13 @@ import { unique } from '@crud-master/test-support/env';
 import { type Host, onHostAsync } from '@crud-master/test-support/hosts';
 import { request } from '@crud-master/test-support/http';
 import { rawRequest } from '@crud-master/test-support/raw-http';
+import { stack } from '@crud-master/test-support/stack';
 
 /**
  * `pm2 reload` of the HTTP services (PM2 cluster mode: new instances first, then the old ones drain and stop) under
  * a steady load through :8080, over keep-alive connections: not one request may fail.
  */
-const gateway = process.env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${process.env.GATEWAY_PORT ?? 8080}`;
+const { gateway } = stack;
 /** `pm2 …` on the host of the app (this one, or through E2E_*_EXEC in the Vagrant stage). */
 const pm2On = (host: Host, ...args: string[]) => onHostAsync(host, 'pm2', args);
 const CLIENTS = 16;

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import '@crud-master/test-support/env';
 import { hostsWithApps, onHost, psqlAsOnHost } from '@crud-master/test-support/hosts';
+import { pm2ProcessesOn } from '@crud-master/test-support/pm2';
 
 /**
  * Security promises of the deployed stack (make local), checked the way an auditor would: on each service's host
@@ -60,7 +61,7 @@ describe('security of the deployed stack', () => {
 
   it('When the services run, then they run as an unprivileged user where the platform allows it', () => {
     for (const { host } of hostsWithApps()) {
-      const processes = JSON.parse(onHost(host, 'pm2', ['jlist'])) as Array<{ pid: number }>;
+      const processes = pm2ProcessesOn(host);
       const users = new Set(processes.map((p) => onHost(host, 'ps', ['-o', 'user=', '-p', String(p.pid)]).trim()));
       expect(users.size, `one service user on the ${host} host`).to.equal(1);
       expect([...users][0], `the service user on the ${host} host`).to.not.equal('root');

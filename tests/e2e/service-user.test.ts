@@ -2,6 +2,8 @@ import { expect } from 'chai';
 import '@crud-master/test-support/env';
 import { eventually } from '@crud-master/test-support/http';
 import { hostsWithApps, onHost, spawnOnHost, type Host } from '@crud-master/test-support/hosts';
+import { stack } from '@crud-master/test-support/stack';
+import { pm2ProcessesOn } from '@crud-master/test-support/pm2';
 
 /**
  * The service user and its PM2 daemon on each service's host (this one, or over SSH in the Vagrant stage, see
@@ -11,7 +13,7 @@ const SERVICE_USER = 'crud-master';
 const SERVICE_HOME = '/var/lib/crud-master';
 const PM2_HOME = `${SERVICE_HOME}/.pm2`;
 const UNIT = `/etc/systemd/system/pm2-${SERVICE_USER}.service`;
-const gateway = process.env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${process.env.GATEWAY_PORT ?? 8080}`;
+const { gateway } = stack;
 
 const sh = (host: Host, script: string, ...args: string[]) => onHost(host, 'sh', ['-c', script, 'sh', ...args]);
 /** The PID of the PM2 daemon of a host. */
@@ -30,7 +32,7 @@ const logModes = (host: Host) =>
 describe('the service user and its PM2 daemon', () => {
   it(`When the apps run, then every process of theirs and the PM2 daemon run as ${SERVICE_USER}`, () => {
     for (const { host } of hostsWithApps()) {
-      const processes = JSON.parse(onHost(host, 'pm2', ['jlist'])) as Array<{ name: string; pid: number }>;
+      const processes = pm2ProcessesOn(host);
       const pids = [daemonPid(host), ...processes.filter((p) => p.pid > 0).map((p) => String(p.pid))];
       const users = onHost(host, 'ps', ['-o', 'user:32=', '-p', pids.join(',')]).trim().split(/\s+/);
       expect(users, `the users of the PM2 daemon and apps on the ${host} host`).to.have.length(pids.length);

@@ -1,6 +1,7 @@
 import { declareBillingTopology, type QueueType } from '@crud-master/shared';
 import amqplib, { type ChannelModel, type ConfirmChannel, type GetMessage } from 'amqplib';
 import { management, managementAuth } from './operator.js';
+import { billingQueue } from './stack.js';
 
 /** A plain amqplib connection to the test broker, to look into queues and publish raw messages. */
 export async function openBroker() {
@@ -48,7 +49,7 @@ export async function openBroker() {
 
 /** A queue's type and x-arguments as the management API shows them, or undefined when it does not exist. */
 export async function queueOf(queue: string): Promise<{ type: string; arguments: Record<string, unknown> } | undefined> {
-  const vhost = encodeURIComponent(process.env.RABBITMQ_VHOST ?? 'billing_vhost');
+  const vhost = encodeURIComponent(billingQueue.vhost);
   const reply = await fetch(`${management}/queues/${vhost}/${encodeURIComponent(queue)}`, { headers: managementAuth });
   if (reply.status === 404) return undefined;
   if (!reply.ok) throw new Error(`the management API answered ${reply.status} for queue ${queue}`);

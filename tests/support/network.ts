@@ -1,11 +1,12 @@
 import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { portOf } from '@crud-master/shared';
 
 /** A loopback port on which nothing listens: connections to it are refused. */
 export async function closedPort(): Promise<number> {
   const server = createServer().listen(0, '127.0.0.1');
   await once(server, 'listening');
-  const { port } = server.address() as { port: number };
+  const port = portOf(server);
   await new Promise((resolve) => server.close(resolve));
   return port;
 }
@@ -27,7 +28,7 @@ async function serve(onConnection: (socket: Socket) => void, host = '127.0.0.1',
   await once(server, 'listening');
   return {
     server,
-    port: (server.address() as { port: number }).port,
+    port: portOf(server),
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => server.close(resolve));

@@ -1,16 +1,16 @@
 import './env.js';
 import { onHost } from './hosts.js';
 import { request } from './http.js';
+import { billingQueue, stack } from './stack.js';
 
 /**
  * The deployed stack as an operator looks at it: RabbitMQ's management API with the .env administrator, and
  * billing_db through `psql` as postgres, wherever that runs (this host, a host prefix, `vagrant ssh`).
- *   E2E_RABBITMQ_API_URL   the management API (…:15672/api); this host's by default
  */
 const env = process.env;
-export const management = env.E2E_RABBITMQ_API_URL ?? `http://127.0.0.1:${env.RABBITMQ_UI_PORT ?? 15672}/api`;
+export const { management } = stack;
 export const managementAuth = { Authorization: `Basic ${Buffer.from(`${env.RABBITMQ_USER}:${env.RABBITMQ_PASSWORD}`).toString('base64')}` };
-const queuePath = `${encodeURIComponent(env.RABBITMQ_VHOST ?? 'billing_vhost')}/${encodeURIComponent(env.RABBITMQ_QUEUE ?? 'billing_queue')}`;
+const queuePath = `${encodeURIComponent(billingQueue.vhost)}/${encodeURIComponent(billingQueue.queue)}`;
 
 /** billing_queue's messages_ready, as the management API shows it (its counts lag by a few seconds). */
 export const readyInQueue = async (): Promise<number> =>

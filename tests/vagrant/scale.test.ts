@@ -6,6 +6,7 @@ import { countsWhenDrained, retryUntilAccepted, sendOrdersUnderFaults, tally, un
 import { unique } from '@crud-master/test-support/env';
 import { eventually, request } from '@crud-master/test-support/http';
 import { countsPerKey, management, managementAuth, orderCountsQuery } from '@crud-master/test-support/operator';
+import { billingQueue, stack } from '@crud-master/test-support/stack';
 
 /**
  * Billing under broker faults, on the Vagrant stage's machines. Scaled out (`make scale-test`: BILLING_VM_COUNT=3,
@@ -22,11 +23,10 @@ import { countsPerKey, management, managementAuth, orderCountsQuery } from '@cru
  *                          first); the last billing VM is the one halted
  */
 const env = process.env;
-const gateway = env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${env.GATEWAY_PORT ?? 8080}`;
+const { gateway } = stack;
 const total = Number(env.SCALE_CHAOS_ORDERS ?? 2_000);
 const rate = Number(env.SCALE_CHAOS_RATE ?? 100);
-const vhost = env.RABBITMQ_VHOST ?? 'billing_vhost';
-const queue = env.RABBITMQ_QUEUE ?? 'billing_queue';
+const { vhost, queue } = billingQueue;
 const queues = [queue, `${queue}.dead-letter`];
 /** billing-vm, billing-vm-2 … billing-vm-N, as the Vagrantfile names them. */
 const billingVms = ['billing-vm', ...Array.from({ length: Number(env.BILLING_VM_COUNT ?? 1) - 1 }, (_, i) => `billing-vm-${i + 2}`)];

@@ -4,6 +4,9 @@ import { unique } from '@crud-master/test-support/env';
 import { appHosts, type Host } from '@crud-master/test-support/hosts';
 import { eventually, request } from '@crud-master/test-support/http';
 import { orderCounts, readyInQueue } from '@crud-master/test-support/operator';
+import { stack } from '@crud-master/test-support/stack';
+import { parseJlist } from '@crud-master/test-support/pm2';
+import { allStringsOrder, typedOrder } from '@crud-master/test-support/seed';
 
 /**
  * The VM path as its users walk it, with Vagrant itself: the seed's resilience scenario typed over `vagrant ssh`,
@@ -14,7 +17,7 @@ import { orderCounts, readyInQueue } from '@crud-master/test-support/operator';
  *   E2E_RABBITMQ_API_URL   billing-vm's management API as forwarded to the host (…:15672/api)
  */
 const env = process.env;
-const gateway = env.E2E_GATEWAY_URL ?? `http://127.0.0.1:${env.GATEWAY_PORT ?? 8080}`;
+const { gateway } = stack;
 type Machine = `${Host}-vm`;
 
 const vagrant = (...args: string[]): string => execFileSync('vagrant', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -27,9 +30,8 @@ const countsOf = (keys: string[]): number[] => orderCounts(psqlBilling, keys);
 
 const postOrders = async (prefix: string, count: number): Promise<string[]> => {
   const keys = Array.from({ length: count }, () => unique(prefix));
-  const bodies = [{ user_id: 'usr_123', number_of_items: 3, total_amount: 99.97 }, { user_id: '3', number_of_items: '5', total_amount: '180' }];
   for (const [index, key] of keys.entries()) {
-    const reply = await request(`${gateway}/api/billing`, { method: 'POST', headers: { 'Idempotency-Key': key }, json: bodies[index % 2] });
+    const reply = await request(`${gateway}/api/billing`, { method: 'POST', headers: { 'Idempotency-Key': key }, json: index % 2 === 0 ? typedOrder : allStringsOrder });
     expect(reply.status, `POST /api/billing ${key}`).to.equal(202);
   }
   return keys;
@@ -38,9 +40,9 @@ const postOrders = async (prefix: string, count: number): Promise<string[]> => {
 /** The PM2 apps of a machine by name, with their status: read through `pm2 jlist` (the wrapper, as vagrant); PM2
  * modules (pm2-logrotate) left out. */
 const pm2Status = (machine: Machine, sudo = false): Record<string, string> =>
-  Object.fromEntries((JSON.parse(ssh(machine, `${sudo ? 'sudo ' : ''}pm2 jlist`)) as Array<{ name: string; pm2_env: { status: string; pmx_module?: boolean } }>)
-    .filter((app) => !app.pm2_env.pmx_module)
-    .map((app) => [app.name, app.pm2_env.status]));
+  Object.fromEntries(parseJlist(ssh(machine, `${sudo ? 'sudo ' : ''}pm2 jlist`))
+    .filter((app) => !app.module)
+    .map((app) => [app.name, app.status]));
 
 describe('the VM path with Vagrant (make up PROVIDER=docker)', () => {
   it("When the seed's scenario is typed over vagrant ssh, then orders wait Ready in billing_queue and land once after pm2 restart", async function () {

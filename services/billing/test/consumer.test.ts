@@ -3,7 +3,7 @@ import { migrate } from '@crud-master/shared/database';
 import { expect } from 'chai';
 import { openBroker, queueOf, type TestBroker } from '@crud-master/test-support/broker';
 import { testEnv, unique } from '@crud-master/test-support/env';
-import { eventually, request } from '@crud-master/test-support/http';
+import { eventually, request, urlOf } from '@crud-master/test-support/http';
 import { relay } from '@crud-master/test-support/network';
 import { moved, scrape } from '@crud-master/test-support/metrics';
 import { openOrders, type TestOrders } from '@crud-master/test-support/orders';
@@ -103,7 +103,7 @@ describe('billing-consumer', () => {
       database.cut();
       const id = unique('outage');
       await broker.publish(queue, order(), { messageId: id });
-      const readyz = await request(`http://127.0.0.1:${(consumer.server.address() as { port: number }).port}/readyz`);
+      const readyz = await request(urlOf(consumer.server, '/readyz'));
       expectProblem(readyz, 503);
       await new Promise((resolve) => setTimeout(resolve, 1_500));
       expect(await orders.countsOf([id])).to.deep.equal([0]);
@@ -117,7 +117,7 @@ describe('billing-consumer', () => {
     }
   });
 
-  const readyzOf = (service: BillingConsumer) => request(`http://127.0.0.1:${(service.server.address() as { port: number }).port}/readyz`);
+  const readyzOf = (service: BillingConsumer) => request(urlOf(service.server, '/readyz'));
 
   it('When two users place orders with the same Idempotency-Key, then both orders are stored', async () => {
     const key = unique('shared-key');
@@ -197,7 +197,7 @@ describe('billing-consumer', () => {
   });
 
   describe('metrics', () => {
-    const metricsUrl = () => `http://127.0.0.1:${(consumer!.metricsServer.address() as { port: number }).port}/metrics`;
+    const metricsUrl = () => urlOf(consumer!.metricsServer, '/metrics');
     const published = (at = Date.now()) => ({ headers: { timestamp_in_ms: at } });
 
     it('When orders, a duplicate, a poison message and a redelivery arrive, then /metrics moves by exactly those counts', async () => {
@@ -238,7 +238,7 @@ describe('billing-consumer', () => {
   });
 
   it('When the database and broker are reachable, then /healthz and /readyz answer 200', async () => {
-    const url = `http://127.0.0.1:${(consumer!.server.address() as { port: number }).port}`;
+    const url = urlOf(consumer!.server);
     expect((await request(`${url}/healthz`)).status).to.equal(200);
     await eventually(async () => ((await request(`${url}/readyz`)).status === 200 ? true : undefined), 5_000, 'ready');
   });
@@ -283,7 +283,7 @@ describe('billing-consumer: the queue type', () => {
     running.push(consumer);
     return consumer;
   };
-  const readyzOf = (service: BillingConsumer) => request(`http://127.0.0.1:${(service.server.address() as { port: number }).port}/readyz`);
+  const readyzOf = (service: BillingConsumer) => request(urlOf(service.server, '/readyz'));
   const storedOnce = (ids: string[], timeoutMs = 20_000) =>
     eventually(async () => ((await orders.countsOf(ids)).every((n) => n === 1) ? true : undefined), timeoutMs, `${ids.length} rows`);
   const typeOf = async (queue: string) => (await queueOf(queue))?.type;

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import { testEnv } from '@crud-master/test-support/env';
-import { request } from '@crud-master/test-support/http';
+import { request, urlOf } from '@crud-master/test-support/http';
 import { closedPort } from '@crud-master/test-support/network';
 import { expectProblem } from '@crud-master/test-support/problem';
 import { type ApiGateway, start } from '../src/app.js';
@@ -15,7 +15,7 @@ describe('api-gateway: /openapi.yaml and /docs', () => {
     // neither the inventory nor the broker is needed to serve the docs
     const port = await closedPort();
     gateway = await start(loadConfig(testEnv({ GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: 0, INVENTORY_API_URL: `http://127.0.0.1:${port}`, RABBITMQ_PORT: port })));
-    base = `http://127.0.0.1:${(gateway.server.address() as { port: number }).port}`;
+    base = urlOf(gateway.server);
   });
 
   after(() => gateway.stop());

@@ -4,14 +4,14 @@ import { loadConfig as loadInventoryConfig } from '../../inventory/src/config.js
 import { type InventoryApi, start as startInventory } from '../../inventory/src/app.js';
 import { openBroker, type TestBroker } from '@crud-master/test-support/broker';
 import { testEnv, unique } from '@crud-master/test-support/env';
-import { eventually, request } from '@crud-master/test-support/http';
+import { eventually, request, urlOf } from '@crud-master/test-support/http';
 import { closedPort, relay, silentPeer, spareLoopback } from '@crud-master/test-support/network';
 import { moved, scrape } from '@crud-master/test-support/metrics';
 import { expectProblem } from '@crud-master/test-support/problem';
 import { type ApiGateway, start } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
+import { allStringsOrder, typedOrder } from '@crud-master/test-support/seed';
 
-const urlOf = (service: { server: { address(): unknown } }) => `http://127.0.0.1:${(service.server.address() as { port: number }).port}`;
 
 describe('api-gateway', () => {
   const queue = unique('billing-test');
@@ -21,12 +21,12 @@ describe('api-gateway', () => {
   let broker: TestBroker;
 
   const startGateway = (overrides: Record<string, string | number> = {}) =>
-    start(loadConfig(testEnv({ GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: 0, INVENTORY_API_URL: urlOf(inventory), RABBITMQ_QUEUE: queue, ...overrides })));
+    start(loadConfig(testEnv({ GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: 0, INVENTORY_API_URL: urlOf(inventory.server), RABBITMQ_QUEUE: queue, ...overrides })));
 
   before(async () => {
     inventory = await startInventory(loadInventoryConfig(testEnv({ INVENTORY_API_HOST: '127.0.0.1', INVENTORY_API_PORT: 0 })));
     gateway = await startGateway();
-    base = urlOf(gateway);
+    base = urlOf(gateway.server);
     broker = await openBroker();
     await broker.declare(queue);
     await eventually(async () => ((await request(`${base}/readyz`)).status === 200 ? true : undefined), 10_000, 'the gateway to be ready');
@@ -46,7 +46,7 @@ describe('api-gateway', () => {
       expect(reply.status).to.equal(201);
       expect(reply.body).to.include({ title, description: 'via gateway' });
       expect(reply.headers.get('location')).to.equal(`/api/movies/${reply.body.id}`);
-      const direct = await request(`${urlOf(inventory)}/api/movies/${reply.body.id}`);
+      const direct = await request(`${urlOf(inventory.server)}/api/movies/${reply.body.id}`);
       const proxied = await request(`${base}/api/movies/${reply.body.id}`);
       expect(proxied.status).to.equal(direct.status);
       expect(proxied.body).to.deep.equal(direct.body);
@@ -64,7 +64,7 @@ describe('api-gateway', () => {
     });
 
     it('When the inventory answers an error, then its status, problem body and headers pass through', async () => {
-      const direct = await request(`${urlOf(inventory)}/api/movies/abc`);
+      const direct = await request(`${urlOf(inventory.server)}/api/movies/abc`);
       const proxied = await request(`${base}/api/movies/abc`);
       expectProblem(proxied, 400);
       expect(proxied.body).to.deep.equal(direct.body);
@@ -81,7 +81,7 @@ describe('api-gateway', () => {
     it('When the inventory is unreachable, then the gateway answers 502 problem+json at once', async () => {
       const orphan = await startGateway({ INVENTORY_API_URL: `http://127.0.0.1:${await closedPort()}` });
       try {
-        const reply = await request(`${urlOf(orphan)}/api/movies`);
+        const reply = await request(`${urlOf(orphan.server)}/api/movies`);
         expectProblem(reply, 502, /unreachable/);
         expect(reply.ms).to.be.below(2_000);
       } finally {
@@ -93,7 +93,7 @@ describe('api-gateway', () => {
       const hung = await silentPeer();
       const impatient = await startGateway({ INVENTORY_API_URL: `http://127.0.0.1:${hung.port}`, UPSTREAM_TIMEOUT_MS: 300 });
       try {
-        const reply = await request(`${urlOf(impatient)}/api/movies`, { method: 'POST', json: { title: 'x' } });
+        const reply = await request(`${urlOf(impatient.server)}/api/movies`, { method: 'POST', json: { title: 'x' } });
         expectProblem(reply, 504, /did not answer/);
       } finally {
         await impatient.stop();
@@ -108,7 +108,7 @@ describe('api-gateway', () => {
       const reply = await request(`${base}/api/billing`, {
         method: 'POST',
         headers: { 'Idempotency-Key': key },
-        json: { user_id: 'usr_123', number_of_items: 3, total_amount: 99.97 },
+        json: typedOrder,
       });
       expect(reply.status, JSON.stringify(reply.body)).to.equal(202);
       const order = { user_id: 'usr_123', number_of_items: 3, total_amount: '99.97' };
@@ -123,7 +123,7 @@ describe('api-gateway', () => {
     });
 
     it("When the subject's all-strings body is posted, then it is normalised and gets a fresh UUID", async () => {
-      const reply = await request(`${base}/api/billing`, { method: 'POST', json: { user_id: '3', number_of_items: '5', total_amount: '180' } });
+      const reply = await request(`${base}/api/billing`, { method: 'POST', json: allStringsOrder });
       expect(reply.status).to.equal(202);
       expect(reply.body.message_id).to.match(/^[0-9a-f-]{36}$/);
       const message = await broker.take(queue);
@@ -169,12 +169,12 @@ describe('api-gateway', () => {
     it('When the broker is down, then it answers 503 with Retry-After within the publish timeout', async () => {
       const cutOff = await startGateway({ RABBITMQ_PORT: await closedPort(), PUBLISH_TIMEOUT_MS: 500 });
       try {
-        const reply = await request(`${urlOf(cutOff)}/api/billing`, { method: 'POST', json: { user_id: 'u', number_of_items: 1, total_amount: 1 } });
+        const reply = await request(`${urlOf(cutOff.server)}/api/billing`, { method: 'POST', json: { user_id: 'u', number_of_items: 1, total_amount: 1 } });
         expectProblem(reply, 503, /not accepted/);
         expect(reply.body.message_id).to.match(/^[0-9a-f-]{36}$/);
         expect(reply.headers.get('retry-after')).to.equal('5');
         expect(reply.ms).to.be.below(3_000);
-        expectProblem(await request(`${urlOf(cutOff)}/readyz`), 503);
+        expectProblem(await request(`${urlOf(cutOff.server)}/readyz`), 503);
       } finally {
         await cutOff.stop();
       }
@@ -185,7 +185,7 @@ describe('api-gateway', () => {
       const stalled = await startGateway({ RABBITMQ_PORT: mute.port, PUBLISH_TIMEOUT_MS: 500 });
       try {
         const key = unique('stalled');
-        const reply = await request(`${urlOf(stalled)}/api/billing`, { method: 'POST', headers: { 'Idempotency-Key': key }, json: { user_id: 'u', number_of_items: 1, total_amount: 1 } });
+        const reply = await request(`${urlOf(stalled.server)}/api/billing`, { method: 'POST', headers: { 'Idempotency-Key': key }, json: { user_id: 'u', number_of_items: 1, total_amount: 1 } });
         expectProblem(reply, 503);
         expect(reply.body.message_id, 'the key to retry with').to.equal(key);
       } finally {
@@ -200,9 +200,9 @@ describe('api-gateway', () => {
       const missing = unique('billing-missing');
       const orphan = await startGateway({ RABBITMQ_QUEUE: missing });
       try {
-        await eventually(async () => ((await request(`${urlOf(orphan)}/readyz`)).status === 200 ? true : undefined), 10_000, 'connected');
+        await eventually(async () => ((await request(`${urlOf(orphan.server)}/readyz`)).status === 200 ? true : undefined), 10_000, 'connected');
         for (let i = 0; i < 3; i++) {
-          const reply = await request(`${urlOf(orphan)}/api/billing`, { method: 'POST', json: { user_id: 'u', number_of_items: 1, total_amount: 1 } });
+          const reply = await request(`${urlOf(orphan.server)}/api/billing`, { method: 'POST', json: { user_id: 'u', number_of_items: 1, total_amount: 1 } });
           expectProblem(reply, 503, /not accepted/);
           expect(reply.body.message_id).to.match(/^[0-9a-f-]{36}$/);
           expect(reply.ms, 'answered at the return, not at the publish timeout').to.be.below(1_000);
@@ -221,7 +221,7 @@ describe('api-gateway', () => {
     const postOrder = (url: string, key = unique('nodes')) => request(`${url}/api/billing`, { method: 'POST', headers: { 'Idempotency-Key': key }, json: anOrder });
     const readyGateway = async (hosts: string[], overrides: Record<string, string | number> = {}) => {
       const service = await startGateway({ RABBITMQ_HOST: hosts.join(','), ...overrides });
-      await eventually(async () => ((await request(`${urlOf(service)}/readyz`)).status === 200 ? true : undefined), 10_000, 'connected to a node');
+      await eventually(async () => ((await request(`${urlOf(service.server)}/readyz`)).status === 200 ? true : undefined), 10_000, 'connected to a node');
       return service;
     };
     const queuedIds = async () => {
@@ -234,7 +234,7 @@ describe('api-gateway', () => {
       const gatewayOfTwo = await readyGateway([await spareLoopback(brokerPort), liveHost]);
       try {
         const key = unique('second-node');
-        expect((await postOrder(urlOf(gatewayOfTwo), key)).status).to.equal(202);
+        expect((await postOrder(urlOf(gatewayOfTwo.server), key)).status).to.equal(202);
         expect(await queuedIds()).to.deep.equal([key]);
       } finally {
         await gatewayOfTwo.stop();
@@ -245,12 +245,12 @@ describe('api-gateway', () => {
       const node = await relay(brokerPort, { host: await spareLoopback(brokerPort), port: brokerPort });
       const gatewayOfTwo = await readyGateway([node.host, await spareLoopback(brokerPort)]);
       try {
-        expect((await postOrder(urlOf(gatewayOfTwo))).status).to.equal(202);
+        expect((await postOrder(urlOf(gatewayOfTwo.server))).status).to.equal(202);
         node.cut();
         node.restore();
-        await eventually(async () => ((await request(`${urlOf(gatewayOfTwo)}/readyz`)).status === 503 ? true : undefined), 5_000, 'the drop seen');
-        await eventually(async () => ((await request(`${urlOf(gatewayOfTwo)}/readyz`)).status === 200 ? true : undefined), 10_000, 'back on the live node');
-        expect((await postOrder(urlOf(gatewayOfTwo))).status).to.equal(202);
+        await eventually(async () => ((await request(`${urlOf(gatewayOfTwo.server)}/readyz`)).status === 503 ? true : undefined), 5_000, 'the drop seen');
+        await eventually(async () => ((await request(`${urlOf(gatewayOfTwo.server)}/readyz`)).status === 200 ? true : undefined), 10_000, 'back on the live node');
+        expect((await postOrder(urlOf(gatewayOfTwo.server))).status).to.equal(202);
         expect(await queuedIds()).to.have.length(2);
       } finally {
         await gatewayOfTwo.stop();
@@ -265,16 +265,16 @@ describe('api-gateway', () => {
       try {
         node.hold();
         const key = unique('in-flight');
-        const pending = postOrder(urlOf(gatewayOfTwo), key);
+        const pending = postOrder(urlOf(gatewayOfTwo.server), key);
         await new Promise((resolve) => setTimeout(resolve, 500));
         node.cut();
         const reply = await pending;
         expectProblem(reply, 503, /not accepted/);
         expect(reply.body.message_id, 'the key to retry with').to.equal(key);
         expect(reply.ms, 'answered when the connection dropped').to.be.below(5_000);
-        await eventually(async () => ((await request(`${urlOf(gatewayOfTwo)}/readyz`)).status === 200 ? true : undefined), 10_000, 'on the other node');
+        await eventually(async () => ((await request(`${urlOf(gatewayOfTwo.server)}/readyz`)).status === 200 ? true : undefined), 10_000, 'on the other node');
         const next = unique('after-failover');
-        expect((await postOrder(urlOf(gatewayOfTwo), next)).status).to.equal(202);
+        expect((await postOrder(urlOf(gatewayOfTwo.server), next)).status).to.equal(202);
         // the node had queued the unconfirmed order: a retry with its message_id makes it one order in billing_db
         expect(await queuedIds()).to.deep.equal([key, next]);
       } finally {
@@ -285,7 +285,7 @@ describe('api-gateway', () => {
   });
 
   describe('metrics', () => {
-    const metricsUrlOf = (service: ApiGateway) => `http://127.0.0.1:${(service.metricsServer.address() as { port: number }).port}/metrics`;
+    const metricsUrlOf = (service: ApiGateway) => urlOf(service.metricsServer, '/metrics');
     const postOrder = (url: string, json: unknown) => request(`${url}/api/billing`, { method: 'POST', json });
     const anOrder = { user_id: 'usr_metrics', number_of_items: 1, total_amount: '1.50' };
 
@@ -317,8 +317,8 @@ describe('api-gateway', () => {
       const cutOff = await startGateway({ RABBITMQ_PORT: await closedPort(), PUBLISH_TIMEOUT_MS: 300 });
       const orphan = await startGateway({ RABBITMQ_QUEUE: unique('billing-missing') });
       try {
-        await eventually(async () => ((await request(`${urlOf(orphan)}/readyz`)).status === 200 ? true : undefined), 10_000, 'connected');
-        for (const service of [cutOff, orphan]) expectProblem(await postOrder(urlOf(service), anOrder), 503);
+        await eventually(async () => ((await request(`${urlOf(orphan.server)}/readyz`)).status === 200 ? true : undefined), 10_000, 'connected');
+        for (const service of [cutOff, orphan]) expectProblem(await postOrder(urlOf(service.server), anOrder), 503);
         const [down, returned] = await Promise.all([scrape(metricsUrlOf(cutOff)), scrape(metricsUrlOf(orphan))]);
         const none = new Map<string, number>();
         expect(moved(none, down, 'gateway_orders_total', { outcome: 'unavailable' })).to.equal(1);
@@ -335,7 +335,7 @@ describe('api-gateway', () => {
       expectProblem(await request(`${base}/metrics`), 404);
       const open = await startGateway({ GATEWAY_PUBLIC_METRICS: 'true' });
       try {
-        const reply = await fetch(`${urlOf(open)}/metrics`);
+        const reply = await fetch(`${urlOf(open.server)}/metrics`);
         expect(reply.status).to.equal(200);
         expect(await reply.text()).to.include('gateway_orders_total{outcome="accepted"} 0');
       } finally {

@@ -6,8 +6,8 @@ import { closedPort } from '@crud-master/test-support/network';
 import { rawRequest } from '@crud-master/test-support/raw-http';
 import { type ApiGateway, start } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
+import { urlOf } from '@crud-master/test-support/http';
 
-const portOf = (server: { address(): unknown }) => (server.address() as { port: number }).port;
 
 /** The movies proxy against a real upstream HTTP server that records what it received and answers hop-by-hop headers. */
 describe('api-gateway: the /api/movies proxy headers', () => {
@@ -34,7 +34,7 @@ describe('api-gateway: the /api/movies proxy headers', () => {
     await once(upstream, 'listening');
     // the broker is not needed here: a closed port keeps the gateway from connecting anywhere
     gateway = await start(
-      loadConfig(testEnv({ GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: 0, INVENTORY_API_URL: `http://127.0.0.1:${portOf(upstream)}`, RABBITMQ_PORT: await closedPort() })),
+      loadConfig(testEnv({ GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: 0, INVENTORY_API_URL: urlOf(upstream), RABBITMQ_PORT: await closedPort() })),
     );
   });
 
@@ -45,7 +45,7 @@ describe('api-gateway: the /api/movies proxy headers', () => {
   });
 
   it('When a client sends X-Forwarded-* and hop-by-hop headers, then inventory gets what the gateway saw and no hop-by-hop header', async () => {
-    const reply = await rawRequest(`http://127.0.0.1:${portOf(gateway.server)}`, {
+    const reply = await rawRequest(urlOf(gateway.server), {
       method: 'GET',
       path: '/api/movies?limit=1',
       headers: {

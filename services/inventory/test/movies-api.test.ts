@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import type { DatabasePool } from 'slonik';
 import { sql } from 'slonik';
 import { testEnv, unique } from '@crud-master/test-support/env';
-import { request } from '@crud-master/test-support/http';
+import { request, urlOf } from '@crud-master/test-support/http';
 import { moved, scrape } from '@crud-master/test-support/metrics';
 import { relay } from '@crud-master/test-support/network';
 import { expectProblem } from '@crud-master/test-support/problem';
@@ -25,7 +25,7 @@ describe('inventory-api', () => {
     await migrate(config.db, MIGRATIONS_DIR);
     pool = await createDatabasePool(config.db);
     api = await startOnFreePort();
-    base = `http://127.0.0.1:${(api.server.address() as { port: number }).port}`;
+    base = urlOf(api.server);
   });
 
   after(async () => {
@@ -211,7 +211,7 @@ describe('inventory-api', () => {
       const database = await relay(Number(process.env.INVENTORY_DB_PORT ?? 5432));
       const behindRelay = await startOnFreePort({ INVENTORY_DB_PORT: database.port });
       try {
-        const url = `http://127.0.0.1:${(behindRelay.server.address() as { port: number }).port}`;
+        const url = urlOf(behindRelay.server);
         expect((await request(`${url}/api/movies?limit=1`)).status).to.equal(200);
         database.cut();
         expect((await request(`${url}/healthz`)).status).to.equal(200);
@@ -241,7 +241,7 @@ describe('inventory-api', () => {
   });
 
   describe('metrics', () => {
-    const metricsUrl = () => `http://127.0.0.1:${(api.metricsServer.address() as { port: number }).port}/metrics`;
+    const metricsUrl = () => urlOf(api.metricsServer, '/metrics');
 
     it('When movies are created, read, missed and deleted, then /metrics counts exactly those requests by method, route and status', async () => {
       const before = await scrape(metricsUrl());

@@ -110,7 +110,8 @@ function answerMalformedRequest(error: NodeJS.ErrnoException, socket: Duplex): v
   );
 }
 
-export const portOf = (server: Server): number => (server.address() as AddressInfo).port;
+/** The port a listening server (HTTP or plain TCP) was given. */
+export const portOf = (server: NetServer): number => (server.address() as AddressInfo).port;
 
 const IDLE_GRACE_MS = 1_000;
 const DRAIN_LIMIT_MS = 8_000;
