@@ -1,10 +1,10 @@
 /** RabbitMQ and billing_db as the accept and drain phases use them: publishing, preloading, counting, cleaning up. */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ConfirmChannel } from 'amqplib';
-import pg from 'pg';
 import { eventually } from '@crud-master/test-support/http';
 import { management, managementAuth } from '@crud-master/test-support/operator';
 import { billingQueue } from '@crud-master/test-support/stack';
+import type { ConfirmChannel } from 'amqplib';
+import pg from 'pg';
 import { BENCH_USER, env, ORDER_JSON, QUEUE } from './config.js';
 
 export const billingDb = () =>

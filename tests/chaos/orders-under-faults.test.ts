@@ -1,12 +1,12 @@
 import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { expect } from 'chai';
+import { promisify } from 'node:util';
 import { countsWhenDrained, sendOrdersUnderFaults, tally, unexpected, type Fault } from '@crud-master/test-support/chaos';
 import { unique } from '@crud-master/test-support/env';
 import { openOrders, type TestOrders } from '@crud-master/test-support/orders';
 import { pm2Processes } from '@crud-master/test-support/pm2';
 import { stack } from '@crud-master/test-support/stack';
+import { expect } from 'chai';
 
 /**
  * A 202 is a promise that the order is stored exactly once. This posts CHAOS_ORDERS orders (2,000 by default) at

@@ -1,14 +1,14 @@
 import { deadLetterQueueOf } from '@crud-master/shared';
 import { migrate } from '@crud-master/shared/database';
+import { openBroker, type TestBroker } from '@crud-master/test-support/broker';
+import { testEnv, unique } from '@crud-master/test-support/env';
+import { eventually, request, urlOf } from '@crud-master/test-support/http';
+import { openOrders, type TestOrders } from '@crud-master/test-support/orders';
 import { expect } from 'chai';
 import { type BillingConsumer, start as startConsumer } from '../../services/billing/src/app.js';
 import { loadConfig as loadBillingConfig, MIGRATIONS_DIR } from '../../services/billing/src/config.js';
 import { type ApiGateway, start as startGateway } from '../../services/gateway/src/app.js';
 import { loadConfig as loadGatewayConfig } from '../../services/gateway/src/config.js';
-import { openBroker, type TestBroker } from '@crud-master/test-support/broker';
-import { testEnv, unique } from '@crud-master/test-support/env';
-import { eventually, request, urlOf } from '@crud-master/test-support/http';
-import { openOrders, type TestOrders } from '@crud-master/test-support/orders';
 
 /** The billing flow across services, in one process: POST /api/billing → billing_queue → consumer → billing_db. */
 describe('billing flow: gateway → RabbitMQ → billing-consumer → PostgreSQL', () => {

@@ -2,15 +2,15 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { billingTopology } from '@crud-master/shared';
 import { migrate } from '@crud-master/shared/database';
+import { openBroker, type TestBroker } from '@crud-master/test-support/broker';
+import { testEnv, unique } from '@crud-master/test-support/env';
+import { eventually, request, urlOf } from '@crud-master/test-support/http';
+import { openOrders, type TestOrders } from '@crud-master/test-support/orders';
 import { expect } from 'chai';
 import { type BillingConsumer, start as startConsumer } from '../../services/billing/src/app.js';
 import { loadConfig as loadBillingConfig, MIGRATIONS_DIR } from '../../services/billing/src/config.js';
 import { type ApiGateway, start as startGateway } from '../../services/gateway/src/app.js';
 import { loadConfig as loadGatewayConfig } from '../../services/gateway/src/config.js';
-import { openBroker, type TestBroker } from '@crud-master/test-support/broker';
-import { testEnv, unique } from '@crud-master/test-support/env';
-import { eventually, request, urlOf } from '@crud-master/test-support/http';
-import { openOrders, type TestOrders } from '@crud-master/test-support/orders';
 
 const rabbitmqctl = (...args: string[]) =>
   execFileSync(process.getuid?.() === 0 ? 'rabbitmqctl' : 'sudo', [...(process.getuid?.() === 0 ? [] : ['-n', 'rabbitmqctl']), ...args], { encoding: 'utf8' });

@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { expect } from 'chai';
 import { unique } from '@crud-master/test-support/env';
 import { onHost } from '@crud-master/test-support/hosts';
 import { eventually, request } from '@crud-master/test-support/http';
 import { management, managementAuth, orderCounts } from '@crud-master/test-support/operator';
 import { billingQueue, stack } from '@crud-master/test-support/stack';
+import { expect } from 'chai';
 
 /**
  * Broker faults against the deployed stack, as an operator could cause them: billing_queue deleted while orders

@@ -1,10 +1,10 @@
-import amqplib, { type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
-import { expect } from 'chai';
 import { unique } from '@crud-master/test-support/env';
 import { onHost, type Host } from '@crud-master/test-support/hosts';
 import { request } from '@crud-master/test-support/http';
 import { management, managementAuth } from '@crud-master/test-support/operator';
 import { billingQueue } from '@crud-master/test-support/stack';
+import amqplib, { type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
+import { expect } from 'chai';
 
 /**
  * RabbitMQ users of the deployed stack: each service logs in as its own user with the

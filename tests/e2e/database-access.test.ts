@@ -1,6 +1,6 @@
-import { expect } from 'chai';
 import '@crud-master/test-support/env';
 import { hostPrefix, onHost, psqlAsOnHost, type Host } from '@crud-master/test-support/hosts';
+import { expect } from 'chai';
 
 /**
  * Each service's PostgreSQL role reaches its own database only: pg_hba.conf has no rule for all

@@ -1,12 +1,12 @@
-import { expect } from 'chai';
 import { unique } from '@crud-master/test-support/env';
 import { appHosts, onHost, type Host } from '@crud-master/test-support/hosts';
 import { eventually, request } from '@crud-master/test-support/http';
 import { management, managementAuth, orderCounts, psqlBilling, readyInQueue } from '@crud-master/test-support/operator';
-import { expectProblem } from '@crud-master/test-support/problem';
-import { stack } from '@crud-master/test-support/stack';
 import { pm2ProcessesOn } from '@crud-master/test-support/pm2';
+import { expectProblem } from '@crud-master/test-support/problem';
 import { allStringsOrder, typedOrder } from '@crud-master/test-support/seed';
+import { stack } from '@crud-master/test-support/stack';
+import { expect } from 'chai';
 
 /**
  * The stack that `make local` deployed, used as a user would: curl on :8080, pm2, the RabbitMQ management API and

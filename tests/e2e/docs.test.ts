@@ -2,10 +2,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { expect } from 'chai';
-import { parse } from 'yaml';
 import '@crud-master/test-support/env';
 import { stack } from '@crud-master/test-support/stack';
+import { expect } from 'chai';
+import { parse } from 'yaml';
 
 const { gateway } = stack;
 const spec = parse(readFileSync(new URL('../../openapi.yaml', import.meta.url), 'utf8'));

@@ -1,7 +1,7 @@
-import { expect } from 'chai';
 import '@crud-master/test-support/env';
 import { hostsWithApps, onHost, type Host } from '@crud-master/test-support/hosts';
 import { instancesOf } from '@crud-master/test-support/metrics';
+import { expect } from 'chai';
 
 /**
  * Each listener of the deployed stack binds the narrowest address that works, as `ss -ltn` on

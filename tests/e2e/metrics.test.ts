@@ -1,4 +1,3 @@
-import { expect } from 'chai';
 import { unique } from '@crud-master/test-support/env';
 import { onHost } from '@crud-master/test-support/hosts';
 import { eventually, request } from '@crud-master/test-support/http';
@@ -6,6 +5,7 @@ import { instanceUrls, moved, scrape, scrapeInstances, series } from '@crud-mast
 import { orderCounts, psqlBilling } from '@crud-master/test-support/operator';
 import { expectProblem } from '@crud-master/test-support/problem';
 import { billingQueue, stack } from '@crud-master/test-support/stack';
+import { expect } from 'chai';
 
 /**
  * Prometheus' view of the deployed stack: each service's /metrics on its own listener (one port per PM2 instance),

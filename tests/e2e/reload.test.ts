@@ -1,9 +1,9 @@
-import { expect } from 'chai';
 import { unique } from '@crud-master/test-support/env';
 import { type Host, onHostAsync } from '@crud-master/test-support/hosts';
 import { request } from '@crud-master/test-support/http';
 import { rawRequest } from '@crud-master/test-support/raw-http';
 import { stack } from '@crud-master/test-support/stack';
+import { expect } from 'chai';
 
 /**
  * `pm2 reload` of the HTTP services (PM2 cluster mode: new instances first, then the old ones drain and stop) under

@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { expect } from 'chai';
 import '@crud-master/test-support/env';
 import { hostsWithApps, onHost, psqlAsOnHost } from '@crud-master/test-support/hosts';
 import { pm2ProcessesOn } from '@crud-master/test-support/pm2';
+import { expect } from 'chai';
 
 /**
  * Security promises of the deployed stack (make local), checked the way an auditor would: on each service's host

@@ -1,9 +1,9 @@
-import { expect } from 'chai';
 import '@crud-master/test-support/env';
-import { eventually } from '@crud-master/test-support/http';
 import { hostsWithApps, onHost, spawnOnHost, type Host } from '@crud-master/test-support/hosts';
-import { stack } from '@crud-master/test-support/stack';
+import { eventually } from '@crud-master/test-support/http';
 import { pm2ProcessesOn } from '@crud-master/test-support/pm2';
+import { stack } from '@crud-master/test-support/stack';
+import { expect } from 'chai';
 
 /**
  * The service user and its PM2 daemon on each service's host (this one, or over SSH in the Vagrant stage, see

@@ -1,12 +1,12 @@
 import { execFile } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { expect } from 'chai';
 import { countsWhenDrained, retryUntilAccepted, sendOrdersUnderFaults, tally, unexpected, type Fault } from '@crud-master/test-support/chaos';
 import { unique } from '@crud-master/test-support/env';
 import { eventually, request } from '@crud-master/test-support/http';
 import { countsPerKey, management, managementAuth, orderCountsQuery } from '@crud-master/test-support/operator';
 import { billingQueue, stack } from '@crud-master/test-support/stack';
+import { expect } from 'chai';
 
 /**
  * Billing under broker faults, on the Vagrant stage's machines. Scaled out (`make scale-test`: BILLING_VM_COUNT=3,

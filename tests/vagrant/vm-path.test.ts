@@ -1,12 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { expect } from 'chai';
 import { unique } from '@crud-master/test-support/env';
 import { appHosts, type Host } from '@crud-master/test-support/hosts';
 import { eventually, request } from '@crud-master/test-support/http';
 import { orderCounts, readyInQueue } from '@crud-master/test-support/operator';
-import { stack } from '@crud-master/test-support/stack';
 import { parseJlist } from '@crud-master/test-support/pm2';
 import { allStringsOrder, typedOrder } from '@crud-master/test-support/seed';
+import { stack } from '@crud-master/test-support/stack';
+import { expect } from 'chai';
 
 /**
  * The VM path as its users walk it, with Vagrant itself: the seed's resilience scenario typed over `vagrant ssh`,

@@ -1,6 +1,6 @@
-import { expect } from 'chai';
 import { unique } from '@crud-master/test-support/env';
 import { eventually } from '@crud-master/test-support/http';
+import { expect } from 'chai';
 import { consumerUnderTest, order, readyzOf } from './consumer-under-test.js';
 
 describe('billing-consumer: dead letters', () => {

@@ -1,7 +1,7 @@
-import { expect } from 'chai';
 import { unique } from '@crud-master/test-support/env';
 import { eventually, urlOf } from '@crud-master/test-support/http';
 import { moved, scrape } from '@crud-master/test-support/metrics';
+import { expect } from 'chai';
 import { consumerUnderTest, order } from './consumer-under-test.js';
 
 describe('billing-consumer: metrics', () => {

@@ -1,7 +1,7 @@
-import { expect } from 'chai';
 import { queueOf } from '@crud-master/test-support/broker';
 import { unique } from '@crud-master/test-support/env';
 import { eventually } from '@crud-master/test-support/http';
+import { expect } from 'chai';
 import { consumerUnderTest, order, readyzOf } from './consumer-under-test.js';
 
 describe('billing-consumer: billing_queue declared again', () => {

@@ -1,10 +1,10 @@
 import { billingTopology, ConfigError, deadLetterQueueOf } from '@crud-master/shared';
-import { expect } from 'chai';
 import { queueOf, type TestBroker } from '@crud-master/test-support/broker';
 import { testEnv, unique } from '@crud-master/test-support/env';
 import { eventually } from '@crud-master/test-support/http';
 import { relay } from '@crud-master/test-support/network';
 import type { TestOrders } from '@crud-master/test-support/orders';
+import { expect } from 'chai';
 import type { BillingConsumer } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { openStores, order, readyzOf, startConsumer, storedOnce as storedOnceIn } from './consumer-under-test.js';

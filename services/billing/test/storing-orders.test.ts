@@ -1,8 +1,8 @@
-import { expect } from 'chai';
 import { unique } from '@crud-master/test-support/env';
 import { eventually, request, urlOf } from '@crud-master/test-support/http';
 import { relay } from '@crud-master/test-support/network';
 import { expectProblem } from '@crud-master/test-support/problem';
+import { expect } from 'chai';
 import { consumerUnderTest, order, readyzOf } from './consumer-under-test.js';
 
 describe('billing-consumer: storing orders', () => {

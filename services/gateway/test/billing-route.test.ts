@@ -1,9 +1,9 @@
-import { expect } from 'chai';
 import { unique } from '@crud-master/test-support/env';
 import { eventually, request, urlOf } from '@crud-master/test-support/http';
 import { closedPort, silentPeer } from '@crud-master/test-support/network';
 import { expectProblem } from '@crud-master/test-support/problem';
 import { allStringsOrder, typedOrder } from '@crud-master/test-support/seed';
+import { expect } from 'chai';
 import { gatewayUnderTest } from './gateway-under-test.js';
 
 describe('api-gateway: POST /api/billing', () => {

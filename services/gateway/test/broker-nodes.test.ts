@@ -1,9 +1,9 @@
 import { ConfigError } from '@crud-master/shared';
-import { expect } from 'chai';
 import { testEnv, unique } from '@crud-master/test-support/env';
 import { eventually, request, urlOf } from '@crud-master/test-support/http';
 import { relay, spareLoopback } from '@crud-master/test-support/network';
 import { expectProblem } from '@crud-master/test-support/problem';
+import { expect } from 'chai';
 import { loadConfig } from '../src/config.js';
 import { gatewayUnderTest } from './gateway-under-test.js';
 

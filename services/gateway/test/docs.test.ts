@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { expect } from 'chai';
 import { testEnv } from '@crud-master/test-support/env';
 import { request, urlOf } from '@crud-master/test-support/http';
 import { closedPort } from '@crud-master/test-support/network';
 import { expectProblem } from '@crud-master/test-support/problem';
+import { expect } from 'chai';
 import { type ApiGateway, start } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 

@@ -2,8 +2,8 @@ import { deadLetterQueueOf } from '@crud-master/shared';
 import { openBroker, type TestBroker } from '@crud-master/test-support/broker';
 import { testEnv, unique } from '@crud-master/test-support/env';
 import { eventually, request, urlOf } from '@crud-master/test-support/http';
-import { loadConfig as loadInventoryConfig } from '../../inventory/src/config.js';
 import { type InventoryApi, start as startInventory } from '../../inventory/src/app.js';
+import { loadConfig as loadInventoryConfig } from '../../inventory/src/config.js';
 import { type ApiGateway, start } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 

@@ -1,6 +1,6 @@
-import { expect } from 'chai';
 import { request } from '@crud-master/test-support/http';
 import { expectProblem } from '@crud-master/test-support/problem';
+import { expect } from 'chai';
 import { gatewayUnderTest } from './gateway-under-test.js';
 
 describe('api-gateway: health and unknown routes', () => {

@@ -1,13 +1,12 @@
 import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import { expect } from 'chai';
 import { testEnv } from '@crud-master/test-support/env';
+import { urlOf } from '@crud-master/test-support/http';
 import { closedPort } from '@crud-master/test-support/network';
 import { rawRequest } from '@crud-master/test-support/raw-http';
+import { expect } from 'chai';
 import { type ApiGateway, start } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
-import { urlOf } from '@crud-master/test-support/http';
-
 
 /** The movies proxy against a real upstream HTTP server that records what it received and answers hop-by-hop headers. */
 describe('api-gateway: the /api/movies proxy headers', () => {

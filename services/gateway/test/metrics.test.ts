@@ -1,9 +1,9 @@
-import { expect } from 'chai';
 import { unique } from '@crud-master/test-support/env';
 import { eventually, request, urlOf } from '@crud-master/test-support/http';
-import { closedPort } from '@crud-master/test-support/network';
 import { moved, scrape } from '@crud-master/test-support/metrics';
+import { closedPort } from '@crud-master/test-support/network';
 import { expectProblem } from '@crud-master/test-support/problem';
+import { expect } from 'chai';
 import type { ApiGateway } from '../src/app.js';
 import { gatewayUnderTest } from './gateway-under-test.js';
 

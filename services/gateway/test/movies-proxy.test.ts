@@ -1,8 +1,8 @@
-import { expect } from 'chai';
 import { unique } from '@crud-master/test-support/env';
 import { request, urlOf } from '@crud-master/test-support/http';
 import { closedPort, silentPeer } from '@crud-master/test-support/network';
 import { expectProblem } from '@crud-master/test-support/problem';
+import { expect } from 'chai';
 import { gatewayUnderTest } from './gateway-under-test.js';
 
 describe('api-gateway: the /api/movies proxy', () => {

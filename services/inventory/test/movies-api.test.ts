@@ -1,13 +1,13 @@
 import { ConfigError } from '@crud-master/shared';
 import { createDatabasePool, migrate } from '@crud-master/shared/database';
-import { expect } from 'chai';
-import type { DatabasePool } from 'slonik';
-import { sql } from 'slonik';
 import { testEnv, unique } from '@crud-master/test-support/env';
 import { request, urlOf } from '@crud-master/test-support/http';
 import { moved, scrape } from '@crud-master/test-support/metrics';
 import { relay } from '@crud-master/test-support/network';
 import { expectProblem } from '@crud-master/test-support/problem';
+import { expect } from 'chai';
+import type { DatabasePool } from 'slonik';
+import { sql } from 'slonik';
 import { type InventoryApi, start } from '../src/app.js';
 import { loadConfig, MIGRATIONS_DIR } from '../src/config.js';
 import { PAGE_SIZE_MAX } from '../src/domain/movies.js';
