@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { unique } from '@crud-master/test-support/env';
 import { onHost } from '@crud-master/test-support/hosts';
-import { eventually, request } from '@crud-master/test-support/http';
+import { eventually, request, untilReady } from '@crud-master/test-support/http';
 import { management, managementAuth, orderCounts } from '@crud-master/test-support/operator';
 import { billingQueue, stack } from '@crud-master/test-support/stack';
 import { expect } from 'chai';
@@ -148,7 +148,7 @@ describe('the deployed stack under broker faults', function () {
       rabbitmqctl('eval', restored);
     }
     await everyOnce([key], 60_000, 'the order in billing_db once the database is back');
-    await eventually(async () => ((await request(`${billingHealth}/readyz`)).status === 200 ? true : undefined), 30_000, 'billing-consumer ready');
+    await untilReady(billingHealth, 30_000, 'billing-consumer ready');
     console.log(`      consuming on a new connection ${closedAfter} s after the order; consumer_timeout restored to ${previous ?? 'unset'}`);
   });
 });

@@ -36,3 +36,7 @@ export async function eventually<T>(probe: () => Promise<T | undefined> | T | un
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
+
+/** Polls `${base}/readyz` until the service answers 200 (up, and its database or broker reachable). */
+export const untilReady = (base: string, timeoutMs = 10_000, what = `${base} to be ready`): Promise<true> =>
+  eventually(async () => ((await request(`${base}/readyz`)).status === 200 ? true : undefined), timeoutMs, what);

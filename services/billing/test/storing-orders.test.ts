@@ -1,5 +1,5 @@
 import { unique } from '@crud-master/test-support/env';
-import { eventually, request, urlOf } from '@crud-master/test-support/http';
+import { eventually, request, untilReady, urlOf } from '@crud-master/test-support/http';
 import { relay } from '@crud-master/test-support/network';
 import { expectProblem } from '@crud-master/test-support/problem';
 import { expect } from 'chai';
@@ -72,6 +72,6 @@ describe('billing-consumer: storing orders', () => {
   it('When the database and broker are reachable, then /healthz and /readyz answer 200', async () => {
     const url = urlOf(billing.consumer!.server);
     expect((await request(`${url}/healthz`)).status).to.equal(200);
-    await eventually(async () => ((await request(`${url}/readyz`)).status === 200 ? true : undefined), 5_000, 'ready');
+    await untilReady(url, 5_000, 'ready');
   });
 });

@@ -1,5 +1,5 @@
 import { unique } from '@crud-master/test-support/env';
-import { eventually, request, urlOf } from '@crud-master/test-support/http';
+import { request, untilReady, urlOf } from '@crud-master/test-support/http';
 import { closedPort, silentPeer } from '@crud-master/test-support/network';
 import { expectProblem } from '@crud-master/test-support/problem';
 import { allStringsOrder, typedOrder } from '@crud-master/test-support/seed';
@@ -105,7 +105,7 @@ describe('api-gateway: POST /api/billing', () => {
       const missing = unique('billing-missing');
       const orphan = await gw.startGateway({ RABBITMQ_QUEUE: missing });
       try {
-        await eventually(async () => ((await request(`${urlOf(orphan.server)}/readyz`)).status === 200 ? true : undefined), 10_000, 'connected');
+        await untilReady(urlOf(orphan.server), 10_000, 'connected');
         for (let i = 0; i < 3; i++) {
           const reply = await request(`${urlOf(orphan.server)}/api/billing`, { method: 'POST', json: { user_id: 'u', number_of_items: 1, total_amount: 1 } });
           expectProblem(reply, 503, /not accepted/);

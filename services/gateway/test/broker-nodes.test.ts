@@ -1,6 +1,6 @@
 import { ConfigError } from '@crud-master/shared';
 import { testEnv, unique } from '@crud-master/test-support/env';
-import { eventually, request, urlOf } from '@crud-master/test-support/http';
+import { eventually, request, untilReady, urlOf } from '@crud-master/test-support/http';
 import { relay, spareLoopback } from '@crud-master/test-support/network';
 import { expectProblem } from '@crud-master/test-support/problem';
 import { expect } from 'chai';
@@ -16,7 +16,7 @@ describe('api-gateway: POST /api/billing with several RabbitMQ nodes', () => {
   const postOrder = (url: string, key = unique('nodes')) => request(`${url}/api/billing`, { method: 'POST', headers: { 'Idempotency-Key': key }, json: anOrder });
   const readyGateway = async (hosts: string[], overrides: Record<string, string | number> = {}) => {
     const service = await gw.startGateway({ RABBITMQ_HOST: hosts.join(','), ...overrides });
-    await eventually(async () => ((await request(`${urlOf(service.server)}/readyz`)).status === 200 ? true : undefined), 10_000, 'connected to a node');
+    await untilReady(urlOf(service.server), 10_000, 'connected to a node');
     return service;
   };
   const queuedIds = async () => {
@@ -44,7 +44,7 @@ describe('api-gateway: POST /api/billing with several RabbitMQ nodes', () => {
       node.cut();
       node.restore();
       await eventually(async () => ((await request(`${urlOf(gatewayOfTwo.server)}/readyz`)).status === 503 ? true : undefined), 5_000, 'the drop seen');
-      await eventually(async () => ((await request(`${urlOf(gatewayOfTwo.server)}/readyz`)).status === 200 ? true : undefined), 10_000, 'back on the live node');
+      await untilReady(urlOf(gatewayOfTwo.server), 10_000, 'back on the live node');
       expect((await postOrder(urlOf(gatewayOfTwo.server))).status).to.equal(202);
       expect(await queuedIds()).to.have.length(2);
     } finally {
@@ -67,7 +67,7 @@ describe('api-gateway: POST /api/billing with several RabbitMQ nodes', () => {
       expectProblem(reply, 503, /not accepted/);
       expect(reply.body.message_id, 'the key to retry with').to.equal(key);
       expect(reply.ms, 'answered when the connection dropped').to.be.below(5_000);
-      await eventually(async () => ((await request(`${urlOf(gatewayOfTwo.server)}/readyz`)).status === 200 ? true : undefined), 10_000, 'on the other node');
+      await untilReady(urlOf(gatewayOfTwo.server), 10_000, 'on the other node');
       const next = unique('after-failover');
       expect((await postOrder(urlOf(gatewayOfTwo.server), next)).status).to.equal(202);
       // the node had queued the unconfirmed order: a retry with its message_id makes it one order in billing_db

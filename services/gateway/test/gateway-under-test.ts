@@ -1,7 +1,7 @@
 import { deadLetterQueueOf } from '@crud-master/shared';
 import { openBroker, type TestBroker } from '@crud-master/test-support/broker';
 import { testEnv, unique } from '@crud-master/test-support/env';
-import { eventually, request, urlOf } from '@crud-master/test-support/http';
+import { untilReady, urlOf } from '@crud-master/test-support/http';
 import { type InventoryApi, start as startInventory } from '../../inventory/src/app.js';
 import { loadConfig as loadInventoryConfig } from '../../inventory/src/config.js';
 import { type ApiGateway, start } from '../src/app.js';
@@ -32,7 +32,7 @@ export function gatewayUnderTest() {
     under.base = urlOf(under.gateway.server);
     under.broker = await openBroker();
     await under.broker.declare(queue);
-    await eventually(async () => ((await request(`${under.base}/readyz`)).status === 200 ? true : undefined), 10_000, 'the gateway to be ready');
+    await untilReady(under.base, 10_000, 'the gateway to be ready');
   });
 
   after(async () => {

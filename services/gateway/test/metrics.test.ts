@@ -1,5 +1,5 @@
 import { unique } from '@crud-master/test-support/env';
-import { eventually, request, urlOf } from '@crud-master/test-support/http';
+import { request, untilReady, urlOf } from '@crud-master/test-support/http';
 import { moved, scrape } from '@crud-master/test-support/metrics';
 import { closedPort } from '@crud-master/test-support/network';
 import { expectProblem } from '@crud-master/test-support/problem';
@@ -42,7 +42,7 @@ describe('api-gateway: metrics', () => {
     const cutOff = await gw.startGateway({ RABBITMQ_PORT: await closedPort(), PUBLISH_TIMEOUT_MS: 300 });
     const orphan = await gw.startGateway({ RABBITMQ_QUEUE: unique('billing-missing') });
     try {
-      await eventually(async () => ((await request(`${urlOf(orphan.server)}/readyz`)).status === 200 ? true : undefined), 10_000, 'connected');
+      await untilReady(urlOf(orphan.server), 10_000, 'connected');
       for (const service of [cutOff, orphan]) expectProblem(await postOrder(urlOf(service.server), anOrder), 503);
       const [down, returned] = await Promise.all([scrape(metricsUrlOf(cutOff)), scrape(metricsUrlOf(orphan))]);
       const none = new Map<string, number>();
