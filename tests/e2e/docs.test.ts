@@ -2,7 +2,6 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import '@crud-master/test-support/env';
 import { stack } from '@crud-master/test-support/stack';
 import { expect } from 'chai';
 import { parse } from 'yaml';

@@ -1,4 +1,3 @@
-import '@crud-master/test-support/env';
 import { hostsWithApps, onHost, spawnOnHost, type Host } from '@crud-master/test-support/hosts';
 import { eventually } from '@crud-master/test-support/http';
 import { pm2ProcessesOn } from '@crud-master/test-support/pm2';

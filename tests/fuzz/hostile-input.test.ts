@@ -1,4 +1,3 @@
-import '@crud-master/test-support/env';
 import { restartsByApp } from '@crud-master/test-support/pm2';
 import { type RawReply, type RawRequest, rawRequest } from '@crud-master/test-support/raw-http';
 import { stack } from '@crud-master/test-support/stack';
