@@ -1,5 +1,5 @@
 // PM2 apps of crud-master. Each VM starts its own with `pm2 startOrReload ecosystem.config.cjs --only <name>`;
-// `make local` starts all three on one host. Each app reads its env file, written by the Ansible deploy role.
+// `make local` starts all three on one host. Each app reads its env file, written by the Ansible role crud_service.
 const envDir = process.env.CRUD_MASTER_ENV_DIR || '/etc/crud-master';
 
 // V8 would grow the young generation to 64 MB under load and the old one by generous steps, and keep the pages once
