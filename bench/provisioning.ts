@@ -1,13 +1,15 @@
 /** Times `make local-idempotent`, a provisioning run with nothing to change, when it would really change nothing. */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { parse } from 'yaml';
 import { env, log, root, round } from './config.js';
 
 /** The files that a provisioning run would copy to /opt/crud-master: none, or it is not a "nothing to change" run. */
 function deployDrift(): string[] {
   const dest = '/opt/crud-master/';
   if (!existsSync(dest)) return ['/opt/crud-master does not exist'];
-  const excludes = ['.git/', '.vagrant/', '.env', '.deploy/', 'node_modules/', 'dist/', '*.tsbuildinfo', '*.log', 'coverage/', '.test-results/', 'ansible/', 'roles/'];
+  // what the build role leaves out of its copy
+  const excludes = (parse(readFileSync(`${root}roles/crud_build/defaults/main.yml`, 'utf8')) as { crud_build_sync_excludes: string[] }).crud_build_sync_excludes;
   const out = execFileSync(
     'rsync',
     ['-rlpn', '--checksum', '--delete', '-i', '--omit-dir-times', '--filter=:-_.gitignore', ...excludes.map((e) => `--exclude=${e}`), root, dest],
