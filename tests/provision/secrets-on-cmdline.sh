@@ -11,17 +11,19 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 [ "$#" -gt 0 ] || { echo "usage: $0 COMMAND…" >&2; exit 2; }
 
+# shellcheck source=ansible/dotenv.sh
+. ansible/dotenv.sh
 # The secrets of .env (made by `make .env` when missing: the command may make it, so read it once it exists).
 declare -A secrets=()
 load_secrets() {
-  local line name value
+  local -A vars=()
+  local name
   [ -f .env ] || return 0
-  while IFS= read -r line || [ -n "$line" ]; do
-    [[ $line =~ ^(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*_(PASSWORD|COOKIE))=[\"\']?(.*[^\"\'])[\"\']?$ ]] || continue
-    name=${BASH_REMATCH[2]} value=${BASH_REMATCH[4]}
+  dotenv_read .env vars
+  for name in "${!vars[@]}"; do
     # Short values would match by chance; `make .env` makes 32 hex digits.
-    [ "${#value}" -ge 8 ] && secrets[$name]=$value
-  done < .env
+    [[ $name =~ _(PASSWORD|COOKIE)$ ]] && [ "${#vars[$name]}" -ge 8 ] && secrets[$name]=${vars[$name]}
+  done
 }
 
 findings=$(mktemp)
