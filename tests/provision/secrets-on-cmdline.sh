@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs a command (the provisioning: `make local`) while it samples every process's command line (/proc/*/cmdline)
+# Runs a command (the provisioning: ansible/local.sh) while it samples every process's command line (/proc/*/cmdline)
 # every few milliseconds, and fails if any *_PASSWORD or *_COOKIE value of .env appears in one: any user on the host
 # can read every command line (ps), so a secret passed as an argument is a secret handed out.
 #
