@@ -1,8 +1,8 @@
 # crud-master — `make help` lists the targets.
 #
-# Every target first makes .env from .env.example when it is missing, or adds the variables it lacks (the
-# `-include .env` below: GNU make updates an included file before anything else), with a random value in each empty
-# *_PASSWORD and *_COOKIE; the values .env has stay.
+# The targets that read .env first make it from .env.example when it is missing, or add the variables it lacks
+# (ansible/make-env.sh: a random value in each empty *_PASSWORD and *_COOKIE; the values .env has stay). The others,
+# `make help` among them, leave .env alone.
 # The targets install what they need from Debian/Ubuntu packages when it is missing (as root, or through sudo).
 
 SHELL := /bin/bash
@@ -44,8 +44,6 @@ define apt_ensure
 	fi
 endef
 
--include .env
-
 ##@ Help
 
 .PHONY: help
@@ -58,32 +56,9 @@ help: ## List the targets
 ##@ Setup
 
 .env: .env.example FORCE ## Make .env from .env.example (random *_PASSWORD and *_COOKIE values); add to it the variables it lacks
-	@umask 077; \
-	have=""; [ -f .env ] && have=$$(sed -nE 's/^(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=.*/\2/p' .env); \
-	added=""; \
-	while IFS= read -r line || [ -n "$$line" ]; do \
-	  name=$$(sed -nE 's/^([A-Za-z_][A-Za-z0-9_]*)=.*/\1/p' <<<"$$line"); \
-	  if [ -f .env ]; then \
-	    [ -n "$$name" ] && ! grep -qxF "$$name" <<<"$$have" || continue; \
-	    added="$$added $$name"; \
-	  fi; \
-	  case "$$line" in \
-	    [A-Za-z_]*_PASSWORD=|[A-Za-z_]*_COOKIE=) \
-	      secret="$$(openssl rand -hex 16 2>/dev/null || od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"; \
-	      printf '%s%s\n' "$$line" "$$secret" ;; \
-	    *) printf '%s\n' "$$line" ;; \
-	  esac; \
-	done < .env.example > .env.tmp; \
-	if [ ! -f .env ]; then \
-	  mv .env.tmp .env; echo "Made .env from .env.example (each empty *_PASSWORD and *_COOKIE got a random value)."; \
-	elif [ -n "$$added" ]; then \
-	  { cat .env; printf '\n# Added from .env.example by make\n'; cat .env.tmp; } > .env.new && mv .env.new .env; \
-	  rm -f .env.tmp; echo "Added to .env from .env.example:$$added (each empty *_PASSWORD and *_COOKIE got a random value)."; \
-	else \
-	  rm -f .env.tmp; \
-	fi
+	@ansible/make-env.sh
 
-# .env is checked at every run (FORCE); make reads it again only when it changed.
+# .env is checked by every target that needs it (FORCE): it gains the variables a newer .env.example brought.
 .PHONY: FORCE
 FORCE:
 
@@ -119,10 +94,11 @@ deps-lint: deps-ansible ## Install ansible-lint, yamllint and ruby when missing
 # Vagrant's provider: virtualbox (VMs), or docker (systemd containers from `make box`, for hosts without VirtualBox).
 PROVIDER ?= virtualbox
 # The billing VMs of .env: billing-vm, then billing-vm-2 … billing-vm-N (BILLING_VM_COUNT, 1 by default).
-BILLING_VMS := $(strip billing-vm $(addprefix billing-vm-,$(shell seq 2 $(or $(BILLING_VM_COUNT),1) 2>/dev/null)))
+# Expanded by the recipes that use it, once .env is made.
+BILLING_VMS = $(shell . ansible/dotenv.sh && billing_vm_names .env)
 # The billing VMs and inventory-vm come up first (the docker provider in parallel): gateway-vm's deploy waits until
 # inventory-api and RabbitMQ answer.
-BACKEND_VMS := $(BILLING_VMS) inventory-vm
+BACKEND_VMS = $(BILLING_VMS) inventory-vm
 
 # The VMs' SSH host keys, pinned for `make provision` (inventory.ini checks them strictly).
 KNOWN_HOSTS := .vagrant/known_hosts
@@ -135,7 +111,7 @@ up: .env inventory $(if $(filter docker,$(PROVIDER)),box) ## Create and provisio
 
 # Read over `vagrant ssh`'s own channel (authenticated by the key Vagrant made for each machine), once per `make up`.
 .PHONY: known-hosts
-known-hosts: ## Pin the running VMs' SSH host keys for make provision (.vagrant/known_hosts)
+known-hosts: .env ## Pin the running VMs' SSH host keys for make provision (.vagrant/known_hosts)
 	vagrant ssh-config > .vagrant/ssh_config
 	for vm in $$(awk '/^Host / { print $$2 }' .vagrant/ssh_config); do \
 	  ssh -F .vagrant/ssh_config "$$vm" cat /etc/ssh/ssh_host_ed25519_key.pub | awk -v vm="$$vm" '{ print vm, $$1, $$2 }'; \
@@ -146,9 +122,10 @@ known-hosts: ## Pin the running VMs' SSH host keys for make provision (.vagrant/
 $(KNOWN_HOSTS):
 	$(MAKE) known-hosts
 
-# inventory.ini's [billing] hosts follow .env (BILLING_VM_COUNT, BILLING_VM_IP); the file changes only when they differ.
+# inventory.ini's [billing] hosts follow BILLING_VM_COUNT of .env (their addresses come from .env through
+# group_vars/all.yml); the file changes only when they differ.
 .PHONY: inventory
-inventory: .env ## Write the [billing] hosts of inventory.ini from .env (billing-vm … billing-vm-N)
+inventory: .env ## Write the [billing] host names of inventory.ini from .env (billing-vm … billing-vm-N)
 	@ansible/billing-inventory.sh .env $(VM_INVENTORY)
 
 .PHONY: box
@@ -164,7 +141,7 @@ provision-idempotent: .env inventory deps-ansible $(KNOWN_HOSTS) ## Re-run the p
 	ansible/check-idempotent.sh $(VM_INVENTORY) -e vagrant_provider=$(PROVIDER) $(ANSIBLE_ARGS)
 
 .PHONY: destroy
-destroy: ## Destroy the VMs (vagrant destroy -f): with PROVIDER=docker, their containers and network too
+destroy: .env ## Destroy the VMs (vagrant destroy -f): with PROVIDER=docker, their containers and network too
 	vagrant destroy -f
 	rm -f $(KNOWN_HOSTS) .vagrant/ssh_config
 
@@ -172,9 +149,7 @@ destroy: ## Destroy the VMs (vagrant destroy -f): with PROVIDER=docker, their co
 
 .PHONY: local
 local: .env deps-ansible ## Provision THIS host: PostgreSQL, RabbitMQ, Node.js, PM2 and the three services
-	@started=$$(date +%s); \
-	ansible-playbook -i $(LOCAL_INVENTORY) $(PLAYBOOK) $(ANSIBLE_ARGS); \
-	echo "make local: provisioning took $$(( $$(date +%s) - started ))s"
+	@ansible/local.sh $(ANSIBLE_ARGS)
 
 .PHONY: local-idempotent
 local-idempotent: .env deps-ansible ## Run the playbook on this host again; fail unless it reports changed=0
@@ -212,8 +187,8 @@ CHAOS_ORDERS ?= 2000
 FUZZ_RUNS ?= 20000
 
 .PHONY: test
-test: .env deps-ansible deps-test ## Provision this host (make local, twice: changed=0), then every suite: component, e2e, fuzz, chaos, Postman
-	tests/run-all.sh
+test: .env deps-ansible deps-test ## Provision this host (make local, twice: changed=0), then every suite: component, e2e, fuzz, chaos, Postman, the Vagrant stages
+	SCALE_BILLING_VMS=$(SCALE_BILLING_VMS) tests/run-all.sh
 
 # The suites and make bench import the services' compiled output (services/*/dist: @crud-master/shared, main.js),
 # which only a build makes; tsc -b rebuilds only what changed.

@@ -7,9 +7,9 @@ import { expect } from 'chai';
  * Nothing that root reads, runs, chowns or writes while provisioning may be writable by the service
  * user or the build user. As each of them, a link is planted at every path it can write under the deploy, state and
  * build folders (each entry of each folder it can write is set aside and replaced by a link to a root-owned canary
- * folder or file, plus the names of the deploy state such as `.deploy`); then the host is provisioned (`make local`),
- * and no file outside those folders may have changed owner or mode, and the canaries not at all. Then everything is
- * put back and provisioned again.
+ * folder or file, plus the names of the deploy state such as `.deploy`); then the host is provisioned
+ * (ansible/local.sh, as `make local`), and no file outside those folders may have changed owner or mode, and the
+ * canaries not at all. Then everything is put back and provisioned again.
  * This host only (make test runs it after the end-to-end suite): it provisions the host twice (~4 min).
  */
 const repo = fileURLToPath(new URL('../..', import.meta.url));
@@ -26,10 +26,10 @@ const LIVE = new Set(['.pm2', 'rpc.sock', 'pub.sock', 'pm2.pid']);
 const ASIDE = '.planted-aside';
 
 const run = (file: string, args: string[]) => execFileSync(file, args, { encoding: 'utf8', maxBuffer: 1 << 28 });
-/** `make local` with more ansible-playbook arguments: its exit code and the end of its output. */
-function provision(ansibleArgs = ''): { status: number | null; tail: string } {
-  const make = spawnSync('make', ['--no-print-directory', 'local', `ANSIBLE_ARGS=${ansibleArgs}`], { cwd: repo, encoding: 'utf8', maxBuffer: 1 << 28 });
-  return { status: make.status, tail: `${make.stdout}${make.stderr}`.split('\n').slice(-14).join('\n') };
+/** `make local`'s provisioning (ansible/local.sh) with more ansible-playbook arguments: exit code and output's end. */
+function provision(...ansibleArgs: string[]): { status: number | null; tail: string } {
+  const result = spawnSync(`${repo}ansible/local.sh`, ansibleArgs, { cwd: repo, encoding: 'utf8', maxBuffer: 1 << 28 });
+  return { status: result.status, tail: `${result.stdout}${result.stderr}`.split('\n').slice(-14).join('\n') };
 }
 /** Undoes one plant: the link goes, the entry set aside comes back. */
 const unplant = ({ user, path }: { user: string; path: string }) =>
@@ -82,7 +82,7 @@ describe('privileges of the deployment (a re-provisioning with links planted by 
     }
     // The whole play, then the deploy alone: a role that stops on a planted link (which is fine) must not hide
     // what the later roles would do.
-    attacks = [provision(), provision('--tags deploy')];
+    attacks = [provision(), provision('--tags', 'deploy')];
     console.log(`      provisioning runs with the links in place: ${planted.length} links, exit codes ${attacks.map((a) => a.status).join(', ')}`);
   });
 

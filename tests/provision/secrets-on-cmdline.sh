@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs a command (the provisioning: `make local`) while it samples every process's command line (/proc/*/cmdline)
+# Runs a command (the provisioning: ansible/local.sh) while it samples every process's command line (/proc/*/cmdline)
 # every few milliseconds, and fails if any *_PASSWORD or *_COOKIE value of .env appears in one: any user on the host
 # can read every command line (ps), so a secret passed as an argument is a secret handed out.
 #
@@ -11,17 +11,19 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 [ "$#" -gt 0 ] || { echo "usage: $0 COMMAND…" >&2; exit 2; }
 
+# shellcheck source=ansible/dotenv.sh
+. ansible/dotenv.sh
 # The secrets of .env (made by `make .env` when missing: the command may make it, so read it once it exists).
 declare -A secrets=()
 load_secrets() {
-  local line name value
+  local -A vars=()
+  local name
   [ -f .env ] || return 0
-  while IFS= read -r line || [ -n "$line" ]; do
-    [[ $line =~ ^(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*_(PASSWORD|COOKIE))=[\"\']?(.*[^\"\'])[\"\']?$ ]] || continue
-    name=${BASH_REMATCH[2]} value=${BASH_REMATCH[4]}
+  dotenv_read .env vars
+  for name in "${!vars[@]}"; do
     # Short values would match by chance; `make .env` makes 32 hex digits.
-    [ "${#value}" -ge 8 ] && secrets[$name]=$value
-  done < .env
+    [[ $name =~ _(PASSWORD|COOKIE)$ ]] && [ "${#vars[$name]}" -ge 8 ] && secrets[$name]=${vars[$name]}
+  done
 }
 
 findings=$(mktemp)

@@ -1,0 +1,16 @@
+import { writeFileSync } from 'node:fs';
+import Mocha from 'mocha';
+
+/**
+ * mocha's spec output, and the run's counts (mocha's stats: tests, passes, failures, pending) as JSON in the file of
+ * the reporter option `stats`, which tests/run-all.sh and the Vagrant stage count from (tests/counts.sh):
+ *   mocha --reporter tests/stats-reporter.ts --reporter-option stats=FILE …
+ * A run that dies before its end writes no file.
+ */
+export default class StatsReporter extends Mocha.reporters.Spec {
+  constructor(runner: Mocha.Runner, options?: Mocha.MochaOptions) {
+    super(runner, options);
+    const file = (options?.reporterOptions as { stats?: string } | undefined)?.stats;
+    if (file) runner.once(Mocha.Runner.constants.EVENT_RUN_END, () => writeFileSync(file, `${JSON.stringify(this.stats)}\n`));
+  }
+}

@@ -1,0 +1,65 @@
+# Sourced by vagrant-stage.sh: each guest runs systemd and the pinned Node.js, is at the address of .env that
+# inventory.ini resolves to, and the gateway's settings name the other machines. Sets vm_ip (machine: address).
+
+step "the guests"
+for vm in "${machines[@]}"; do
+  facts=$(on_vm "$vm" sh -c 'echo "$(ps -o comm= -p 1) $(systemctl is-system-running) $(node --version)"' 2>&1)
+  if [ "$facts" = "systemd running v$pinned_node" ]; then
+    pass "$vm: systemd is PID 1 and running; node --version is v$pinned_node"
+  else
+    fail "$vm: systemd running and Node.js v$pinned_node (roles/node, node_version)" "PID 1, system state, node --version: $facts
+$(on_vm "$vm" systemctl list-units --failed --plain --no-legend 2>&1 | head -5)"
+  fi
+done
+
+# Where inventory.ini sends make provision: each machine's ansible_host, which Ansible takes from .env
+# (crud_master_vm_ips of group_vars/all.yml). The later phases reach the guests there.
+declare -A vm_ip=()
+resolved=$(cd "$checkout" && ANSIBLE_CONFIG=ansible/ansible.cfg \
+  ansible -i inventory.ini --playbook-dir ansible all -m debug -a var=ansible_host -o 2>&1)
+while read -r vm ip; do vm_ip[$vm]=$ip; done \
+  < <(sed -nE 's/^([^ ]+) \| SUCCESS => .*"ansible_host": "([^"]+)".*/\1 \2/p' <<<"$resolved")
+for vm in "${machines[@]}"; do
+  [ -n "${vm_ip[$vm]:-}" ] || abort "inventory.ini resolves $vm's address" "ansible ad hoc on inventory.ini: $(tail -3 <<<"$resolved")"
+done
+# Each guest has its .env address on the private network, and inventory.ini resolves it there: GATEWAY_VM_IP, …,
+# billing-vm-k at BILLING_VM_IP's last octet + k - 1.
+for vm in "${machines[@]}"; do
+  if [[ $vm == billing-vm-* ]]; then
+    key="BILLING_VM_IP + ${vm#billing-vm-} - 1"
+    want="${BILLING_VM_IP%.*}.$(( ${BILLING_VM_IP##*.} + ${vm#billing-vm-} - 1 ))"
+  else
+    key=$(tr '[:lower:]-' '[:upper:]_' <<<"${vm%-vm}")_VM_IP
+    want=${!key}
+  fi
+  has=$(on_vm "$vm" hostname -I 2>&1)
+  if [[ " $has " == *" $want "* ]] && [ "${vm_ip[$vm]}" = "$want" ]; then
+    pass "$vm is at $want ($key of .env), where inventory.ini resolves it"
+  else
+    fail "$vm is at $want ($key of .env), where inventory.ini resolves it" \
+      "$vm has the addresses: $has; .env $key=$want; inventory.ini's ansible_host resolves to ${vm_ip[$vm]}. The Vagrantfile and group_vars/all.yml (crud_master_vm_ips) must derive the same address from .env, inside the private network of the other machines."
+  fi
+done
+
+gateway_env=$(on_vm gateway-vm cat /etc/crud-master/api-gateway.env 2>&1)
+env_value() { printf '%s\n' "$gateway_env" | sed -n "s/^$1=//p" | tr -d "\"'" | tail -1; }
+want_inventory_url="http://$INVENTORY_VM_IP:$INVENTORY_API_PORT"
+# Every billing VM's broker, billing-vm first.
+want_brokers=$(for vm in "${billing_vms[@]}"; do echo "${vm_ip[$vm]}"; done | paste -sd,)
+message=""
+[ "$(env_value INVENTORY_API_URL)" = "$want_inventory_url" ] || message="INVENTORY_API_URL=$(env_value INVENTORY_API_URL), expected $want_inventory_url (INVENTORY_VM_IP:INVENTORY_API_PORT of .env). "
+[ "$(env_value RABBITMQ_HOST)" = "$want_brokers" ] || message="${message}RABBITMQ_HOST=$(env_value RABBITMQ_HOST), expected $want_brokers (BILLING_VM_IP of .env, and the addresses after it for BILLING_VM_COUNT=$billing_vm_count). "
+if [ -z "$message" ]; then
+  pass "gateway-vm's api-gateway targets inventory-vm ($want_inventory_url) and $([ "$scale" = 1 ] && echo "every billing VM's RabbitMQ" || echo "billing-vm's RabbitMQ") ($want_brokers)"
+else
+  fail "gateway-vm's api-gateway targets the other machines" \
+    "/etc/crud-master/api-gateway.env on gateway-vm: ${message}The play gives the gateway the wrong address of another machine (ansible/group_vars/all.yml: crud_master_inventory_ip, crud_master_billing_ip, crud_master_inventory_api_port)."
+fi
+
+reply=$(net_of gateway-vm curl -sS -m 5 -o /dev/null -w '%{http_code}' "$want_inventory_url/readyz" 2>&1)
+if [ "$reply" = 200 ]; then
+  pass "inventory-vm's inventory-api answers gateway-vm on $want_inventory_url (/readyz 200)"
+else
+  fail "inventory-vm's inventory-api answers gateway-vm on $want_inventory_url" \
+    "GET $want_inventory_url/readyz from gateway-vm: $reply. inventory-api does not listen on INVENTORY_VM_IP:INVENTORY_API_PORT, or is not ready."
+fi
