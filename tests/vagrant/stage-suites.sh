@@ -1,7 +1,7 @@
 # Sourced by vagrant-stage.sh: the suites against the guests, from the checkout's own client. The end-to-end suite
 # and the seed's scenario run with one billing VM only; the Postman collection and scale.test.ts always.
 
-wait "$client_job" || abort "client" "npm ci of the test client failed (log: $logs/npm-client.log)"
+wait "$client_job" || abort "client" "npm ci or tsc -b of the test client failed (log: $logs/npm-client.log)"
 # A mocha suite from the client, in the sandbox; it counts its own tests from the JSON of tests/stats-reporter.ts
 # (a run that dies before its end: one failure more).
 suite() { # NAME SECONDS [VAR=VALUE…] -- MOCHA_ARGUMENTS…

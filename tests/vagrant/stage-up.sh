@@ -49,8 +49,9 @@ read -ra billing_vms <<<"$(billing_vm_names "$checkout/.env")"
 [ "${#billing_vms[@]}" = "$billing_vm_count" ] || abort "setup" "$checkout/.env names ${#billing_vms[@]} billing VMs, not $billing_vm_count"
 machines=(gateway-vm inventory-vm "${billing_vms[@]}")
 pinned_node=$(sed -nE 's/^node_version:[[:space:]]*"?([0-9.]+)"?.*/\1/p' "$checkout/roles/node/defaults/main.yml")
-# The client of the tests runs from the same checkout, with its own node_modules (while the machines come up).
-(cd "$checkout" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error) > "$logs/npm-client.log" 2>&1 &
+# The client of the tests runs from the same checkout, with its own node_modules and build (the suites' helpers import
+# @crud-master/shared's dist), made while the machines come up.
+(cd "$checkout" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error && npx tsc -b) > "$logs/npm-client.log" 2>&1 &
 client_job=$!
 
 # ---------------------------------------------------------------------------------------------------------------

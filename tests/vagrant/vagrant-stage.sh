@@ -36,7 +36,8 @@ repo=$(cd "$here/../.." && pwd)
 source_dir=$(cd "${VAGRANT_STAGE_SOURCE:-$repo}" && pwd)
 billing_vm_count=${VAGRANT_STAGE_BILLING_VMS:-1}
 if [ "$billing_vm_count" -gt 1 ] 2>/dev/null; then scale=1; else scale=0; billing_vm_count=1; fi
-logs=${VAGRANT_STAGE_LOGS:-$repo/.test-results/vagrant$([ "$scale" = 1 ] && echo -scale)}
+# absolute: the suites write their reports from inside the stage's copy of the checkout
+logs=$(realpath -m "${VAGRANT_STAGE_LOGS:-$repo/.test-results/vagrant$([ "$scale" = 1 ] && echo -scale)}")
 keep=${VAGRANT_STAGE_KEEP:-0}
 sandbox=$here/sandbox.sh
 export VAGRANT_CHECKPOINT_DISABLE=1 ANSIBLE_NOCOLOR=1
