@@ -5,14 +5,21 @@
 # privileges of the deployment (links planted before a provisioning run), the hostile-input fuzz and the chaos test;
 # last, the Vagrant stage (tests/vagrant/vagrant-stage.sh: the three machines of the Vagrantfile with the docker
 # provider), and again with three billing VMs (as make scale-test: five machines). Every step runs even when an
-# earlier one failed; each counts from its runner's JSON report (tests/counts.sh), and the last line sums them all:
-# `tests: N passed, M failed`.
+# earlier one failed; each counts from its runner's JSON report (tests/counts.sh). The end lists what failed (each
+# check, test or stage check by name), and the last line sums them all: `tests: N passed, M failed`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 results=.test-results
 rm -rf "$results" && mkdir -p "$results"
 passed=0
 failed=0
+what_failed=()
+# NAME: adds what the last add_counts found failed to the list of the end (five of it at most).
+name_failures() {
+  local what
+  for what in "${run_failures[@]:0:5}"; do what_failed+=("$1: $what"); done
+  [ "${#run_failures[@]}" -le 5 ] || what_failed+=("$1: and $(( ${#run_failures[@]} - 5 )) more (log: $results/$1.log)")
+}
 
 # A check counts as one test: its command's exit code.
 check() {
@@ -22,6 +29,7 @@ check() {
     passed=$((passed + 1)); echo "==> $name: passed"
   else
     failed=$((failed + 1)); echo "==> $name: FAILED (log: $results/$name.log)"
+    what_failed+=("$name (log: $results/$name.log)")
   fi
 }
 
@@ -35,6 +43,7 @@ suite() {
   npx mocha --reporter tests/stats-reporter.ts --reporter-option "stats=$results/$name.json" "$@" 2>&1 \
     | tee "$results/$name.log"
   add_counts mocha "$results/$name.json" "${PIPESTATUS[0]}"
+  name_failures "$name"
 }
 
 # The Postman collection counts its pm.test assertions, from newman's JSON report.
@@ -43,6 +52,7 @@ postman() {
   npx newman run postman/crud-master.postman_collection.json --env-var "baseUrl=${BASE_URL:-http://localhost:8080}" \
     --reporters cli,json --reporter-json-export "$results/postman.json" 2>&1 | tee "$results/postman.log"
   add_counts newman "$results/postman.json" "${PIPESTATUS[0]}"
+  name_failures postman
 }
 
 # A Vagrant stage counts its own checks, in the counts.json of its logs ($results/NAME/): NAME [SETTING=VALUE…]
@@ -51,6 +61,7 @@ vagrant_stage() {
   echo "==> $name"
   env VAGRANT_STAGE_LOGS="$results/$name" "$@" tests/vagrant/vagrant-stage.sh 2>&1 | tee "$results/$name.log"
   add_counts stage "$results/$name/counts.json" "${PIPESTATUS[0]}"
+  name_failures "$name"
 }
 
 # The first provisioning runs under a sampler of every process's command line: no .env secret may appear on one.
@@ -72,5 +83,9 @@ vagrant_stage vagrant
 # Three billing VMs by default (make test passes SCALE_BILLING_VMS): one RabbitMQ cluster, quorum queues.
 vagrant_stage vagrant-scale VAGRANT_STAGE_BILLING_VMS="${SCALE_BILLING_VMS:-3}"
 
+if [ "${#what_failed[@]}" -gt 0 ]; then
+  echo "what failed:"
+  printf '  - %s\n' "${what_failed[@]}"
+fi
 echo "tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -2,8 +2,9 @@ import { writeFileSync } from 'node:fs';
 import Mocha from 'mocha';
 
 /**
- * mocha's spec output, and the run's counts (mocha's stats: tests, passes, failures, pending) as JSON in the file of
- * the reporter option `stats`, which tests/run-all.sh and the Vagrant stage count from (tests/counts.sh):
+ * mocha's spec output, and the run's counts (mocha's stats: tests, passes, failures, pending) with the full title of
+ * each failed test or hook (failedTitles) as JSON in the file of the reporter option `stats`, which
+ * tests/run-all.sh and the Vagrant stage count from (tests/counts.sh):
  *   mocha --reporter tests/stats-reporter.ts --reporter-option stats=FILE …
  * A run that dies before its end writes no file.
  */
@@ -11,6 +12,9 @@ export default class StatsReporter extends Mocha.reporters.Spec {
   constructor(runner: Mocha.Runner, options?: Mocha.MochaOptions) {
     super(runner, options);
     const file = (options?.reporterOptions as { stats?: string } | undefined)?.stats;
-    if (file) runner.once(Mocha.Runner.constants.EVENT_RUN_END, () => writeFileSync(file, `${JSON.stringify(this.stats)}\n`));
+    if (!file) return;
+    const failedTitles: string[] = [];
+    runner.on(Mocha.Runner.constants.EVENT_TEST_FAIL, (test) => failedTitles.push(test.fullTitle()));
+    runner.once(Mocha.Runner.constants.EVENT_RUN_END, () => writeFileSync(file, `${JSON.stringify({ ...this.stats, failedTitles })}\n`));
   }
 }

@@ -21,8 +21,8 @@
 # all down on every exit path.
 # This file holds the counting and the helpers; the phases are the stage-*.sh files beside it, sourced in order.
 #
-# The last line: `vagrant-stage: N passed, M failed`, also written as JSON to counts.json in the logs (tests/run-all.sh
-# reads it); the exit code is non-zero when anything failed.
+# The last line: `vagrant-stage: N passed, M failed`, also written as JSON to counts.json in the logs with what failed
+# (tests/run-all.sh reads it); the exit code is non-zero when anything failed.
 # Settings (environment):
 #   VAGRANT_STAGE_SOURCE  the checkout to deploy and test (this repository); e.g. a copy with a deliberate bug
 #   VAGRANT_STAGE_BILLING_VMS  how many billing VMs (BILLING_VM_COUNT of the checkout's .env): 1, the three-VM layout
@@ -64,7 +64,10 @@ summary() {
     echo "vagrant-stage: what failed:"
     printf '  - %s\n' "${failures[@]}" | cut -c1-600
   fi
-  mkdir -p "$logs" && printf '{"passed": %d, "failed": %d}\n' "$passed" "$failed" > "$logs/counts.json"
+  mkdir -p "$logs" && node -e '
+    const [passed, failed, ...failures] = process.argv.slice(1);
+    console.log(JSON.stringify({ passed: Number(passed), failed: Number(failed), failures }));
+  ' "$passed" "$failed" "${failures[@]}" > "$logs/counts.json"
   echo "vagrant-stage: $passed passed, $failed failed"
 }
 
