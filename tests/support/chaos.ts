@@ -20,16 +20,21 @@ const ORDER = JSON.stringify({ user_id: 'usr_chaos', number_of_items: 1, total_a
  * socket behind those the gateway holds for up to PUBLISH_TIMEOUT_MS, and reach it only once it is back, hiding 503s.
  */
 const openLoop = new Agent({ keepAlive: true });
+/**
+ * The retries, though, all start at once: at most 256 of them on the wire. Through the Vagrant stage's forwarded port
+ * (docker-proxy: 6 descriptors a connection, and it stops for good at the first EMFILE), 3,400 at once closed :8080.
+ */
+const retries = new Agent({ keepAlive: true, maxSockets: 256 });
 
 /** Posts one order with its Idempotency-Key; a 503's problem body carries the message_id to retry with. */
-export async function postOrder(gateway: string, key: string): Promise<{ outcome: Outcome; messageId?: string }> {
+export async function postOrder(gateway: string, key: string, agent = openLoop): Promise<{ outcome: Outcome; messageId?: string }> {
   try {
     const reply = await rawRequest(gateway, {
       method: 'POST',
       path: '/api/billing',
       headers: { 'content-type': 'application/json', 'idempotency-key': key },
       body: ORDER,
-    }, undefined, openLoop);
+    }, undefined, agent);
     if (reply.status === 202) return { outcome: 202 };
     if (reply.status === 503) {
       const messageId = (() => {
@@ -110,7 +115,8 @@ export async function sendOrdersUnderFaults({ gateway, rate, orders, faults, unt
 
 /**
  * Posts each order that was not accepted (a 503 or a connection error) again, as a client does: with the 503's
- * message_id (else its own key) as Idempotency-Key, every `delayMs`, until it gets a 202 or `attempts` run out.
+ * message_id (else its own key) as Idempotency-Key, every `delayMs`, until it gets a 202 or `attempts` run out; at
+ * most 256 of them on the wire at once.
  * Returns each order's final outcome.
  */
 export async function retryUntilAccepted(gateway: string, sent: Sent, attempts = 30, delayMs = 1000): Promise<Map<string, Outcome>> {
@@ -121,7 +127,7 @@ export async function retryUntilAccepted(gateway: string, sent: Sent, attempts =
       .map(async ([key]) => {
         const retryKey = sent.messageIds.get(key) ?? key;
         for (let attempt = 0; attempt < attempts; attempt++) {
-          const { outcome } = await postOrder(gateway, retryKey);
+          const { outcome } = await postOrder(gateway, retryKey, retries);
           final.set(key, outcome);
           if (outcome === 202) return;
           await sleep(delayMs);
@@ -149,6 +155,13 @@ export async function countsWhenDrained(countsOf: (keys: string[]) => Promise<nu
 
 /** How many orders had each outcome. */
 export const tally = (outcomes: Map<string, Outcome>, outcome: Outcome) => [...outcomes.values()].filter((o) => o === outcome).length;
+
+/** How many of these outcomes there are of each kind, e.g. { '503': 12, 'connection error': 2 }. */
+export const outcomeCounts = (outcomes: Iterable<Outcome>): Record<string, number> => {
+  const counts: Record<string, number> = {};
+  for (const outcome of outcomes) counts[outcome] = (counts[outcome] ?? 0) + 1;
+  return counts;
+};
 
 /** The outcomes that are neither a 202, nor one a client retries (a 503, a connection error). */
 export const unexpected = (outcomes: Map<string, Outcome>) => [...outcomes.values()].filter((o) => o !== 202 && o !== 503 && o !== 'connection error');

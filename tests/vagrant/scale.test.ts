@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { countsWhenDrained, retryUntilAccepted, sendOrdersUnderFaults, tally, unexpected, type Fault } from '@crud-master/test-support/chaos';
+import { countsWhenDrained, outcomeCounts, retryUntilAccepted, sendOrdersUnderFaults, tally, unexpected, type Fault } from '@crud-master/test-support/chaos';
 import { unique } from '@crud-master/test-support/env';
 import { eventually, request } from '@crud-master/test-support/http';
 import { countsPerKey, management, managementAuth, orderCountsQuery } from '@crud-master/test-support/operator';
@@ -144,7 +144,9 @@ describe(`billing on ${billingVms.length} billing VM(s) under broker faults${clu
     };
 
     const sent = await sendOrdersUnderFaults({ gateway, rate, orders: total, faults: [[3_000, faults]], untilFaultsDone: true, keyOf: (i) => `${prefix}-${i}` });
+    const retriesStarted = Date.now();
     const final = await retryUntilAccepted(gateway, sent);
+    const retrySeconds = (Date.now() - retriesStarted) / 1000;
     const keys = [...final.keys()];
     const accepted = keys.filter((key) => final.get(key) === 202);
     const { counts, drainSeconds } = await countsWhenDrained((some) => countsOf(prefix, some), accepted, DRAIN_LIMIT_MS);
@@ -158,9 +160,12 @@ describe(`billing on ${billingVms.length} billing VM(s) under broker faults${clu
       other: others.length,
       retriedTo202: accepted.length - tally(sent.outcomes, 202),
       unresolved: keys.length - accepted.length,
+      // what the last retry of each unresolved order got
+      unresolvedAs: outcomeCounts([...final.values()].filter((outcome) => outcome !== 202)),
       lost: counts.filter((n) => n === 0).length,
       duplicated: counts.filter((n) => n > 1).length,
       sendSeconds: sent.seconds,
+      retrySeconds,
       drainSeconds,
     };
     console.log(`      steps: ${steps.join('; ')}`);
