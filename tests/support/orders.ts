@@ -15,6 +15,15 @@ export async function openOrders() {
       FROM orders WHERE message_id = ANY(${sql.array(messageIds, 'text')}) ORDER BY id`);
   return {
     rowsOf,
+    /** The orders recorded as rejected under these message ids (a reused Idempotency-Key), oldest first. */
+    rejectedOf: async (messageIds: readonly string[]) =>
+      pool.any(sql.type(orderRow.extend({ reason: z.string() }))`
+        SELECT user_id, number_of_items, total_amount::text AS total_amount, message_id, reason
+        FROM rejected_orders WHERE message_id = ANY(${sql.array(messageIds, 'text')}) ORDER BY id`),
+    /** The dead letters held in billing_db under these message ids. */
+    heldOf: async (messageIds: readonly string[]) =>
+      pool.anyFirst(sql.type(z.object({ message_id: z.string() }))`
+        SELECT message_id FROM held_dead_letters WHERE message_id = ANY(${sql.array(messageIds, 'text')})`),
     /** How many rows each message id has: exactly once means 1 each. */
     countsOf: async (messageIds: readonly string[]) => {
       const rows = await rowsOf(messageIds);

@@ -2,10 +2,11 @@ import { closeServer, createLogger, createRegistry, listen, listenForMetrics, ty
 import { createDatabasePool, isDatabaseReachable } from '@crud-master/shared/database';
 import type { Server } from 'node:http';
 import type { Config } from './config.js';
+import { heldDeadLettersRepository } from './data-access/held-dead-letters.js';
 import { ordersRepository } from './data-access/orders-repository.js';
 import { startConsumer } from './entry-points/consumer.js';
 import { createHealthApp } from './entry-points/http.js';
-import { consumerMetrics, consumingGauge, deadLetteredByCause } from './metrics.js';
+import { consumerGauges, consumerMetrics, countsByCause } from './metrics.js';
 
 export interface BillingConsumer extends Service {
   server: Server;
@@ -18,17 +19,39 @@ export async function start(config: Config): Promise<BillingConsumer> {
   const pool = await createDatabasePool(config.db);
   const registry = createRegistry();
   const metrics = consumerMetrics(registry);
-  const consumer = startConsumer({ broker: config.broker, queueType: config.queueType, prefetch: config.prefetch, orders: ordersRepository(pool), metrics, logger });
-  const isConsuming = () => consumer.state.consuming && consumer.connection.isConnected();
-  consumingGauge(registry, isConsuming);
-  // ready while it consumes (a queue it migrates too) and its database answers; the details show the queues' type,
-  // a migration under way and the dead letters to an operator
+  const consumer = startConsumer({
+    broker: config.broker,
+    queueType: config.queueType,
+    prefetch: config.prefetch,
+    orders: ordersRepository(pool),
+    held: heldDeadLettersRepository(pool),
+    metrics,
+    logger,
+  });
+  const { state } = consumer;
+  consumerGauges(registry, {
+    isConsuming: consumer.isConsuming,
+    isStoreFailing: () => state.storeFailure !== undefined,
+    deadLettering: consumer.deadLettering,
+    maxLength: config.deadLetterMaxLength,
+  });
+  // Ready while it consumes (a queue it migrates too), its database answers, every batch is stored, and every dead
+  // letter was placed: an order that waits, or a dead letter held aside, is something an operator must look at.
   const readiness = async () => {
-    const { state } = consumer;
-    const [database, deadLetterDepth, deadLettered] = await Promise.all([isDatabaseReachable(pool), state.deadLetterDepth(), deadLetteredByCause(metrics)]);
-    const consuming = isConsuming();
-    const deadLetterQueue = { depth: deadLetterDepth, migrating: state.deadLetterQueueMigrating };
-    return { ready: consuming && database, details: { consuming, database, queue: { ...state.queue }, deadLetterQueue, deadLettered } };
+    const [database, { depth, held, oldestHeldSeconds }, deadLettered, heldAside] = await Promise.all([
+      isDatabaseReachable(pool),
+      consumer.deadLettering(),
+      countsByCause(metrics.deadLettered),
+      countsByCause(metrics.heldAside),
+    ]);
+    const consuming = consumer.isConsuming();
+    // blocked: the broker refused or did not confirm a dead letter, held in billing_db until the queue takes it
+    const blocked = held !== null && held > 0;
+    const deadLetterQueue = { depth, maxLength: config.deadLetterMaxLength, migrating: state.deadLetterQueueMigrating, blocked, held, oldestHeldSeconds };
+    return {
+      ready: consuming && database && !state.storeFailure && !blocked,
+      details: { consuming, database, storeFailure: state.storeFailure, queue: { ...state.queue }, deadLetterQueue, deadLettered, heldAside },
+    };
   };
   const server = await listen(createHealthApp(readiness, registry, logger), config.healthPort, config.healthHost);
   const metricsServer = await listenForMetrics(registry, logger, config.metrics);

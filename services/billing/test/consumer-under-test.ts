@@ -3,6 +3,7 @@ import { migrate } from '@crud-master/shared/database';
 import { openBroker, type TestBroker } from '@crud-master/test-support/broker';
 import { testEnv, unique } from '@crud-master/test-support/env';
 import { eventually, request, urlOf } from '@crud-master/test-support/http';
+import { management, managementAuth } from '@crud-master/test-support/operator';
 import { openOrders, type TestOrders } from '@crud-master/test-support/orders';
 import { type BillingConsumer, start } from '../src/app.js';
 import { loadConfig, MIGRATIONS_DIR } from '../src/config.js';
@@ -19,6 +20,19 @@ export const readyzOf = (consumer: BillingConsumer) => request(urlOf(consumer.se
 /** Resolves once billing_db holds each message id exactly once. */
 export const storedOnce = (orders: TestOrders, ids: string[], timeoutMs = 10_000) =>
   eventually(async () => ((await orders.countsOf(ids)).every((n) => n === 1) ? true : undefined), timeoutMs, `${ids.length} rows`);
+
+/**
+ * Bounds a dead-letter queue as the rabbitmq role's policy does (max-length, reject-publish), with a bound of the
+ * test's; `remove()` takes the policy away again.
+ */
+export async function boundDeadLetters(queue: string, maxLength: number) {
+  const url = `${management}/policies/${encodeURIComponent(process.env.RABBITMQ_VHOST ?? '')}/${encodeURIComponent(`bound-${queue}`)}`;
+  const definition = { 'max-length': maxLength, overflow: 'reject-publish' };
+  const body = { pattern: `^${queue.replace(/[.-]/g, '\\$&')}$`, definition, 'apply-to': 'queues', priority: 10 };
+  const put = await request(url, { method: 'PUT', headers: managementAuth, json: body });
+  if (put.status >= 300) throw new Error(`the management API refused the policy: ${put.status}`);
+  return { remove: () => request(url, { method: 'DELETE', headers: managementAuth }) };
+}
 
 /** billing_db (migrated) and the test broker. */
 export async function openStores() {

@@ -1,7 +1,7 @@
 import { unique } from '@crud-master/test-support/env';
 import { eventually } from '@crud-master/test-support/http';
 import { expect } from 'chai';
-import { consumerUnderTest, order, readyzOf } from './consumer-under-test.js';
+import { boundDeadLetters, consumerUnderTest, order, readyzOf } from './consumer-under-test.js';
 
 describe('billing-consumer: dead letters', () => {
   const billing = consumerUnderTest();
@@ -24,19 +24,57 @@ describe('billing-consumer: dead letters', () => {
     });
   }
 
-  it('When a user reuses an Idempotency-Key for a different order, then it is dead-lettered with its reason and counted, and the first order stays', async () => {
+  it('When a user reuses an Idempotency-Key for a different order, then it is recorded in rejected_orders with its reason and counted, not dead-lettered, and the first order stays', async () => {
     const key = unique('reused-key');
     await billing.broker.publish(billing.queue, order('usr_carol', 1), { messageId: key });
     await billing.storedOnce([key]);
     await billing.broker.publish(billing.queue, order('usr_carol', 1), { messageId: key });
     await billing.broker.publish(billing.queue, order('usr_carol', 9), { messageId: key });
-    const dead = await eventually(() => billing.broker.take(billing.deadLetters), 5_000, 'a dead letter');
-    expect(JSON.parse(dead.content.toString())).to.include({ user_id: 'usr_carol', number_of_items: 9 });
-    expect(dead.properties).to.include({ messageId: key, contentType: 'application/json', deliveryMode: 2 });
-    expect(dead.properties.headers?.['x-dead-letter-reason']).to.match(/Idempotency-Key .* different order/);
+    const rejected = await eventually(async () => {
+      const rows = await billing.orders.rejectedOf([key]);
+      return rows.length > 0 ? rows : undefined;
+    }, 5_000, 'a rejected order');
+    expect(rejected).to.have.length(1);
+    expect(rejected[0]).to.include({ user_id: 'usr_carol', number_of_items: 9, total_amount: '99.97', message_id: key });
+    expect(rejected[0]!.reason).to.match(/Idempotency-Key .* different order/);
     expect(await billing.orders.rowsOf([key])).to.deep.equal([{ user_id: 'usr_carol', number_of_items: 1, total_amount: '99.97', message_id: key }]);
     expect(await billing.broker.count(billing.queue)).to.equal(0);
-    expect((await readyzOf(billing.consumer!)).body.details.deadLettered).to.include({ 'key-reused-with-another-order': 1 });
+    expect(await billing.broker.count(billing.deadLetters), 'nothing dead-lettered').to.equal(0);
+  });
+
+  it('When the dead-letter queue is full, then a flood of reused keys larger than its bound and a poison message stop no order: every order is stored within seconds, each conflict is recorded, and the poison is held aside, visibly, until the queue has room', async () => {
+    const bound = await boundDeadLetters(billing.deadLetters, 3);
+    try {
+      for (let i = 0; i < 3; i++) await billing.broker.publish(billing.queue, 'fills the dead-letter queue', { messageId: unique('filler') });
+      await eventually(async () => ((await billing.broker.count(billing.deadLetters)) === 3 ? true : undefined), 10_000, 'a full dead-letter queue');
+      const key = unique('flooded-key');
+      const poison = unique('poison-when-full');
+      // more conflicting orders than the dead-letter queue holds, a poison message, then other users' orders
+      for (let items = 1; items <= 20; items++) await billing.broker.publish(billing.queue, order('usr_flood', items), { messageId: key });
+      await billing.broker.publish(billing.queue, 'not an order, and no room for it', { messageId: poison });
+      const others = Array.from({ length: 20 }, () => unique('behind-the-flood'));
+      for (const id of others) await billing.broker.publish(billing.queue, order('usr_other'), { messageId: id });
+      const started = Date.now();
+      await billing.storedOnce(others);
+      console.log(`      20 orders behind the flood stored within ${Date.now() - started} ms`);
+      expect(await billing.orders.rowsOf([key]), 'the first order of the reused key').to.have.length(1);
+      expect((await billing.orders.rejectedOf([key])).map((row) => row.number_of_items), 'every other one recorded').to.have.members(
+        Array.from({ length: 19 }, (_, i) => i + 2),
+      );
+      const blocked = await eventually(async () => {
+        const reply = await readyzOf(billing.consumer!);
+        return reply.status === 503 && reply.body.details.deadLetterQueue.held === 1 ? reply.body.details : undefined;
+      }, 15_000, '/readyz to say that dead-lettering is blocked');
+      expect(blocked.deadLetterQueue).to.include({ blocked: true, depth: 3 });
+      expect(await billing.orders.heldOf([poison])).to.deep.equal([poison]);
+      expect(await billing.broker.count(billing.queue), 'nothing left unsettled in billing_queue').to.equal(0);
+    } finally {
+      await bound.remove();
+    }
+    for (let i = 0; i < 3; i++) await billing.broker.take(billing.deadLetters);
+    const moved = await eventually(() => billing.broker.take(billing.deadLetters), 15_000, 'the held dead letter, once the queue has room');
+    expect(moved.content.toString()).to.equal('not an order, and no room for it');
+    await eventually(async () => ((await readyzOf(billing.consumer!)).status === 200 ? true : undefined), 10_000, '/readyz ready again');
   });
 
   it('When a poison message is dead-lettered, then /readyz shows the dead-letter queue deeper and the count', async () => {

@@ -20,7 +20,7 @@ export async function start(config: Config): Promise<ApiGateway> {
     inventoryUrl: config.inventoryUrl,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     orders,
-    isReady: () => Promise.resolve(orders.isConnected()),
+    isReady: () => Promise.resolve(orders.isReady()),
     registry,
     orderCounter: metrics.orders,
     publicMetrics: config.metrics.public,

@@ -1,13 +1,9 @@
-import { LATENCY_BUCKETS } from '@crud-master/shared';
+import { LATENCY_BUCKETS, PUBLISH_OUTCOMES } from '@crud-master/shared';
 import { Counter, Histogram, type Registry } from 'prom-client';
 
 /** How POST /api/billing ended: 202 (the broker confirmed it), 4xx (the request), 503 (the broker) or another 5xx. */
 const ORDER_OUTCOMES = ['accepted', 'invalid', 'unavailable', 'failed'] as const;
 export type OrderOutcome = (typeof ORDER_OUTCOMES)[number];
-
-/** What the broker did with a publish: confirmed it, returned it (no queue took it), or did not confirm it in time. */
-const PUBLISH_OUTCOMES = ['confirmed', 'returned', 'unconfirmed'] as const;
-export type PublishOutcome = (typeof PUBLISH_OUTCOMES)[number];
 
 /** The gateway's own figures, beside the HTTP ones. Every outcome is shown from the start, at zero. */
 export function gatewayMetrics(registry: Registry) {

@@ -9,9 +9,10 @@ const BROKER_HANDSHAKE_TIMEOUT_MS = 5_000;
 
 /**
  * Connects to RabbitMQ through amqp-connection-manager, which reconnects on its own after a failure. With several
- * hosts (the nodes of a cluster) it tries them in turn: each reconnect goes to the next host of the list.
+ * hosts (the nodes of a cluster) it tries them in turn: each reconnect goes to the next host of the list. The
+ * management UI shows the connection under `name`.
  */
-export function connectBroker(broker: RabbitmqConfig, logger: Logger): AmqpConnectionManager {
+export function connectBroker(broker: RabbitmqConfig, logger: Logger, name: string): AmqpConnectionManager {
   const urls = broker.hosts.map(
     (hostname): Options.Connect => ({
       protocol: 'amqp',
@@ -26,7 +27,7 @@ export function connectBroker(broker: RabbitmqConfig, logger: Logger): AmqpConne
   const connection = amqp.connect(urls, {
     reconnectTimeInSeconds: 1,
     // without it a broker that accepts TCP but never speaks AMQP would hang the connect, and close(), forever
-    connectionOptions: { timeout: BROKER_HANDSHAKE_TIMEOUT_MS },
+    connectionOptions: { timeout: BROKER_HANDSHAKE_TIMEOUT_MS, clientProperties: { connection_name: name } },
   });
   // only objects are passed: a URL string would carry the password
   const hostOf = (url: string | Options.Connect | undefined) => (typeof url === 'object' ? url.hostname : undefined);

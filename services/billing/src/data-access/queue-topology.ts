@@ -1,4 +1,4 @@
-import { billingQueueOptions, billingTopology, QUEUE_TYPES, type QueueType } from '@crud-master/shared';
+import { billingQueueOptions, billingTopology, QUEUE_TYPES, type QueueType, withTimeout } from '@crud-master/shared';
 import type { AmqpConnectionManager } from 'amqp-connection-manager';
 import type { Channel } from 'amqplib';
 
@@ -21,6 +21,9 @@ function typeNamedIn(err: unknown): QueueType | null {
 
 class NotEmpty extends Error {}
 
+/** How long one declare, check or replace may take: a blocked or stuck broker must not hang the consumer or /readyz. */
+const BROKER_CALL_TIMEOUT_MS = 5_000;
+
 /**
  * Declares billing_queue and its dead-letter queue with the configured type, and replaces them when they exist with
  * another type (or the arguments of an earlier release). Each declare runs on a channel of its own: the broker
@@ -33,12 +36,13 @@ export function queueTopology(connection: AmqpConnectionManager, queue: string, 
   async function onOwnChannel<T>(operation: (channel: Channel) => Promise<T>): Promise<T> {
     const model = connection.connection;
     if (!model) throw new Error('not connected to RabbitMQ');
-    const channel = await model.createChannel();
+    const channel = await withTimeout(model.createChannel(), BROKER_CALL_TIMEOUT_MS, 'channel.open');
     channel.on('error', () => undefined);
     try {
-      return await operation(channel);
+      return await withTimeout(operation(channel), BROKER_CALL_TIMEOUT_MS, 'a queue declare or check');
     } finally {
-      await channel.close().catch(() => undefined);
+      // not awaited: a channel of a stuck broker may never close
+      channel.close().catch(() => undefined);
     }
   }
 

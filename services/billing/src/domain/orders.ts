@@ -6,6 +6,13 @@ export class PoisonMessage extends Error {
   override name = 'PoisonMessage';
 }
 
+/** Why a message was dead-lettered: it is not an order, or the database refuses it as it is. */
+export const DEAD_LETTER_CAUSES = ['poison', 'rejected-by-database'] as const;
+export type DeadLetterCause = (typeof DEAD_LETTER_CAUSES)[number];
+
+/** Why an order was recorded in rejected_orders instead of orders. */
+export const KEY_REUSED = 'the Idempotency-Key was already used by this user for a different order';
+
 /** Reads a billing_queue message: JSON, the order's shape, and a messageId to make redeliveries no-ops. */
 export function parseOrder(content: Buffer, messageId: string | undefined): Order {
   if (!messageId) throw new PoisonMessage('the message has no messageId');
@@ -17,16 +24,8 @@ export function parseOrder(content: Buffer, messageId: string | undefined): Orde
   }
   const parsed = orderMessage.safeParse(body);
   if (!parsed.success) {
-    throw new PoisonMessage(`the body is not an order: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ');
+    throw new PoisonMessage(`the body is not an order: ${issues}`);
   }
   return { ...parsed.data, message_id: messageId };
-}
-
-const BACKOFF_BASE_MS = 250;
-const BACKOFF_MAX_MS = 30_000;
-
-/** Exponential backoff with jitter: the wait before retry number `attempt` (0-based). */
-export function backoffMs(attempt: number): number {
-  const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(attempt, 20));
-  return ceiling / 2 + (Math.random() * ceiling) / 2;
 }

@@ -1,28 +1,47 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connectBroker, type Logger, PUBLISHED_AT_MS_HEADER, type QueueType, type RabbitmqConfig } from '@crud-master/shared';
-import { isPermanentDataError } from '@crud-master/shared/database';
-import type { AmqpConnectionManager, ChannelWrapper } from 'amqp-connection-manager';
-import type { ConfirmChannel } from 'amqplib';
-import type { Order, OrdersRepository } from '../data-access/orders-repository.js';
-import { queueTopology } from '../data-access/queue-topology.js';
-import { backoffMs, parseOrder, PoisonMessage } from '../domain/orders.js';
+import { backoffMs, type Logger, PUBLISHED_AT_MS_HEADER, type QueueType, type RabbitmqConfig } from '@crud-master/shared';
+import { isDatabaseUnavailable } from '@crud-master/shared/database';
+import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
+import type { HeldDeadLetters } from '../data-access/held-dead-letters.js';
+import type { OrdersRepository, StoreOutcome } from '../data-access/orders-repository.js';
+import { AckLedger } from '../domain/ack-ledger.js';
+import { settleBatch } from '../domain/settle-batch.js';
 import type { ConsumerMetrics } from '../metrics.js';
-import { deadLetters, type Delivery, messageIdOf } from './dead-letters.js';
-import { queueMigration, type QueueTypeState } from './queue-migration.js';
+import { batcher } from './batcher.js';
+import { consumerChannel, type ConsumerChannelState, type Delivery } from './consumer-channel.js';
+import { deadLetters, messageIdOf } from './dead-letters.js';
 
-interface ParsedDelivery extends Delivery {
-  order: Order;
+/** A delivery as the settle-batch use case reads it. */
+interface Received extends Delivery {
+  content: Buffer;
+  messageId: string | undefined;
 }
 
-export interface ConsumerState extends QueueTypeState {
-  consuming: boolean;
-  /** Messages waiting in the dead-letter queue (passive declare), or null when the broker cannot tell. */
-  deadLetterDepth(): Promise<number | null>;
+/** Why the last attempt to store a batch failed, while it keeps failing. */
+export interface StoreFailure {
+  since: string;
+  error: string;
+  /** true when retrying cannot cure it (e.g. the schema does not match this release): an operator must act */
+  permanent: boolean;
+}
+
+export interface ConsumerState extends ConsumerChannelState {
+  /** Set while storing keeps failing: the orders wait in the queue, unacked. */
+  storeFailure?: StoreFailure;
+}
+
+/** The dead-letter queue's depth and the dead letters held in billing_db; null where the broker or database cannot tell. */
+export interface DeadLettering {
+  depth: number | null;
+  held: number | null;
+  oldestHeldSeconds: number | null;
 }
 
 export interface OrderConsumer {
-  connection: AmqpConnectionManager;
   state: ConsumerState;
+  isConsuming(): boolean;
+  /** The dead-letter queue's depth (null when the broker cannot tell), and the dead letters held in billing_db. */
+  deadLettering(): Promise<DeadLettering>;
   stop(): Promise<void>;
 }
 
@@ -31,229 +50,112 @@ interface ConsumerOptions {
   queueType: QueueType;
   prefetch: number;
   orders: OrdersRepository;
+  held: HeldDeadLetters;
   metrics: ConsumerMetrics;
   logger: Logger;
 }
 
 /**
- * Consumes billing_queue. Deliveries that arrive while a batch is being stored wait and form the next batch (up to
- * half the prefetch), which is inserted in one statement and acked only after its commit, with one ack per batch.
- * Messages that can never be stored are dead-lettered (dead-letters.ts). A database outage keeps the batch unacked
- * and retries it with backoff, so nothing is lost or dead-lettered.
- *
- * The consumer owns the topology and keeps consuming by itself: after a broker basic.cancel (billing_queue deleted)
- * it declares the topology again and consumes again on the same channel; after any other close of its channel
- * (consumer_timeout, a failed declare) it reconnects, and amqp-connection-manager runs the setup again. The library
- * alone would not: it re-creates a channel only after the connection dropped.
- *
- * It owns the queues' type too (RABBITMQ_QUEUE_TYPE): a billing_queue or dead-letter queue of another type is used
- * as it is, and replaced once it is empty and quiet (queue-migration.ts).
+ * Consumes billing_queue: the channel supervisor (consumer-channel.ts) hands each delivery to the batcher, the
+ * settle-batch use case settles each batch (stored in one transaction, a reused key recorded as rejected, poison
+ * dead-lettered), and the ack ledger acks what was settled, with one multiple ack per channel where it may. A
+ * database outage keeps the batch unacked and retries it with backoff, so nothing is lost or dead-lettered.
  */
-export function startConsumer({ broker, queueType, prefetch, orders, metrics, logger }: ConsumerOptions): OrderConsumer {
-  const waiting: Delivery[] = [];
-  let draining: Promise<void> | undefined;
+export function startConsumer({ broker, queueType, prefetch, orders, held, metrics, logger }: ConsumerOptions): OrderConsumer {
   const stopped = new AbortController();
-  const closedChannels = new WeakSet<ConfirmChannel>();
-  let current: { channel: ConfirmChannel; consumerTag?: string } | undefined;
-  let recoveries = 0;
-  let lastDeliveryAt = 0;
-  const recovering = new WeakSet<ConfirmChannel>();
-  const connection = connectBroker(broker, logger);
-  const queues = queueTopology(connection, broker.queue, queueType);
-  const topology = queues.names;
-  const state: ConsumerState = {
-    consuming: false,
-    queue: { type: queueType, migrating: false },
-    deadLetterQueueMigrating: false,
-    deadLetterDepth: async () => (await queues.counts(topology.deadLetterQueue))?.messageCount ?? null,
-  };
-  const migration = queueMigration({
-    queues,
-    queueType,
-    state,
-    quietFor: (quietMs) => !stopped.signal.aborted && state.consuming && Date.now() - lastDeliveryAt >= quietMs && waiting.length === 0 && !draining,
-    logger,
-  });
-  const { watch: watchReturns, deadLetter } = deadLetters({
-    exchange: topology.deadLetterExchange,
-    ack: (delivery) => ackUpTo(delivery, false),
-    closed: (amqpChannel) => closedChannels.has(amqpChannel),
-    signal: stopped.signal,
-    metrics,
-    logger,
-  });
-
-  /** Declares the topology (or finds queues of another type) and consumes billing_queue on this channel. */
-  async function subscribe(channel: ConfirmChannel): Promise<void> {
-    await channel.assertExchange(topology.deadLetterExchange, 'fanout', { durable: true });
-    // a queue of another type is kept for now: the migration replaces it once that is safe
-    const keptDeadLetterQueue = await queues.declare(topology.deadLetterQueue);
-    // a bind checks no queue arguments: a kept dead-letter queue stays bound too
-    await channel.bindQueue(topology.deadLetterQueue, topology.deadLetterExchange, '');
-    const keptQueue = await queues.declare(broker.queue);
-    migration.declared(keptDeadLetterQueue, keptQueue);
-    const { consumerTag } = await channel.consume(broker.queue, (message) => {
-      if (message !== null) return receive({ channel, message });
-      // basic.cancel from the broker: the queue was deleted (replaced, or its node went away)
-      state.consuming = false;
-      logger[state.queue.migrating ? 'info' : 'warn']({ queue: broker.queue }, 'the broker cancelled the consumer; declaring the queue and consuming again');
-      subscribe(channel).catch((err: unknown) => recover(channel, err));
-    });
-    current = { channel, consumerTag };
-    state.consuming = true;
-    lastDeliveryAt = Date.now();
-    recoveries = 0;
-    logger.info({ queue: broker.queue, consumerTag, ...state.queue }, 'consuming');
-    migration.schedule();
-  }
-
-  /** After a failure the channel cannot heal from: reconnect (with backoff), unless a newer channel took over. */
-  function recover(channel: ConfirmChannel, err: unknown): void {
-    state.consuming = false;
-    if (stopped.signal.aborted || recovering.has(channel)) return;
-    recovering.add(channel);
-    const waitMs = backoffMs(recoveries++);
-    logger.warn({ err, waitMs }, 'the consumer channel is unusable; reconnecting');
-    setTimeout(() => {
-      if (!stopped.signal.aborted && current?.channel === channel && connection.isConnected()) connection.reconnect();
-    }, waitMs).unref();
-  }
-
-  const channel: ChannelWrapper = connection.createChannel({
-    confirm: true,
-    json: false,
-    setup: async (amqpChannel: ConfirmChannel) => {
-      current = { channel: amqpChannel };
-      // listened to, so that amqplib does not rethrow a channel error into the connection; close handles it
-      amqpChannel.on('error', (err: Error) => logger.warn({ err }, 'the broker closed the consumer channel'));
-      amqpChannel.on('close', () => {
-        closedChannels.add(amqpChannel);
-        recover(amqpChannel, undefined);
-      });
-      watchReturns(amqpChannel);
-      await amqpChannel.prefetch(prefetch);
-      await subscribe(amqpChannel).catch((err: unknown) => {
-        // a declare refused on a channel of its own leaves this one open: reconnect all the same
-        recover(amqpChannel, err);
-        throw err;
-      });
-    },
-  });
-  // a setup that failed is retried by recover(); this only keeps the error from crashing
-  channel.on('error', (err) => logger.debug({ err }, 'consumer channel setup failed'));
-
-  function receive(delivery: Delivery): void {
-    lastDeliveryAt = Date.now();
-    if (delivery.message.fields.redelivered) metrics.redeliveries.inc();
-    waiting.push(delivery);
-    draining ??= drain().finally(() => {
-      draining = undefined;
-    });
-  }
-
+  const ledger = new AckLedger<ConfirmChannel>();
+  let lastDeliveryAt = Date.now();
   // A batch takes at most half the prefetch, so that the broker delivers the next batch while this one is stored:
   // with whole-prefetch batches the broker and the database would take turns waiting for each other.
-  const batchSize = Math.max(1, Math.ceil(prefetch / 2));
+  const batches = batcher<Received>(Math.max(1, Math.ceil(prefetch / 2)), storeBatch, logger);
+  const supervisor = consumerChannel({
+    broker,
+    queueType,
+    prefetch,
+    onDelivery: ({ channel, message }) => {
+      lastDeliveryAt = Date.now();
+      if (message.fields.redelivered) metrics.redeliveries.inc();
+      ledger.received(channel, message.fields.deliveryTag);
+      batches.push({ channel, message, content: message.content, messageId: messageIdOf(message) });
+    },
+    onClose: (channel) => {
+      ledger.close(channel);
+      batches.drop((delivery) => delivery.channel === channel);
+    },
+    quietFor: (quietMs) => Date.now() - lastDeliveryAt >= quietMs && batches.isIdle(),
+    logger,
+  });
+  const dead = deadLetters({ broker, exchange: supervisor.deadLetterExchange, held, metrics, logger });
+  const state: ConsumerState = supervisor.state;
 
-  async function drain(): Promise<void> {
-    while (waiting.length > 0 && !stopped.signal.aborted) {
-      await storeBatch(waiting.splice(0, batchSize));
-    }
-  }
-
-  /** Acks this delivery and every earlier one of its channel (multiple=true), in one frame. */
-  function ackUpTo({ channel: amqpChannel, message }: Delivery, multiple = true): void {
-    try {
-      amqpChannel.ack(message, multiple);
-    } catch (err) {
-      // the channel closed: the broker redelivers the message, and the unique key makes that a no-op
-      logger.warn({ err, messageId: messageIdOf(message) }, 'could not ack a delivery');
-    }
-  }
-
-  async function storeBatch(batch: Delivery[]): Promise<void> {
+  async function storeBatch(batch: Received[]): Promise<void> {
     metrics.batchSize.observe(batch.length);
-    const parsed: ParsedDelivery[] = [];
-    for (const delivery of batch) {
-      try {
-        parsed.push({ ...delivery, order: parseOrder(delivery.message.content, messageIdOf(delivery.message)) });
-      } catch (err) {
-        if (!(err instanceof PoisonMessage)) throw err;
-        // an unsettled delivery must not be covered by a later ack-up-to: stop here, the rest is redelivered
-        if (!(await deadLetter(delivery, 'poison', err.message))) return;
-      }
-    }
-    if (parsed.length > 0) await insertWithRetry(parsed);
-  }
-
-  /** Stores a batch and settles it; false when a delivery stayed unsettled (stopping, or its channel closed). */
-  async function insertWithRetry(batch: ParsedDelivery[]): Promise<boolean> {
-    for (let attempt = 0; !stopped.signal.aborted; attempt++) {
-      try {
-        const { added, conflicting } = await orders.insertMany(batch.map((delivery) => delivery.order));
-        for (const position of conflicting) {
-          const reason = 'the Idempotency-Key was already used by this user for a different order';
-          if (!(await deadLetter(batch[position]!, 'key-reused-with-another-order', reason))) return false;
-        }
-        const stored = batch.filter((_, position) => !conflicting.includes(position));
-        observeCommitted(stored, added);
-        ackBatch(stored);
-        logger.debug({ received: batch.length, added, conflicting: conflicting.length }, 'stored a batch of orders');
-        return true;
-      } catch (err) {
-        if (isPermanentDataError(err)) return isolateBadRows(batch, err);
+    await settleBatch(batch, {
+      store: async (items) => {
+        const outcome = await orders.store(items.map(({ order }) => order));
+        if (state.storeFailure) logger.info({ failingSince: state.storeFailure.since }, 'storing orders works again');
+        delete state.storeFailure;
+        observeStored(items.map(({ delivery }) => delivery), outcome);
+        return outcome;
+      },
+      deadLetter: (delivery, cause, reason) => dead.deadLetter(delivery.message, cause, reason),
+      settle: ({ channel, message }) => ledger.settle(channel, message.fields.deliveryTag),
+      isLive: ({ channel }) => !ledger.isClosed(channel),
+      retryAfter: async (err, attempt) => {
+        noteFailure(err);
         const waitMs = backoffMs(attempt);
-        logger.warn({ err, attempt, waitMs, batch: batch.length }, 'could not store orders; retrying');
+        logger[state.storeFailure?.permanent ? 'error' : 'warn']({ err, attempt, waitMs, batch: batch.length }, 'could not settle a batch; retrying');
         await sleep(waitMs, undefined, { signal: stopped.signal }).catch(() => undefined);
-      }
-    }
-    // stopping: the batch stays unacked, and closing the channel returns it to the queue
-    return false;
+        return !stopped.signal.aborted;
+      },
+    });
+    ackSettled();
   }
 
-  /** Counts the rows a commit inserted, and how long each stored order took from the gateway's publish. */
-  function observeCommitted(stored: ParsedDelivery[], inserted: number): void {
-    metrics.inserted.inc(inserted);
+  function noteFailure(err: unknown): void {
+    const permanent = !isDatabaseUnavailable(err);
+    const error = err instanceof Error ? err.message : String(err);
+    state.storeFailure = { since: state.storeFailure?.since ?? new Date().toISOString(), error, permanent };
+    metrics.storeFailures.inc({ kind: permanent ? 'permanent' : 'passing' });
+  }
+
+  /** Counts what a commit stored and rejected, and how long each order took from the gateway's publish. */
+  function observeStored(committed: Received[], { added, rejected }: StoreOutcome): void {
+    metrics.inserted.inc(added);
+    metrics.rejected.inc(rejected.length);
     const committedAt = Date.now();
-    for (const { message } of stored) {
+    for (const { message } of committed) {
       const publishedAt: unknown = message.properties.headers?.[PUBLISHED_AT_MS_HEADER];
       if (typeof publishedAt === 'number') metrics.publishToCommit.observe(Math.max(0, committedAt - publishedAt) / 1000);
     }
   }
 
-  /**
-   * Acks a stored batch with one ack per channel: multiple=true on its last delivery. Batches are stored one at a
-   * time in delivery order, so every earlier delivery of that channel is already settled (stored and acked, or
-   * dead-lettered) or in this batch; the deliveries still waiting came later and are not covered.
-   */
-  function ackBatch(batch: ParsedDelivery[]): void {
-    const lastOfChannel = new Map<ConfirmChannel, ParsedDelivery>();
-    for (const delivery of batch) lastOfChannel.set(delivery.channel, delivery);
-    for (const delivery of lastOfChannel.values()) ackUpTo(delivery);
-  }
-
-  /** One row of the batch breaks a constraint: store the others one by one and dead-letter the bad one. */
-  async function isolateBadRows(batch: ParsedDelivery[], err: unknown): Promise<boolean> {
-    if (batch.length === 1) {
-      const reason = `the database rejects the order: ${err instanceof Error ? err.message : String(err)}`;
-      return deadLetter(batch[0]!, 'rejected-by-database', reason);
+  function ackSettled(): void {
+    for (const { channel, tag, multiple } of ledger.takeAcks()) {
+      try {
+        // amqplib reads only the delivery tag of the message it is given
+        channel.ack({ fields: { deliveryTag: tag } } as ConsumeMessage, multiple);
+      } catch (err) {
+        // the channel closed: the broker redelivers, and the unique key makes that a no-op
+        logger.warn({ err, tag }, 'could not ack a delivery');
+      }
     }
-    for (const delivery of batch) if (!(await insertWithRetry([delivery]))) return false;
-    return true;
   }
 
   return {
-    connection,
     state,
+    isConsuming: supervisor.isConsuming,
+    // each figure on its own: a database outage must not hide the queue's depth, nor a broker outage the held ones
+    deadLettering: async () => {
+      const [queue, figures] = await Promise.all([supervisor.deadLetterQueue(), dead.figures().catch(() => undefined)]);
+      return { depth: queue?.messageCount ?? null, held: figures?.held ?? null, oldestHeldSeconds: figures?.oldestSeconds ?? null };
+    },
     stop: async () => {
       stopped.abort();
-      await migration.stop();
-      state.consuming = false;
-      const { channel: amqpChannel, consumerTag } = current ?? {};
-      if (amqpChannel && consumerTag) await amqpChannel.cancel(consumerTag).catch(() => undefined);
-      await draining;
-      await channel.close();
-      await connection.close();
+      await supervisor.cancel();
+      await batches.stop();
+      await supervisor.close();
+      await dead.close();
     },
   };
 }

@@ -1,14 +1,16 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from '@crud-master/shared';
-import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
-import { backoffMs } from '../domain/orders.js';
-import type { ConsumerMetrics, DeadLetterCause } from '../metrics.js';
+import { confirmPublisher, connectBroker, type Logger, type RabbitmqConfig } from '@crud-master/shared';
+import type { ConsumeMessage, Options } from 'amqplib';
+import type { HeldDeadLetters } from '../data-access/held-dead-letters.js';
+import type { DeadLetterCause } from '../domain/orders.js';
+import type { ConsumerMetrics } from '../metrics.js';
 
-/** A delivery and the channel it came on: only that channel can ack it. */
-export interface Delivery {
-  channel: ConfirmChannel;
-  message: ConsumeMessage;
-}
+export const DEAD_LETTER_REASON_HEADER = 'x-dead-letter-reason';
+
+/** How long the broker has to confirm a dead letter before it is held in billing_db instead. */
+const DEAD_LETTER_CONFIRM_MS = 5_000;
+/** How often held dead letters are offered to the dead-letter exchange again, and how many at a time. */
+const MOVE_HELD_EVERY_MS = 5_000;
+const MOVE_HELD_BATCH = 100;
 
 /** amqplib types message properties as any; the id is used only when it is a string. */
 export const messageIdOf = (message: ConsumeMessage): string | undefined => {
@@ -16,83 +18,66 @@ export const messageIdOf = (message: ConsumeMessage): string | undefined => {
   return typeof id === 'string' ? id : undefined;
 };
 
-export const DEAD_LETTER_REASON_HEADER = 'x-dead-letter-reason';
+/**
+ * The original's properties, but those the broker would check or act on for this publisher (userId, expiration,
+ * CC/BCC routing headers), and the reason.
+ */
+function deadLetterProperties(message: ConsumeMessage, reason: string): Options.Publish {
+  const { contentType, contentEncoding, correlationId, messageId, timestamp, type, appId } = message.properties as Options.Publish;
+  const headers = Object.fromEntries(Object.entries(message.properties.headers ?? {}).filter(([name]) => name !== 'CC' && name !== 'BCC'));
+  return { contentType, contentEncoding, correlationId, messageId, timestamp, type, appId, headers: { ...headers, [DEAD_LETTER_REASON_HEADER]: reason } };
+}
 
 interface DeadLetterOptions {
+  broker: RabbitmqConfig;
   /** the dead-letter exchange */
   exchange: string;
-  /** Acks the original (only it) once the broker confirmed its copy. */
-  ack: (delivery: Delivery) => void;
-  /** Whether a channel closed: its deliveries can no longer be settled (the broker redelivers them). */
-  closed: (channel: ConfirmChannel) => boolean;
-  /** aborted when the consumer stops */
-  signal: AbortSignal;
+  held: HeldDeadLetters;
   metrics: ConsumerMetrics;
   logger: Logger;
 }
 
 /**
- * Messages that can never be stored are dead-lettered: a copy goes to the dead-letter exchange with its reason, and
- * the original is acked only once the broker confirmed the copy. Dead letters are published mandatory: one that finds
- * no queue (the dead-letter queue deleted, or being replaced) comes back, the original stays unacked and the copy is
- * retried, instead of being confirmed into the void.
+ * Messages that can never be stored go to the dead-letter exchange, on a connection of their own: RabbitMQ blocks a
+ * connection that publishes while a memory or disk alarm lasts, and the consuming connection must stay free to ack.
+ * A dead letter the broker does not confirm in time, or that no queue takes (the dead-letter queue full, missing, or
+ * blocked), is held in billing_db instead, so the original can be acked and the orders behind it are stored. Held
+ * dead letters are offered to the exchange again every few seconds, and /readyz and the metrics show them.
  */
-export function deadLetters({ exchange, ack, closed, signal, metrics, logger }: DeadLetterOptions) {
-  // how many mandatory dead letters each channel got back
-  const returnedOn = new WeakMap<ConfirmChannel, number>();
+export function deadLetters({ broker, exchange, held, metrics, logger }: DeadLetterOptions) {
+  const connection = connectBroker(broker, logger, 'billing-consumer dead letters');
+  const publisher = confirmPublisher(connection, DEAD_LETTER_CONFIRM_MS, logger);
+  const place = async (properties: Options.Publish, content: Buffer) => (await publisher.publish(exchange, '', content, properties)) === 'confirmed';
 
-  /**
-   * Publishes a confirmed, persistent copy to the dead-letter exchange, with the original's properties except those
-   * the broker would check or act on for this publisher (userId, expiration, CC/BCC routing headers).
-   */
-  const publishDeadLetter = ({ channel, message }: Delivery, reason: string) =>
-    new Promise<void>((resolve, reject) => {
-      const original: Options.Publish = message.properties;
-      const { contentType, contentEncoding, correlationId, messageId, timestamp, type, appId } = original;
-      const headers = Object.fromEntries(Object.entries(message.properties.headers ?? {}).filter(([name]) => name !== 'CC' && name !== 'BCC'));
-      const options: Options.Publish = { contentType, contentEncoding, correlationId, messageId, timestamp, type, appId };
-      // one dead letter at a time per channel: a return counted since this publish is this one's
-      const returnedBefore = returnedOn.get(channel) ?? 0;
-      channel.publish(
-        exchange,
-        '',
-        message.content,
-        { ...options, headers: { ...headers, [DEAD_LETTER_REASON_HEADER]: reason }, persistent: true, mandatory: true },
-        (err) => {
-          if (err) reject(err as Error);
-          else if ((returnedOn.get(channel) ?? 0) > returnedBefore) reject(new Error('no queue took the dead letter (the dead-letter queue is missing)'));
-          else resolve();
-        },
-      );
-    });
+  const mover = setInterval(() => {
+    held
+      .move(MOVE_HELD_BATCH, place)
+      .then((moved) => moved > 0 && logger.info({ moved }, 'moved held dead letters to the dead-letter queue'))
+      .catch((err: unknown) => logger.warn({ err }, 'could not move the held dead letters'));
+  }, MOVE_HELD_EVERY_MS);
+  mover.unref();
 
-  /** Counts the dead letters that come back on a new channel: a mandatory one that no queue took, before its confirm. */
-  const watch = (channel: ConfirmChannel): void => {
-    channel.on('return', () => returnedOn.set(channel, (returnedOn.get(channel) ?? 0) + 1));
-  };
-
-  /**
-   * Dead-letters a delivery: the copy first, the ack of the original after the broker confirmed it. A refused copy
-   * (the dead-letter queue is full) leaves the original unacked and is retried with backoff. Returns false when the
-   * delivery could not be settled (stopping, or its channel closed: it will be redelivered).
-   */
-  async function deadLetter(delivery: Delivery, cause: DeadLetterCause, reason: string): Promise<boolean> {
-    const messageId = messageIdOf(delivery.message);
-    for (let attempt = 0; !signal.aborted && !closed(delivery.channel); attempt++) {
-      try {
-        await publishDeadLetter(delivery, reason);
-        ack(delivery);
+  return {
+    /** Dead-letters a message, or holds it in billing_db; rejects only when neither worked (the caller retries). */
+    async deadLetter(message: ConsumeMessage, cause: DeadLetterCause, reason: string): Promise<void> {
+      const messageId = messageIdOf(message);
+      const properties = deadLetterProperties(message, reason);
+      if (await place(properties, message.content)) {
         metrics.deadLettered.inc({ cause });
         logger.error({ messageId, cause, reason }, 'dead-lettered a message');
-        return true;
-      } catch (err) {
-        const waitMs = backoffMs(attempt);
-        logger.warn({ err, messageId, attempt, waitMs }, 'the dead-letter exchange refused a message; retrying');
-        await sleep(waitMs, undefined, { signal }).catch(() => undefined);
+        return;
       }
-    }
-    return false;
-  }
-
-  return { watch, deadLetter };
+      await held.hold({ messageId, cause, reason, properties, content: message.content });
+      metrics.heldAside.inc({ cause });
+      logger.error({ messageId, cause, reason }, 'the broker did not take a dead letter: held in billing_db until it does');
+    },
+    figures: held.figures,
+    close: async () => {
+      clearInterval(mover);
+      await publisher.close();
+      await connection.close();
+    },
+  };
 }
+
+export type DeadLetters = ReturnType<typeof deadLetters>;

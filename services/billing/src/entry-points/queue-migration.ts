@@ -6,9 +6,15 @@ const MIGRATION_CHECK_MS = 1_000;
 /**
  * How long billing_queue must have delivered nothing to this consumer before it is replaced. RabbitMQ confirms a
  * message it routed to a queue that is deleted before the message reaches it: a publish in that instant would be
- * answered 202 and lost. After this lull no publish is in flight; under steady traffic the queue waits (README).
+ * answered 202 and lost. After this lull no publish is in flight; under steady traffic the queue waits (README). The
+ * lull says so for the whole cluster only while this consumer is the queue's only one: with several, each sees a
+ * share of the deliveries, so the queue waits until the others stopped (queueHasOtherConsumers).
  */
 const MIGRATION_QUIET_MS = 3_000;
+
+const WAIT_FOR_OTHER_CONSUMERS =
+  'the queue has other consumers, whose deliveries this one cannot see: it is replaced once this is the only one ' +
+  '(stop billing-consumer on the other billing VMs until it is replaced)';
 
 /** The queues' type as the consumer found them (shown by /readyz). */
 export interface QueueTypeState {
@@ -44,6 +50,7 @@ export function queueMigration({ queues, queueType, state, quietFor, logger }: M
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
+  let waitingForOthers = false;
 
   function noteQueue(kept: OtherQueue | undefined): void {
     if (kept && !state.queue.migrating) {
@@ -93,10 +100,17 @@ export function queueMigration({ queues, queueType, state, quietFor, logger }: M
     if (state.deadLetterQueueMigrating && (await queues.counts(deadLetterQueue))?.messageCount === 0) {
       noteDeadLetterQueue(await queues.declareOrReplace(deadLetterQueue));
     }
-    if (state.queue.migrating && (await queues.counts(queue))?.messageCount === 0) {
-      // once replaced, the broker cancels the consumer, which subscribes to the new queue
-      await queues.declareOrReplace(queue);
+    if (!state.queue.migrating) return;
+    const counts = await queues.counts(queue);
+    if (counts === null || counts.messageCount > 0) return;
+    if (counts.consumerCount > 1) {
+      if (!waitingForOthers) logger.warn({ queue, consumers: counts.consumerCount }, WAIT_FOR_OTHER_CONSUMERS);
+      waitingForOthers = true;
+      return;
     }
+    waitingForOthers = false;
+    // once replaced, the broker cancels the consumer, which subscribes to the new queue
+    await queues.declareOrReplace(queue);
   }
 
   return {

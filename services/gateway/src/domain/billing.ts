@@ -15,8 +15,13 @@ const amount = numberOrString
     return `${BigInt(whole)}.${cents.padEnd(2, '0')}`;
   });
 
+/** A number above 2^53 - 1 has already been rounded by JSON.parse: two users would merge, so it is refused. */
+const userId = z
+  .union([z.number().refine(Number.isSafeInteger, 'a number must be a whole number below 2^53; send a larger id as a string'), z.string().trim()])
+  .transform(String);
+
 export const billingRequest = z
-  .object({ user_id: numberOrString, number_of_items: wholeNumber, total_amount: amount })
+  .object({ user_id: userId, number_of_items: wholeNumber, total_amount: amount })
   .pipe(orderMessage);
 
 const idempotencyKey = z.string().regex(/^[\x21-\x7e]{1,200}$/, 'must be 1 to 200 visible ASCII characters').optional();
