@@ -3,6 +3,7 @@ import type { Channel, Options } from 'amqplib';
 import type { Logger } from './logger.js';
 import { z } from 'zod';
 import type { RabbitmqConfig } from './config.js';
+import { withTimeout } from './retry.js';
 import { requiredText } from './validation.js';
 
 const BROKER_HANDSHAKE_TIMEOUT_MS = 5_000;
@@ -41,6 +42,13 @@ export function connectBroker(broker: RabbitmqConfig, logger: Logger, name: stri
   connection.on('connectFailed', ({ err, url }) => logger.debug({ err, host: hostOf(url) }, 'could not connect to RabbitMQ; trying the next host'));
   return connection;
 }
+
+/** How long a close may wait: a connection that an alarm blocks is not read by the broker, so its close is never answered. */
+export const BROKER_CLOSE_TIMEOUT_MS = 2_000;
+
+/** Closes a broker connection, or gives up on it after BROKER_CLOSE_TIMEOUT_MS: a stop must not hang. */
+export const closeBroker = (connection: AmqpConnectionManager): Promise<void> =>
+  withTimeout(connection.close(), BROKER_CLOSE_TIMEOUT_MS, 'closing the broker connection').catch(() => undefined);
 
 /** When the gateway published a message, in ms since the epoch (the header RabbitMQ's message_timestamp plugin sets). */
 export const PUBLISHED_AT_MS_HEADER = 'timestamp_in_ms';

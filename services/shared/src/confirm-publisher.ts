@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { AmqpConnectionManager } from 'amqp-connection-manager';
 import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
+import { BROKER_CLOSE_TIMEOUT_MS } from './billing-queue.js';
 import type { Logger } from './logger.js';
-import { backoffMs } from './retry.js';
+import { backoffMs, withTimeout } from './retry.js';
 
 /** What the broker did with a publish: confirmed it, returned it (no queue took it), or did not confirm it in time. */
 export const PUBLISH_OUTCOMES = ['confirmed', 'returned', 'unconfirmed'] as const;
@@ -80,7 +81,8 @@ export function confirmPublisher(connection: AmqpConnectionManager, publishTimeo
     isReady: () => open !== undefined && connection.isConnected(),
     close: async () => {
       closing = true;
-      await channel.close();
+      // a connection blocked by an alarm is not read by the broker: its close would never be answered
+      await withTimeout(channel.close(), BROKER_CLOSE_TIMEOUT_MS, 'closing the publishing channel').catch(() => undefined);
     },
   };
 }

@@ -1,4 +1,4 @@
-import { backoffMs, connectBroker, type Logger, type QueueType, type RabbitmqConfig, withTimeout } from '@crud-master/shared';
+import { backoffMs, BROKER_CLOSE_TIMEOUT_MS, closeBroker, connectBroker, type Logger, type QueueType, type RabbitmqConfig, withTimeout } from '@crud-master/shared';
 import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { queueTopology } from '../data-access/queue-topology.js';
 import { queueMigration, type QueueTypeState } from './queue-migration.js';
@@ -123,8 +123,8 @@ export function consumerChannel({ broker, queueType, prefetch, onDelivery, onClo
       if (channel && consumerTag) await withTimeout(channel.cancel(consumerTag), SUBSCRIBE_TIMEOUT_MS, 'basic.cancel').catch(() => undefined);
     },
     close: async () => {
-      await wrapper.close();
-      await connection.close();
+      await withTimeout(wrapper.close(), BROKER_CLOSE_TIMEOUT_MS, 'closing the consumer channel').catch(() => undefined);
+      await closeBroker(connection);
     },
   };
 }

@@ -1,4 +1,4 @@
-import { confirmPublisher, connectBroker, type Logger, type RabbitmqConfig } from '@crud-master/shared';
+import { closeBroker, confirmPublisher, connectBroker, type Logger, type RabbitmqConfig } from '@crud-master/shared';
 import type { ConsumeMessage, Options } from 'amqplib';
 import type { HeldDeadLetters } from '../data-access/held-dead-letters.js';
 import type { DeadLetterCause } from '../domain/orders.js';
@@ -75,7 +75,7 @@ export function deadLetters({ broker, exchange, held, metrics, logger }: DeadLet
     close: async () => {
       clearInterval(mover);
       await publisher.close();
-      await connection.close();
+      await closeBroker(connection);
     },
   };
 }

@@ -1,4 +1,4 @@
-import { confirmPublisher, connectBroker, type Logger, PUBLISHED_AT_MS_HEADER, type RabbitmqConfig, unavailable } from '@crud-master/shared';
+import { closeBroker, confirmPublisher, connectBroker, type Logger, PUBLISHED_AT_MS_HEADER, type RabbitmqConfig, unavailable } from '@crud-master/shared';
 import type { OrderPublisher } from '../domain/billing.js';
 import type { GatewayMetrics } from '../metrics.js';
 
@@ -45,7 +45,7 @@ export function orderQueue(broker: RabbitmqConfig, publishTimeoutMs: number, con
     isReady: publisher.isReady,
     close: async () => {
       await publisher.close();
-      await connection.close();
+      await closeBroker(connection);
     },
   };
 }

@@ -1,0 +1,76 @@
+import { execFileSync } from 'node:child_process';
+import { unique } from '@crud-master/test-support/env';
+import { eventually, urlOf } from '@crud-master/test-support/http';
+import { scrape } from '@crud-master/test-support/metrics';
+import { expect } from 'chai';
+import { consumerUnderTest, order, readyzOf } from './consumer-under-test.js';
+
+/** The broker on this host, as an operator drives it (sudo: without the .env variables the tests load). */
+const rabbitmqctl = (...args: string[]) => execFileSync('sudo', ['-n', 'rabbitmqctl', ...args], { encoding: 'utf8', cwd: '/' }).trim();
+const psqlAsPostgres = (database: string, query: string) =>
+  execFileSync('sudo', ['-u', 'postgres', 'psql', '-d', database, '-XtAc', query], { encoding: 'utf8', cwd: '/' }).trim();
+
+/** Runs `body` under a broker memory alarm (a watermark of 0), and restores the watermark however it ends. */
+async function underMemoryAlarm(body: () => Promise<void>): Promise<void> {
+  const watermark = rabbitmqctl('eval', 'vm_memory_monitor:get_vm_memory_high_watermark().');
+  const absolute = /^\{absolute,(\d+)\}$/.exec(watermark)?.[1];
+  expect(Number(absolute ?? watermark), `the watermark to restore (${watermark})`).to.be.above(0);
+  rabbitmqctl('set_vm_memory_high_watermark', '0');
+  try {
+    await body();
+  } finally {
+    rabbitmqctl('set_vm_memory_high_watermark', ...(absolute ? ['absolute', absolute] : [watermark]));
+  }
+}
+
+describe('billing-consumer: nothing a message or the broker does stalls billing', function () {
+  this.timeout(90_000);
+  const billing = consumerUnderTest();
+
+  it('When a memory alarm blocks publishers while a reused key, a poison message and orders wait, then the consumer stores every order and /readyz answers within 5 s', async () => {
+    await billing.consumer!.stop();
+    billing.consumer = undefined;
+    const key = unique('alarm-key');
+    await billing.broker.publish(billing.queue, order('usr_alarm', 1), { messageId: key });
+    await billing.broker.publish(billing.queue, order('usr_alarm', 2), { messageId: key });
+    await billing.broker.publish(billing.queue, 'not an order, under an alarm', { messageId: unique('alarm-poison') });
+    const others = Array.from({ length: 20 }, () => unique('under-alarm'));
+    for (const id of others) await billing.broker.publish(billing.queue, order('usr_other'), { messageId: id });
+    await underMemoryAlarm(async () => {
+      billing.consumer = await billing.startConsumer();
+      await billing.storedOnce([...others, key]);
+      const started = Date.now();
+      const reply = await readyzOf(billing.consumer);
+      expect(Date.now() - started, '/readyz answered within').to.be.below(5_000);
+      expect(reply.status, JSON.stringify(reply.body)).to.be.oneOf([200, 503]);
+      expect(await billing.orders.rejectedOf([key])).to.have.length(1);
+    });
+  });
+
+  it('When the database refuses every batch for a reason retrying cannot cure, then the orders stay queued and /readyz and a metric say so, until it is fixed', async () => {
+    // billing_db as a consumer of another release finds it: no key that its ON CONFLICT names (SQLSTATE 42P10)
+    const database = process.env.BILLING_DB_NAME ?? 'billing_db';
+    const restoreKey = 'ALTER TABLE orders ADD CONSTRAINT orders_user_id_message_id_key UNIQUE (user_id, message_id)';
+    psqlAsPostgres(database, 'ALTER TABLE orders DROP CONSTRAINT orders_user_id_message_id_key');
+    let restored = false;
+    const deadLettersBefore = await billing.broker.count(billing.deadLetters);
+    try {
+      const id = unique('schema');
+      await billing.broker.publish(billing.queue, order('usr_schema'), { messageId: id });
+      const failing = await eventually(async () => {
+        const reply = await readyzOf(billing.consumer!);
+        return reply.status === 503 && reply.body.details.storeFailure ? reply.body.details.storeFailure : undefined;
+      }, 10_000, '/readyz to report the failing store');
+      expect(failing).to.include({ permanent: true });
+      expect(failing.error).to.match(/unique or exclusion constraint/);
+      expect((await scrape(urlOf(billing.consumer!.metricsServer, '/metrics'))).get('billing_store_failing')).to.equal(1);
+      expect(await billing.broker.count(billing.deadLetters), 'the order is not dead-lettered').to.equal(deadLettersBefore);
+      psqlAsPostgres(database, restoreKey);
+      restored = true;
+      await billing.storedOnce([id]);
+      await eventually(async () => ((await readyzOf(billing.consumer!)).status === 200 ? true : undefined), 10_000, '/readyz ready again');
+    } finally {
+      if (!restored) psqlAsPostgres(database, restoreKey);
+    }
+  });
+});
