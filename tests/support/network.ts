@@ -112,3 +112,38 @@ export async function spareLoopback(port: number): Promise<string> {
   }
   throw new Error(`no loopback address without a listener on port ${port}`);
 }
+
+/**
+ * A relay to a real broker that lets the AMQP handshake through and cuts the connection as soon as the client opens
+ * a channel: a broker that refuses every channel.open, for a client that must survive it.
+ */
+export async function channelCutter(targetPort: number): Promise<TcpPeer> {
+  const AMQP_HEADER = 8;
+  return serve((client) => {
+    const upstream = connect(targetPort, '127.0.0.1');
+    upstream.on('error', () => client.destroy());
+    upstream.on('close', () => client.destroy());
+    upstream.pipe(client);
+    let pending = Buffer.alloc(0);
+    let headerSeen = false;
+    client.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      if (!headerSeen && pending.length >= AMQP_HEADER) {
+        upstream.write(pending.subarray(0, AMQP_HEADER));
+        pending = pending.subarray(AMQP_HEADER);
+        headerSeen = true;
+      }
+      // frames: type (1), channel (2), size (4), payload, frame-end (1)
+      while (headerSeen && pending.length >= 7 && pending.length >= 8 + pending.readUInt32BE(3)) {
+        if (pending.readUInt16BE(1) !== 0) {
+          upstream.destroy();
+          client.destroy();
+          return;
+        }
+        const size = 8 + pending.readUInt32BE(3);
+        upstream.write(pending.subarray(0, size));
+        pending = pending.subarray(size);
+      }
+    });
+  });
+}

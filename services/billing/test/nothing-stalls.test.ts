@@ -1,8 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { unique } from '@crud-master/test-support/env';
-import { eventually, urlOf } from '@crud-master/test-support/http';
+import { eventually, request, urlOf } from '@crud-master/test-support/http';
+import { management, managementAuth } from '@crud-master/test-support/operator';
 import { scrape } from '@crud-master/test-support/metrics';
 import { expect } from 'chai';
+import pg from 'pg';
 import { consumerUnderTest, order, readyzOf } from './consumer-under-test.js';
 
 /** The broker on this host, as an operator drives it (sudo: without the .env variables the tests load). */
@@ -23,9 +25,57 @@ async function underMemoryAlarm(body: () => Promise<void>): Promise<void> {
   }
 }
 
+/** Closes the connection billing-consumer consumes on, found by its name (the tests log in as the .env administrator). */
+async function closeConsumerConnection(): Promise<void> {
+  const listed = rabbitmqctl('list_connections', 'name', 'user', 'client_properties', '--formatter', 'json');
+  const connections = JSON.parse(listed) as Array<{ name: string; user: string; client_properties: unknown }>;
+  const ours = connections.filter((c) => c.user === process.env.RABBITMQ_USER && JSON.stringify(c.client_properties).includes('"billing-consumer"'));
+  expect(ours, 'the consumer connection under test').to.have.length(1);
+  const closed = await request(`${management}/connections/${encodeURIComponent(ours[0]!.name)}`, { method: 'DELETE', headers: managementAuth });
+  expect(closed.status, 'the management API closed it').to.equal(204);
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 describe('billing-consumer: nothing a message or the broker does stalls billing', function () {
   this.timeout(90_000);
   const billing = consumerUnderTest();
+
+  it("When the channel closes while a batch is being stored and a poison message waits, then the new channel's redeliveries are all settled: every order stored once, and the poison dead-lettered", async () => {
+    await billing.consumer!.stop();
+    // batches of 3, so that the closed channel's poison message and the new channel's redeliveries meet in one
+    billing.consumer = await billing.startConsumer({ BILLING_PREFETCH: 6 });
+    await eventually(async () => ((await billing.broker.inspect(billing.queue))?.consumerCount === 1 ? true : undefined), 5_000, 'a consumer');
+    const lock = new pg.Client({
+      host: process.env.BILLING_DB_HOST ?? '127.0.0.1',
+      user: process.env.BILLING_DB_USER,
+      password: process.env.BILLING_DB_PASSWORD,
+      database: process.env.BILLING_DB_NAME,
+    });
+    await lock.connect();
+    const [first, second, poison] = [unique('before-reconnect'), unique('after-reconnect'), unique('poison-reconnect')];
+    try {
+      // the first order's batch waits on the lock; the poison message waits behind it
+      await lock.query('BEGIN; LOCK TABLE orders IN EXCLUSIVE MODE');
+      await billing.broker.publish(billing.queue, order('usr_reconnect'), { messageId: first });
+      await sleep(500);
+      await billing.broker.publish(billing.queue, 'not an order, across a reconnect', { messageId: poison });
+      await sleep(300);
+      await closeConsumerConnection();
+      // the new channel gets both again, then a new order
+      await sleep(2_500);
+      await billing.broker.publish(billing.queue, order('usr_reconnect'), { messageId: second });
+      await sleep(300);
+    } finally {
+      await lock.query('COMMIT');
+      await lock.end();
+    }
+    await billing.storedOnce([first, second]);
+    const dead = await eventually(() => billing.broker.take(billing.deadLetters), 10_000, 'the poison message in the dead-letter queue');
+    expect(dead.properties.messageId).to.equal(poison);
+    await sleep(1_000);
+    expect(await billing.broker.count(billing.queue)).to.equal(0);
+  });
 
   it('When a memory alarm blocks publishers while a reused key, a poison message and orders wait, then the consumer stores every order and /readyz answers within 5 s', async () => {
     await billing.consumer!.stop();

@@ -182,4 +182,3 @@ describe('billing-consumer: the queue type', () => {
     expect((await readyzOf(consumers[0]!)).body.details.queue).to.deep.equal({ type: 'quorum', migrating: false });
   });
 });
-});

@@ -56,6 +56,20 @@ describe('api-gateway: POST /api/billing', () => {
     });
   }
 
+  it('When user_id is a JSON number above 2^53 - 1, then it answers 400 and says to send a string, rather than round it into another user', async () => {
+    for (const userId of ['9007199254740993', '9007199254740992', '1.5', '1e300']) {
+      const body = `{"user_id":${userId},"number_of_items":1,"total_amount":1}`;
+      const reply = await request(`${gw.base}/api/billing`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      expectProblem(reply, 400, /Invalid body/);
+      expect(JSON.stringify(reply.body), userId).to.match(/as a string/);
+    }
+    const safe = await request(`${gw.base}/api/billing`, { method: 'POST', json: { user_id: 9007199254740991, number_of_items: 1, total_amount: 1 } });
+    expect(safe.status).to.equal(202);
+    expect(safe.body.order.user_id).to.equal('9007199254740991');
+    expect(await gw.broker.count(gw.queue)).to.equal(1);
+    await gw.broker.take(gw.queue);
+  });
+
   it('When the Idempotency-Key is not visible ASCII, then it answers 400', async () => {
     const reply = await request(`${gw.base}/api/billing`, {
       method: 'POST',
