@@ -47,9 +47,9 @@ export type ConsumerMetrics = ReturnType<typeof consumerMetrics>;
 
 /** What the gauges read at each scrape. */
 interface ConsumerGauges {
-  isConsuming(): boolean;
-  isStoreFailing(): boolean;
-  deadLettering(): Promise<DeadLettering>;
+  isConsuming: () => boolean;
+  isStoreFailing: () => boolean;
+  deadLettering: () => Promise<DeadLettering>;
   maxLength: number;
 }
 

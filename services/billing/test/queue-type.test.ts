@@ -174,11 +174,11 @@ describe('billing-consumer: the queue type', () => {
     }
     expect(await typeOf(queue), 'replaced while the other consumer still received orders').to.equal('classic');
     for (const consumer of consumers) expect((await readyzOf(consumer)).body.details.queue).to.deep.equal({ type: 'classic', migrating: true });
-    await consumers[1]!.stop();
+    await consumers[1].stop();
     running = running.filter((consumer) => consumer !== consumers[1]);
     await becomes(queue, 'quorum', 20_000);
     const after = await ordersIn(queue, 5);
     await storedOnce([...paced, ...after], 30_000);
-    expect((await readyzOf(consumers[0]!)).body.details.queue).to.deep.equal({ type: 'quorum', migrating: false });
+    expect((await readyzOf(consumers[0])).body.details.queue).to.deep.equal({ type: 'quorum', migrating: false });
   });
 });

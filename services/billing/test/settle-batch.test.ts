@@ -15,18 +15,18 @@ const delivery = (messageId: string, channel = 'a', content = order()): FakeDeli
 function recordingPorts({ failStores = 0, closed = new Set<string>(), onRetry = () => {} } = {}) {
   const seen = { stored: [] as Order[][], deadLettered: [] as string[], settled: [] as string[], retries: 0 };
   const ports: SettleBatchPorts<FakeDelivery> = {
-    store: async (items) => {
-      if (seen.retries < failStores) throw Object.assign(new Error('connection refused'), { code: 'ECONNREFUSED' });
+    store: (items) => {
+      if (seen.retries < failStores) return Promise.reject(Object.assign(new Error('connection refused'), { code: 'ECONNREFUSED' }));
       seen.stored.push(items.map(({ order: stored }) => stored));
-      return { added: items.length, rejected: [] };
+      return Promise.resolve({ added: items.length, rejected: [] });
     },
-    deadLetter: async (d, cause) => void seen.deadLettered.push(`${d.messageId}:${cause}`),
+    deadLetter: (d, cause) => Promise.resolve(void seen.deadLettered.push(`${d.messageId}:${cause}`)),
     settle: (d) => void seen.settled.push(d.messageId ?? '?'),
     isLive: (d) => !closed.has(d.channel),
-    retryAfter: async () => {
+    retryAfter: () => {
       seen.retries++;
       onRetry();
-      return seen.retries < 20;
+      return Promise.resolve(seen.retries < 20);
     },
   };
   return { ports, seen };

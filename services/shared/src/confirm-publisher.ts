@@ -14,10 +14,10 @@ const PUBLISH_ID_HEADER = 'x-publish-id';
 
 export interface ConfirmPublisher {
   /** Publishes a persistent, mandatory message and tells what the broker did with it; it never rejects. */
-  publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish): Promise<PublishOutcome>;
+  publish: (exchange: string, routingKey: string, content: Buffer, options: Options.Publish) => Promise<PublishOutcome>;
   /** Connected, with its confirm channel open. */
-  isReady(): boolean;
-  close(): Promise<void>;
+  isReady: () => boolean;
+  close: () => Promise<void>;
 }
 
 /**
@@ -67,9 +67,10 @@ export function confirmPublisher(connection: AmqpConnectionManager, publishTimeo
     publish: async (exchange, routingKey, content, options) => {
       const publishId = randomUUID();
       returned.set(publishId, false);
-      const headers = { ...options.headers, [PUBLISH_ID_HEADER]: publishId };
+      const headers: Record<string, unknown> = { ...(options.headers as Record<string, unknown> | undefined), [PUBLISH_ID_HEADER]: publishId };
       try {
-        await channel.publish(exchange, routingKey, content, { ...options, headers, persistent: true, mandatory: true });
+        const publish: Options.Publish = { ...options, headers, persistent: true, mandatory: true };
+        await channel.publish(exchange, routingKey, content, publish);
         return returned.get(publishId) ? 'returned' : 'confirmed';
       } catch (err) {
         logger.warn({ err, messageId: options.messageId }, 'the broker did not confirm a publish');

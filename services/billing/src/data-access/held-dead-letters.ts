@@ -35,7 +35,7 @@ export const heldDeadLettersRepository = (pool: DatabasePool) => ({
         SELECT id, properties, content FROM held_dead_letters ORDER BY id LIMIT ${limit} FOR UPDATE SKIP LOCKED`);
       const placed: number[] = [];
       for (const row of rows) {
-        if (!(await place(row.properties as Options.Publish, row.content))) break;
+        if (!(await place(row.properties, row.content))) break;
         placed.push(row.id);
       }
       if (placed.length > 0) await transaction.query(sql.unsafe`DELETE FROM held_dead_letters WHERE id = ANY(${sql.array(placed, 'int8')})`);

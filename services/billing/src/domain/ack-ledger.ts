@@ -20,7 +20,7 @@ export class AckLedger<C> {
   received(channel: C, tag: number): void {
     if (this.isClosed(channel)) return;
     let tags = this.channels.get(channel);
-    if (!tags) this.channels.set(channel, (tags = new Map()));
+    if (!tags) this.channels.set(channel, (tags = new Map<number, boolean>()));
     tags.set(tag, false);
   }
 

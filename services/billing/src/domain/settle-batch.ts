@@ -10,15 +10,15 @@ export interface Incoming {
 
 export interface SettleBatchPorts<D extends Incoming> {
   /** Stores the orders in one transaction; one whose key holds another order is recorded as rejected in it. */
-  store(items: readonly Parsed<D>[]): Promise<StoreOutcome>;
+  store: (items: readonly Parsed<D>[]) => Promise<StoreOutcome>;
   /** Moves a message that can never be stored out of the way (dead-letter queue, or held aside); rejects if it could not. */
-  deadLetter(delivery: D, cause: DeadLetterCause, reason: string): Promise<void>;
+  deadLetter: (delivery: D, cause: DeadLetterCause, reason: string) => Promise<void>;
   /** The delivery is settled: it may be acked. */
-  settle(delivery: D): void;
+  settle: (delivery: D) => void;
   /** False once the delivery's channel closed: the broker delivers it again, so it leaves the batch. */
-  isLive(delivery: D): boolean;
+  isLive: (delivery: D) => boolean;
   /** After a failed attempt: waits its backoff; false when the consumer stops (the deliveries stay unacked). */
-  retryAfter(error: unknown, attempt: number): Promise<boolean>;
+  retryAfter: (error: unknown, attempt: number) => Promise<boolean>;
 }
 
 export interface Parsed<D> {

@@ -21,11 +21,11 @@ interface ConsumerChannelOptions {
   queueType: QueueType;
   prefetch: number;
   /** Each delivery, in order. */
-  onDelivery(delivery: Delivery): void;
+  onDelivery: (delivery: Delivery) => void;
   /** A channel closed: its unacked deliveries go back to the queue, and can no longer be acked on it. */
-  onClose(channel: ConfirmChannel): void;
+  onClose: (channel: ConfirmChannel) => void;
   /** Whether no delivery is held and none came for `quietMs` (for the queue-type migration). */
-  quietFor(quietMs: number): boolean;
+  quietFor: (quietMs: number) => boolean;
   logger: Logger;
 }
 

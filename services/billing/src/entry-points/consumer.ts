@@ -39,10 +39,10 @@ export interface DeadLettering {
 
 export interface OrderConsumer {
   state: ConsumerState;
-  isConsuming(): boolean;
+  isConsuming: () => boolean;
   /** The dead-letter queue's depth (null when the broker cannot tell), and the dead letters held in billing_db. */
-  deadLettering(): Promise<DeadLettering>;
-  stop(): Promise<void>;
+  deadLettering: () => Promise<DeadLettering>;
+  stop: () => Promise<void>;
 }
 
 interface ConsumerOptions {

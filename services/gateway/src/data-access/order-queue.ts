@@ -4,8 +4,8 @@ import type { GatewayMetrics } from '../metrics.js';
 
 export interface OrderQueue extends OrderPublisher {
   /** Connected, with the confirm channel open: an order can be accepted now. */
-  isReady(): boolean;
-  close(): Promise<void>;
+  isReady: () => boolean;
+  close: () => Promise<void>;
 }
 
 // openapi.yaml: a 503 may hide a publish the broker confirms later, so a retry must reuse the id
