@@ -43,14 +43,16 @@ export const silentPeer = (): Promise<TcpPeer> => serve(() => undefined);
  * A TCP relay to a real server that a test can cut and restore, to simulate an outage of that server. It listens on
  * a free loopback port, or where `listen` says (another loopback address with the server's own port: a second
  * "node" for a client that takes a list of hosts on one port). `hold()` keeps back what the server sends (its
- * answers, e.g. publisher confirms) while the client's frames still reach it; `cut()` drops what was held.
+ * answers, e.g. publisher confirms) while the client's frames still reach it; `release()` sends it late, `cut()`
+ * drops it.
  */
 export async function relay(
   targetPort: number,
   listen: { host?: string; port?: number } = {},
-): Promise<TcpPeer & { host: string; cut(): void; restore(): void; hold(): void }> {
+): Promise<TcpPeer & { host: string; cut(): void; restore(): void; hold(): void; release(): void }> {
   let up = true;
   let holding = false;
+  let held: Array<[Socket, Buffer]> = [];
   const links = new Set<Socket>();
   const host = listen.host ?? '127.0.0.1';
   const peer = await serve(
@@ -61,7 +63,8 @@ export async function relay(
       upstream.connect(targetPort, '127.0.0.1');
       client.pipe(upstream);
       upstream.on('data', (chunk: Buffer) => {
-        if (!holding) client.write(chunk);
+        if (holding) held.push([client, chunk]);
+        else client.write(chunk);
       });
       links.add(upstream);
       upstream.on('close', () => {
@@ -79,6 +82,7 @@ export async function relay(
     cut: () => {
       up = false;
       holding = false;
+      held = [];
       for (const link of links) link.destroy();
     },
     restore: () => {
@@ -86,6 +90,11 @@ export async function relay(
     },
     hold: () => {
       holding = true;
+    },
+    release: () => {
+      holding = false;
+      for (const [client, chunk] of held) if (!client.destroyed) client.write(chunk);
+      held = [];
     },
   };
 }

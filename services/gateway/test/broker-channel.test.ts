@@ -1,7 +1,10 @@
-import { confirmPublisher, connectBroker, createLogger } from '@crud-master/shared';
-import { unique } from '@crud-master/test-support/env';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { confirmPublisher, connectBroker, createLogger, deadLetterQueueOf } from '@crud-master/shared';
+import { loadConfig } from '../src/config.js';
+import { testEnv, unique } from '@crud-master/test-support/env';
 import { eventually, request, untilReady, urlOf } from '@crud-master/test-support/http';
-import { channelCutter } from '@crud-master/test-support/network';
+import { channelCutter, closedPort, relay } from '@crud-master/test-support/network';
 import { management, managementAuth } from '@crud-master/test-support/operator';
 import { expectProblem } from '@crud-master/test-support/problem';
 import { expect } from 'chai';
@@ -32,18 +35,25 @@ describe('api-gateway: its broker channel', function () {
   this.timeout(60_000);
   const gw = gatewayUnderTest();
 
-  it('When the broker cuts every channel.open, then the process stays up: orders get 503, /readyz 503, and /api/movies is still served', async () => {
+  it('When the broker cuts every channel.open, then the gateway process stays up: orders get 503, /readyz 503, and /api/movies is still served', async () => {
     const cutter = await channelCutter(Number(process.env.RABBITMQ_PORT ?? 5672));
-    const gateway = await gw.startGateway({ RABBITMQ_PORT: cutter.port, PUBLISH_TIMEOUT_MS: 500 });
+    // a process of its own, as PM2 runs it: an unhandled 'error' would end it
+    const port = await closedPort();
+    const env = testEnv({ GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: port, INVENTORY_API_URL: urlOf(gw.inventory.server), RABBITMQ_PORT: cutter.port, PUBLISH_TIMEOUT_MS: 500, RABBITMQ_QUEUE: gw.queue });
+    const gateway = spawn(process.execPath, [fileURLToPath(new URL('../dist/main.js', import.meta.url))], { env, stdio: 'ignore' });
+    let exited: number | null | undefined;
+    gateway.on('exit', (code) => (exited = code));
     try {
-      const base = urlOf(gateway.server);
+      const base = `http://127.0.0.1:${port}`;
+      await eventually(async () => ((await fetch(`${base}/healthz`).catch(() => undefined))?.ok ? true : undefined), 10_000, 'the gateway up');
       // several reconnects, each of which fails to open the channel
-      await new Promise((resolve) => setTimeout(resolve, 3_000));
+      await new Promise((resolve) => setTimeout(resolve, 4_000));
+      expect(exited, 'the gateway process exited').to.equal(undefined);
       expectProblem(await request(`${base}/api/billing`, { method: 'POST', json: order }), 503);
       expectProblem(await request(`${base}/readyz`), 503);
       expect((await request(`${base}/api/movies`)).status).to.equal(200);
     } finally {
-      await gateway.stop();
+      gateway.kill('SIGTERM');
       await cutter.close();
     }
   });
@@ -71,42 +81,52 @@ describe('api-gateway: its broker channel', function () {
   });
 });
 
-describe('the confirm publisher: returns', function () {
+describe('api-gateway: broker returns', function () {
   this.timeout(30_000);
   const gw = gatewayUnderTest();
 
-  it("When a return comes after its publish timed out, then a later publish with the same message id is not taken for it", async () => {
+  it('When a return comes after its publish timed out, then the retry with the same key is accepted, not answered by that stale return', async () => {
+    const missing = unique('late-queue');
+    const link = await relay(Number(process.env.RABBITMQ_PORT ?? 5672));
+    const gateway = await gw.startGateway({ RABBITMQ_PORT: link.port, RABBITMQ_QUEUE: missing, PUBLISH_TIMEOUT_MS: 500 });
+    const base = urlOf(gateway.server);
+    const post = (key: string) => request(`${base}/api/billing`, { method: 'POST', headers: { 'Idempotency-Key': key }, json: order });
+    try {
+      await untilReady(base, 10_000, 'connected');
+      const key = unique('late');
+      // no queue takes it, and its return comes only after its publish timed out
+      link.hold();
+      expectProblem(await post(key), 503);
+      link.release();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await gw.broker.declare(missing);
+      const retry = await post(key);
+      expect(retry.status, JSON.stringify(retry.body)).to.equal(202);
+      expect((await gw.broker.take(missing))?.properties.messageId).to.equal(key);
+    } finally {
+      await gateway.stop();
+      await link.close();
+      await gw.broker.deleteQueues(missing, deadLetterQueueOf(missing));
+    }
+  });
+
+  it('When two publishes share a message id and only one is returned, then each gets its own outcome', async () => {
     const logger = createLogger('test', 'silent');
-    const connection = connectBroker({ ...brokerOf(), queue: gw.queue }, logger, 'confirm-publisher-test');
+    const connection = connectBroker(loadConfig(testEnv({ INVENTORY_API_URL: 'http://127.0.0.1:1' })).broker, logger, 'confirm-publisher-test');
     const publisher = confirmPublisher(connection, 5_000, logger);
     try {
       await eventually(() => (publisher.isReady() ? true : undefined), 10_000, 'a channel');
-      const messageId = unique('late-return');
-      // no such queue: returned, but after the 1 ms this publish waits for its confirm
-      const missing = await publisher.publish('', unique('no-such-queue'), Buffer.from('{}'), { messageId, timeout: 1 } as never);
-      expect(missing).to.equal('unconfirmed');
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      expect(await publisher.publish('', gw.queue, Buffer.from('{}'), { messageId })).to.equal('confirmed');
-      // two publishes with one id, one of them returned: each gets its own outcome
+      const messageId = unique('shared-id');
       const outcomes = await Promise.all([
         publisher.publish('', unique('no-such-queue'), Buffer.from('{}'), { messageId }),
         publisher.publish('', gw.queue, Buffer.from('{}'), { messageId }),
+        publisher.publish('', unique('no-such-queue'), Buffer.from('{}'), { messageId }),
       ]);
-      expect(outcomes).to.deep.equal(['returned', 'confirmed']);
+      expect(outcomes).to.deep.equal(['returned', 'confirmed', 'returned']);
+      await gw.broker.take(gw.queue);
     } finally {
       await publisher.close();
       await connection.close();
     }
   });
 });
-
-function brokerOf() {
-  const env = process.env;
-  return {
-    hosts: (env.RABBITMQ_HOST ?? '127.0.0.1').split(','),
-    port: Number(env.RABBITMQ_PORT ?? 5672),
-    user: env.RABBITMQ_USER!,
-    password: env.RABBITMQ_PASSWORD!,
-    vhost: env.RABBITMQ_VHOST!,
-  };
-}
