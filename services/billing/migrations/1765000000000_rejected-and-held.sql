@@ -18,6 +18,8 @@ CREATE TABLE rejected_orders (
 -- original is acked and the orders behind it are stored, and moved to the dead-letter queue once it takes them.
 CREATE TABLE held_dead_letters (
   id         bigserial PRIMARY KEY,
+  -- the dead-letter exchange it goes to (that of the consumer's RABBITMQ_QUEUE)
+  exchange   text NOT NULL,
   message_id text,
   cause      text NOT NULL,
   reason     text NOT NULL,
@@ -26,6 +28,7 @@ CREATE TABLE held_dead_letters (
   content    bytea NOT NULL,
   held_at    timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX held_dead_letters_exchange_id ON held_dead_letters (exchange, id);
 
 -- Down Migration
 DROP TABLE held_dead_letters;

@@ -1,4 +1,4 @@
-import { closeServer, createLogger, createRegistry, listen, listenForMetrics, type Service } from '@crud-master/shared';
+import { billingTopology, closeServer, createLogger, createRegistry, listen, listenForMetrics, type Service } from '@crud-master/shared';
 import { createDatabasePool, isDatabaseReachable } from '@crud-master/shared/database';
 import type { Server } from 'node:http';
 import type { Config } from './config.js';
@@ -24,7 +24,7 @@ export async function start(config: Config): Promise<BillingConsumer> {
     queueType: config.queueType,
     prefetch: config.prefetch,
     orders: ordersRepository(pool),
-    held: heldDeadLettersRepository(pool),
+    held: heldDeadLettersRepository(pool, billingTopology(config.broker.queue).deadLetterExchange),
     metrics,
     logger,
   });

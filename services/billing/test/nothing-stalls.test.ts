@@ -31,8 +31,9 @@ async function closeConsumerConnection(): Promise<void> {
   const connections = JSON.parse(listed) as Array<{ name: string; user: string; client_properties: unknown }>;
   const ours = connections.filter((c) => c.user === process.env.RABBITMQ_USER && JSON.stringify(c.client_properties).includes('"billing-consumer"'));
   expect(ours, 'the consumer connection under test').to.have.length(1);
-  const closed = await request(`${management}/connections/${encodeURIComponent(ours[0]!.name)}`, { method: 'DELETE', headers: managementAuth });
-  expect(closed.status, 'the management API closed it').to.equal(204);
+  // the management API learns of a new connection with its next statistics
+  const url = `${management}/connections/${encodeURIComponent(ours[0]!.name)}`;
+  await eventually(async () => ((await request(url, { method: 'DELETE', headers: managementAuth })).status === 204 ? true : undefined), 10_000, 'the connection closed');
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -15,14 +15,15 @@ const heldRow = z.object({ id: z.coerce.number(), properties: z.record(z.string(
 const heldFigures = z.object({ held: z.coerce.number(), oldest_seconds: z.coerce.number().nullable() });
 
 /**
- * held_dead_letters: the dead letters the broker would not take, kept in billing_db until it does. Several consumers
- * may move them at once (one per billing VM): each takes rows the others have not locked.
+ * held_dead_letters: the dead letters the broker would not take, kept in billing_db until it does, each for the
+ * dead-letter exchange it goes to. Several consumers may move them at once (one per billing VM): each takes rows the
+ * others have not locked.
  */
-export const heldDeadLettersRepository = (pool: DatabasePool) => ({
+export const heldDeadLettersRepository = (pool: DatabasePool, exchange: string) => ({
   hold: async ({ messageId, cause, reason, properties, content }: DeadLetter): Promise<void> => {
     await pool.query(sql.unsafe`
-      INSERT INTO held_dead_letters (message_id, cause, reason, properties, content)
-      VALUES (${messageId ?? null}, ${cause}, ${reason}, ${sql.jsonb(properties as never)}, ${sql.binary(content)})`);
+      INSERT INTO held_dead_letters (exchange, message_id, cause, reason, properties, content)
+      VALUES (${exchange}, ${messageId ?? null}, ${cause}, ${reason}, ${sql.jsonb(properties as never)}, ${sql.binary(content)})`);
   },
 
   /**
@@ -32,7 +33,8 @@ export const heldDeadLettersRepository = (pool: DatabasePool) => ({
   move: (limit: number, place: (properties: Options.Publish, content: Buffer) => Promise<boolean>): Promise<number> =>
     pool.transaction(async (transaction) => {
       const rows = await transaction.any(sql.type(heldRow)`
-        SELECT id, properties, content FROM held_dead_letters ORDER BY id LIMIT ${limit} FOR UPDATE SKIP LOCKED`);
+        SELECT id, properties, content FROM held_dead_letters WHERE exchange = ${exchange}
+        ORDER BY id LIMIT ${limit} FOR UPDATE SKIP LOCKED`);
       const placed: number[] = [];
       for (const row of rows) {
         if (!(await place(row.properties, row.content))) break;
@@ -45,7 +47,8 @@ export const heldDeadLettersRepository = (pool: DatabasePool) => ({
   /** How many are held, and how long the oldest has been (null when none is). */
   figures: async () => {
     const { held, oldest_seconds: oldestSeconds } = await pool.one(sql.type(heldFigures)`
-      SELECT count(*) AS held, extract(epoch FROM now() - min(held_at)) AS oldest_seconds FROM held_dead_letters`);
+      SELECT count(*) AS held, extract(epoch FROM now() - min(held_at)) AS oldest_seconds
+      FROM held_dead_letters WHERE exchange = ${exchange}`);
     return { held, oldestSeconds };
   },
 });
