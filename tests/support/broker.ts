@@ -1,7 +1,20 @@
-import { declareBillingTopology, type QueueType } from '@crud-master/shared';
-import amqplib, { type ChannelModel, type ConfirmChannel, type GetMessage } from 'amqplib';
+import { billingQueueOptions, billingTopology, type QueueType } from '@crud-master/shared';
+import amqplib, { type Channel, type ChannelModel, type ConfirmChannel, type GetMessage } from 'amqplib';
 import { management, managementAuth } from './operator.js';
 import { billingQueue } from './stack.js';
+
+/**
+ * Declares a billing queue, its dead-letter exchange and queue, as billing-consumer does when it starts (the gateway
+ * under test needs the queue before any consumer runs). The queue has no dead-letter arguments: the consumer
+ * dead-letters by publishing to the exchange.
+ */
+async function declareBillingTopology(channel: Channel, queue: string, type: QueueType): Promise<void> {
+  const names = billingTopology(queue);
+  await channel.assertExchange(names.deadLetterExchange, 'fanout', { durable: true });
+  await channel.assertQueue(names.deadLetterQueue, billingQueueOptions(type));
+  await channel.bindQueue(names.deadLetterQueue, names.deadLetterExchange, '');
+  await channel.assertQueue(names.queue, billingQueueOptions(type));
+}
 
 /** A plain amqplib connection to the test broker, to look into queues and publish raw messages. */
 export async function openBroker() {

@@ -1,4 +1,4 @@
-import { billingTopology, closeServer, createLogger, createRegistry, listen, listenForMetrics, type Service } from '@crud-master/shared';
+import { billingTopology, closeServer, createLogger, createRegistry, listen, listenForMetrics, type Service, withTimeout } from '@crud-master/shared';
 import { createDatabasePool, isDatabaseReachable } from '@crud-master/shared/database';
 import type { Server } from 'node:http';
 import type { Config } from './config.js';
@@ -7,6 +7,10 @@ import { ordersRepository } from './data-access/orders-repository.js';
 import { startConsumer } from './entry-points/consumer.js';
 import { createHealthApp } from './entry-points/http.js';
 import { consumerGauges, consumerMetrics, countsByCause } from './metrics.js';
+
+/** /readyz answers within this, whatever hangs: what did not answer by then counts as unknown, or unreachable. */
+const READINESS_TIMEOUT_MS = 3_000;
+const UNKNOWN_DEAD_LETTERING = { depth: null, held: null, oldestHeldSeconds: null };
 
 export interface BillingConsumer extends Service {
   server: Server;
@@ -39,8 +43,8 @@ export async function start(config: Config): Promise<BillingConsumer> {
   // letter was placed: an order that waits, or a dead letter held aside, is something an operator must look at.
   const readiness = async () => {
     const [database, { depth, held, oldestHeldSeconds }, deadLettered, heldAside] = await Promise.all([
-      isDatabaseReachable(pool),
-      consumer.deadLettering(),
+      withTimeout(isDatabaseReachable(pool), READINESS_TIMEOUT_MS, 'the database').catch(() => false),
+      withTimeout(consumer.deadLettering(), READINESS_TIMEOUT_MS, 'the dead-letter figures').catch(() => UNKNOWN_DEAD_LETTERING),
       countsByCause(metrics.deadLettered),
       countsByCause(metrics.heldAside),
     ]);

@@ -1,5 +1,5 @@
 import amqp, { type AmqpConnectionManager } from 'amqp-connection-manager';
-import type { Channel, Options } from 'amqplib';
+import type { Options } from 'amqplib';
 import type { Logger } from './logger.js';
 import { z } from 'zod';
 import type { RabbitmqConfig } from './config.js';
@@ -73,19 +73,6 @@ export type QueueType = (typeof QUEUE_TYPES)[number];
  */
 export const billingQueueOptions = (type: QueueType): Options.AssertQueue =>
   type === 'quorum' ? { durable: true, arguments: { 'x-queue-type': 'quorum' } } : { durable: true };
-
-/**
- * Declares the billing queue, the dead-letter exchange and its queue. Only billing-consumer runs this (the gateway's
- * user may not configure anything). The queue has no dead-letter arguments: queue-level dead-lettering would need
- * write permission on the exchange for whoever declares it, so the consumer dead-letters by publishing to the exchange.
- */
-export async function declareBillingTopology(channel: Channel, queue: string, type: QueueType = 'classic'): Promise<void> {
-  const names = billingTopology(queue);
-  await channel.assertExchange(names.deadLetterExchange, 'fanout', { durable: true });
-  await channel.assertQueue(names.deadLetterQueue, billingQueueOptions(type));
-  await channel.bindQueue(names.deadLetterQueue, names.deadLetterExchange, '');
-  await channel.assertQueue(names.queue, billingQueueOptions(type));
-}
 
 /** The body of a billing_queue message: the normalised order. Money is a decimal string, never a float. */
 export const orderMessage = z
