@@ -1,6 +1,6 @@
 import { unique } from '@crud-master/test-support/env';
 import { appHosts, onHost, type Host } from '@crud-master/test-support/hosts';
-import { eventually, request } from '@crud-master/test-support/http';
+import { eventually, request, untilReady } from '@crud-master/test-support/http';
 import { management, managementAuth, orderCounts, psqlBilling, readyInQueue } from '@crud-master/test-support/operator';
 import { pm2ProcessesOn } from '@crud-master/test-support/pm2';
 import { expectProblem } from '@crud-master/test-support/problem';
@@ -94,7 +94,11 @@ describe('the deployed stack (make local)', () => {
   });
 
   describe("the seed's resilience scenario", () => {
-    after(() => pm2('restart', 'billing-consumer'));
+    // the next suite looks at its listeners: it must be up again, not restarting
+    after(async () => {
+      pm2('restart', 'billing-consumer');
+      await untilReady(billingHealth, 30_000, 'billing-consumer ready after its restart');
+    });
 
     it('When billing-consumer is stopped, then orders get 202, wait Ready in billing_queue, and all land once after pm2 restart', async () => {
       pm2('stop', 'billing-consumer');

@@ -37,6 +37,7 @@ export async function eventually<T>(probe: () => Promise<T | undefined> | T | un
   }
 }
 
-/** Polls `${base}/readyz` until the service answers 200 (up, and its database or broker reachable). */
+/** Polls `${base}/readyz` until the service answers 200 (up, and its database or broker reachable); a service still
+ * starting refuses the connection, which counts as not ready yet. */
 export const untilReady = (base: string, timeoutMs = 10_000, what = `${base} to be ready`): Promise<true> =>
-  eventually(async () => ((await request(`${base}/readyz`)).status === 200 ? true : undefined), timeoutMs, what);
+  eventually(async () => ((await request(`${base}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined), timeoutMs, what);
