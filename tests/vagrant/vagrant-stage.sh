@@ -3,6 +3,7 @@
 # Vagrant's docker provider, brings up gateway-vm, inventory-vm and billing-vm (`make up PROVIDER=docker`: systemd
 # guests from `make box`, provisioned by ansible_local), and then, against the guests:
 #   - each guest runs systemd and the pinned Node.js, and has the address of .env that inventory.ini resolves to;
+#     root on it cannot write kernel.core_pattern nor load a module (the Vagrantfile's capabilities);
 #   - the end-to-end suite (pm2 and psql over SSH on the guests) and the Postman collection through gateway-vm;
 #   - the seed's scenario over `vagrant ssh`, and a `vagrant reload` of all three with orders waiting (vm-path.test.ts);
 #   - orders at 100/s while billing-vm's broker stops and restarts, then billing-vm halts and comes back
