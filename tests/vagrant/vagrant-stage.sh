@@ -11,7 +11,8 @@
 #   - `make provision-idempotent`: ansible-playbook over SSH with inventory.ini reports changed=0 on every host, and
 #     refuses a machine whose host key is not the pinned one;
 #   - isolation: which databases and broker logins each guest gets, and what each guest's firewall lets in (the host
-#     scrapes RabbitMQ's metrics; inventory-api stays closed to it); each guest holds only its own secrets;
+#     scrapes RabbitMQ's metrics; inventory-api stays closed to it); gateway-vm's firewall caps the connections of
+#     one address on :8080 while it serves another; each guest holds only its own secrets;
 #   - `make destroy` leaves no container and no network.
 # With VAGRANT_STAGE_BILLING_VMS=N >= 2 (`make scale-test`: 3, five machines) the checkout's .env says
 # BILLING_VM_COUNT=N, and the stage runs the same checks on every machine, but not the end-to-end suite and the seed's
