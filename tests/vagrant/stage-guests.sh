@@ -12,6 +12,41 @@ $(on_vm "$vm" systemctl list-units --failed --plain --no-legend 2>&1 | head -5)"
   fi
 done
 
+# The docker provider's guests hold no more than systemd and the roles need (the Vagrantfile's DOCKER_SYSTEMD_ARGS):
+# root on a guest cannot write kernel.core_pattern (/proc/sys is read-only; it writes back the value it read, so a
+# guest that can changes nothing), nor load a kernel module (no CAP_SYS_MODULE; init_module of an empty image is
+# refused before the kernel reads it), and holds none of the capabilities below.
+guest_power=$(cat <<'PY'
+import ctypes, os
+try:
+    with open('/proc/sys/kernel/core_pattern') as f:
+        pattern = f.read()
+    with open('/proc/sys/kernel/core_pattern', 'w') as f:
+        f.write(pattern)
+    core = 'written'
+except OSError as error:
+    core = os.strerror(error.errno)
+libc = ctypes.CDLL(None, use_errno=True)
+module = 'loaded' if libc.init_module(b'', ctypes.c_ulong(0), b'') == 0 else os.strerror(ctypes.get_errno())
+names = {9: 'LINUX_IMMUTABLE', 14: 'IPC_LOCK', 16: 'SYS_MODULE', 17: 'SYS_RAWIO', 19: 'SYS_PTRACE', 20: 'SYS_PACCT',
+         22: 'SYS_BOOT', 25: 'SYS_TIME', 26: 'SYS_TTY_CONFIG', 28: 'LEASE', 30: 'AUDIT_CONTROL', 32: 'MAC_OVERRIDE',
+         33: 'MAC_ADMIN', 34: 'SYSLOG', 35: 'WAKE_ALARM', 36: 'BLOCK_SUSPEND', 38: 'PERFMON', 39: 'BPF',
+         40: 'CHECKPOINT_RESTORE'}
+bounding = int(next(line for line in open('/proc/1/status') if line.startswith('CapBnd')).split()[1], 16)
+held = [name for bit, name in names.items() if bounding >> bit & 1]
+print(f"core_pattern: {core}; init_module: {module}; held: {' '.join(held) or 'none'}")
+PY
+)
+for vm in "${machines[@]}"; do
+  seen=$(on_vm "$vm" python3 - <<<"$guest_power" 2>&1)
+  if [ "$seen" = "core_pattern: Read-only file system; init_module: Operation not permitted; held: none" ]; then
+    pass "$vm: root cannot write kernel.core_pattern (read-only) nor load a module (refused), and holds no CAP_SYS_MODULE, SYS_RAWIO, SYS_PTRACE, SYS_BOOT, MAC_ADMIN…"
+  else
+    fail "$vm: root cannot write kernel.core_pattern nor load a module, and holds no capability systemd does not need" \
+      "as root on $vm: $seen. The Vagrantfile's DOCKER_SYSTEMD_ARGS must grant only the capabilities systemd and the roles use, keep Docker's seccomp profile and /proc/sys read-only."
+  fi
+done
+
 # Where inventory.ini sends make provision: each machine's ansible_host, which Ansible takes from .env
 # (crud_master_vm_ips of group_vars/all.yml). The later phases reach the guests there.
 declare -A vm_ip=()

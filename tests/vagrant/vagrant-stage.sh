@@ -3,6 +3,7 @@
 # Vagrant's docker provider, brings up gateway-vm, inventory-vm and billing-vm (`make up PROVIDER=docker`: systemd
 # guests from `make box`, provisioned by ansible_local), and then, against the guests:
 #   - each guest runs systemd and the pinned Node.js, and has the address of .env that inventory.ini resolves to;
+#     root on it cannot write kernel.core_pattern nor load a module (the Vagrantfile's capabilities);
 #   - the end-to-end suite (pm2 and psql over SSH on the guests) and the Postman collection through gateway-vm;
 #   - the seed's scenario over `vagrant ssh`, and a `vagrant reload` of all three with orders waiting (vm-path.test.ts);
 #   - orders at 100/s while billing-vm's broker stops and restarts, then billing-vm halts and comes back
@@ -10,7 +11,8 @@
 #   - `make provision-idempotent`: ansible-playbook over SSH with inventory.ini reports changed=0 on every host, and
 #     refuses a machine whose host key is not the pinned one;
 #   - isolation: which databases and broker logins each guest gets, and what each guest's firewall lets in (the host
-#     scrapes RabbitMQ's metrics; inventory-api stays closed to it); each guest holds only its own secrets;
+#     scrapes RabbitMQ's metrics; inventory-api stays closed to it); gateway-vm's firewall caps the connections of
+#     one address on :8080 while it serves another; each guest holds only its own secrets;
 #   - `make destroy` leaves no container and no network.
 # With VAGRANT_STAGE_BILLING_VMS=N >= 2 (`make scale-test`: 3, five machines) the checkout's .env says
 # BILLING_VM_COUNT=N, and the stage runs the same checks on every machine, but not the end-to-end suite and the seed's
