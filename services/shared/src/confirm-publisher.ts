@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { AmqpConnectionManager } from 'amqp-connection-manager';
 import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import { BROKER_CLOSE_TIMEOUT_MS } from './billing-queue.js';
@@ -27,8 +26,10 @@ export interface ConfirmPublisher {
  * (broker down, slow or blocked by an alarm) is dropped from the library's buffer and reported unconfirmed.
  */
 export function confirmPublisher(connection: AmqpConnectionManager, publishTimeoutMs: number, logger: Logger): ConfirmPublisher {
-  // publishes awaiting their confirm, and whether the broker returned each; a late return finds none and is ignored
-  const returned = new Map<string, boolean>();
+  // publishes awaiting their confirm (by a number of this publisher's), and whether the broker returned each; a late
+  // return finds none and is ignored. Returns come on this publisher's own channel, so its own count is unique enough.
+  const returned = new Map<number, boolean>();
+  let published = 0;
   let open: ConfirmChannel | undefined;
   let failures = 0;
   let closing = false;
@@ -55,7 +56,7 @@ export function confirmPublisher(connection: AmqpConnectionManager, publishTimeo
       });
       amqpChannel.on('return', (message: ConsumeMessage) => {
         const id: unknown = message.properties.headers?.[PUBLISH_ID_HEADER];
-        if (typeof id === 'string' && returned.has(id)) returned.set(id, true);
+        if (typeof id === 'number' && returned.has(id)) returned.set(id, true);
       });
       open = amqpChannel;
       failures = 0;
@@ -65,7 +66,7 @@ export function confirmPublisher(connection: AmqpConnectionManager, publishTimeo
 
   return {
     publish: async (exchange, routingKey, content, options) => {
-      const publishId = randomUUID();
+      const publishId = ++published;
       returned.set(publishId, false);
       const headers: Record<string, unknown> = { ...(options.headers as Record<string, unknown> | undefined), [PUBLISH_ID_HEADER]: publishId };
       try {
