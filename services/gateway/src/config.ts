@@ -1,4 +1,4 @@
-import { env, metricsEnv, parseConfig, rabbitmqEnv } from '@crud-master/shared';
+import { env, httpLimitsEnv, metricsEnv, parseConfig, rabbitmqEnv } from '@crud-master/shared';
 import { z } from 'zod';
 
 const gatewayEnv = z.object({
@@ -8,6 +8,9 @@ const gatewayEnv = z.object({
   INVENTORY_API_URL: z.url(),
   // an inventory that has not answered by then gives 504
   UPSTREAM_TIMEOUT_MS: env.count().default(10_000),
+  // connections of one instance to inventory: a slow inventory then holds this many of its sockets, not one per client
+  // request (its DB pool has 10 connections, so more would only queue there); the others wait in the gateway
+  UPSTREAM_MAX_SOCKETS: env.count().default(128),
   // a publish the broker has not confirmed by then gives 503
   PUBLISH_TIMEOUT_MS: env.count().default(3_000),
   // /metrics on the public port as well as on the metrics listener: only when the operator allows it
@@ -16,15 +19,20 @@ const gatewayEnv = z.object({
 });
 
 export const loadConfig = (vars: NodeJS.ProcessEnv = process.env) => {
-  const { gateway, broker, metrics } = parseConfig({ gateway: gatewayEnv, broker: rabbitmqEnv, metrics: metricsEnv('GATEWAY', 9100) }, vars);
+  const { gateway, broker, metrics, http } = parseConfig(
+    { gateway: gatewayEnv, broker: rabbitmqEnv, metrics: metricsEnv('GATEWAY', 9100), http: httpLimitsEnv },
+    vars,
+  );
   return {
     host: gateway.GATEWAY_HOST,
     port: gateway.GATEWAY_PORT,
     inventoryUrl: gateway.INVENTORY_API_URL,
     upstreamTimeoutMs: gateway.UPSTREAM_TIMEOUT_MS,
+    upstreamMaxSockets: gateway.UPSTREAM_MAX_SOCKETS,
     publishTimeoutMs: gateway.PUBLISH_TIMEOUT_MS,
     logLevel: gateway.LOG_LEVEL,
     broker,
+    http,
     metrics: { ...metrics, public: gateway.GATEWAY_PUBLIC_METRICS },
   };
 };

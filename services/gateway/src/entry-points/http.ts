@@ -13,6 +13,7 @@ export const BILLING_BODY_LIMIT = '16kb';
 interface GatewayOptions {
   inventoryUrl: string;
   upstreamTimeoutMs: number;
+  upstreamMaxSockets: number;
   orders: OrderPublisher;
   isReady: () => Promise<boolean>;
   registry: Registry;
@@ -41,7 +42,7 @@ function countOrders(orderCounter: GatewayMetrics['orders']): Middleware {
 }
 
 /** The public API on :8080: the movies proxy, POST /api/billing, /healthz and /readyz (and /metrics if allowed). */
-export function createHttpApp({ inventoryUrl, upstreamTimeoutMs, orders, isReady, registry, orderCounter, publicMetrics, logger }: GatewayOptions): Koa {
+export function createHttpApp({ inventoryUrl, upstreamTimeoutMs, upstreamMaxSockets, orders, isReady, registry, orderCounter, publicMetrics, logger }: GatewayOptions): Koa {
   const router = new Router();
   router.post('/api/billing', countOrders(orderCounter), jsonBody(BILLING_BODY_LIMIT), async (ctx) => {
     ctx.body = await placeOrder(orders, ctx.request.body, ctx.get('Idempotency-Key') || undefined);
@@ -53,7 +54,7 @@ export function createHttpApp({ inventoryUrl, upstreamTimeoutMs, orders, isReady
   app.use(problemDetails(logger));
   // most requests are proxied: they pass through nothing more than the request id, the access log, the metrics and
   // the problem+json errors (502, 504)
-  app.use(inventoryProxy(inventoryUrl, upstreamTimeoutMs));
+  app.use(inventoryProxy(inventoryUrl, upstreamTimeoutMs, upstreamMaxSockets));
   app.use(healthChecks(isReady, 'The broker'));
   if (publicMetrics) app.use(metricsEndpoint(registry));
   app.use(apiDocs());
