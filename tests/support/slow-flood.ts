@@ -1,8 +1,8 @@
 /**
  * A slow-client flood, run as a child process (so that its own work does not load the server under test): `count`
- * connections from one address (100 every 30 ms), each sending a POST head and then one body byte every `trickleMs`, until the parent
- * sends 'stop'. It says 'settled' once each has connected or been refused, and at the end how long its connections
- * lived, from their connect to their close.
+ * connections from one address (100 every 30 ms), each sending a POST head and then one body byte every
+ * `trickleMs`, until the parent sends 'stop'. It says 'settled' once each has connected or been refused, and at the
+ * end how long its connections lived, from their connect to their close.
  *   fork('slow-flood.ts', [port, count, trickleMs]) → 'settled', then on 'stop' { opened, longestMs, openNow }
  */
 import { connect } from 'node:net';

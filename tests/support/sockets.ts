@@ -17,14 +17,21 @@ export async function openSocket(port: number, localAddress = '127.0.0.1'): Prom
 }
 
 /**
- * Sends a request head, then `bodyBytes` of body as fast as the connection takes it, and only then reads what comes
+ * Sends a request head, then `size` bytes of body as fast as the connection takes it, and only then reads what comes
  * back, until the connection closes: a simple client (send the request, then read the answer). An answer lost to a
  * reset shows as an error with nothing received.
  */
-export async function postHugeBody(port: number, path: string, bodyBytes: number, connection = 'close'): Promise<RawExchange> {
+export async function postHugeBody(
+  port: number,
+  path: string,
+  size: number,
+  connection = 'close',
+): Promise<RawExchange> {
   const started = performance.now();
   const socket = await openSocket(port);
-  const head = `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${bodyBytes}\r\nConnection: ${connection}\r\n\r\n`;
+  const head =
+    `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n` +
+    `Content-Length: ${size}\r\nConnection: ${connection}\r\n\r\n`;
   let received = '';
   let error: string | undefined;
   socket.setEncoding('latin1');
@@ -34,8 +41,8 @@ export async function postHugeBody(port: number, path: string, bodyBytes: number
   const closed = new Promise((resolve) => socket.once('close', resolve));
   socket.write(head);
   const chunk = Buffer.alloc(64 * 1024, 'x');
-  for (let sent = 0; sent < bodyBytes && !socket.destroyed && !socket.writableEnded; sent += chunk.length) {
-    if (!socket.write(chunk.subarray(0, Math.min(chunk.length, bodyBytes - sent)))) {
+  for (let sent = 0; sent < size && !socket.destroyed && !socket.writableEnded; sent += chunk.length) {
+    if (!socket.write(chunk.subarray(0, Math.min(chunk.length, size - sent)))) {
       await new Promise((resolve) => {
         socket.once('drain', resolve);
         socket.once('close', resolve);

@@ -30,7 +30,8 @@ export async function start(config: Config): Promise<BillingConsumer> {
     const deadLetterQueue = { depth: deadLetterDepth, migrating: state.deadLetterQueueMigrating };
     return { ready: consuming && database, details: { consuming, database, queue: { ...state.queue }, deadLetterQueue, deadLettered } };
   };
-  const server = await listen(createHealthApp(readiness, registry, logger), config.healthPort, config.healthHost, config.http);
+  const healthApp = createHealthApp(readiness, registry, logger);
+  const server = await listen(healthApp, config.healthPort, config.healthHost, config.http);
   const metricsServer = await listenForMetrics(registry, logger, config.metrics, config.http);
   logger.info({ address: server.address(), metrics: metricsServer.address(), queue: config.broker.queue, queueType: config.queueType }, 'billing-consumer started');
   return {

@@ -1,5 +1,13 @@
 import { fileURLToPath } from 'node:url';
-import { databaseEnv, env, httpLimitsEnv, metricsEnv, parseConfig, QUEUE_TYPES, rabbitmqEnv } from '@crud-master/shared';
+import {
+  databaseEnv,
+  env,
+  httpLimitsEnv,
+  metricsEnv,
+  parseConfig,
+  QUEUE_TYPES,
+  rabbitmqEnv,
+} from '@crud-master/shared';
 import { z } from 'zod';
 
 const consumerEnv = z.object({
@@ -15,7 +23,13 @@ const consumerEnv = z.object({
 
 export const loadConfig = (vars: NodeJS.ProcessEnv = process.env) => {
   const { consumer, db, broker, metrics, http } = parseConfig(
-    { consumer: consumerEnv, db: databaseEnv('BILLING'), broker: rabbitmqEnv, metrics: metricsEnv('BILLING', 9120), http: httpLimitsEnv },
+    {
+      consumer: consumerEnv,
+      db: databaseEnv('BILLING'),
+      broker: rabbitmqEnv,
+      metrics: metricsEnv('BILLING', 9120),
+      http: httpLimitsEnv,
+    },
     vars,
   );
   return {

@@ -13,7 +13,8 @@ export const loadConfig = (vars: NodeJS.ProcessEnv = process.env) => {
     { http: httpEnv, db: databaseEnv('INVENTORY'), metrics: metricsEnv('INVENTORY', 9110), limits: httpLimitsEnv },
     vars,
   );
-  return { host: http.INVENTORY_API_HOST, port: http.INVENTORY_API_PORT, logLevel: http.LOG_LEVEL, db, metrics, http: limits };
+  const { INVENTORY_API_HOST: host, INVENTORY_API_PORT: port, LOG_LEVEL: logLevel } = http;
+  return { host, port, logLevel, db, metrics, http: limits };
 };
 
 export type Config = ReturnType<typeof loadConfig>;

@@ -60,7 +60,12 @@ export function metricsEndpoint(registry: Registry): Middleware {
 }
 
 /** The metrics listener of a service: /metrics alone, on an address of its own, so the public port never shows it. */
-export function listenForMetrics(registry: Registry, logger: Logger, address: { host: string; port: number }, limits: HttpLimits): Promise<Server> {
+export function listenForMetrics(
+  registry: Registry,
+  logger: Logger,
+  address: { host: string; port: number },
+  limits: HttpLimits,
+): Promise<Server> {
   const app = new Koa();
   app.use(problemDetails(logger));
   app.use(metricsEndpoint(registry));
