@@ -24,6 +24,8 @@ export async function start(config: Config): Promise<ApiGateway> {
     isReady: () => Promise.resolve(orders.isConnected()),
     registry,
     orderCounter: metrics.orders,
+    rateLimited: metrics.rateLimited,
+    limits: config.rateLimits,
     publicMetrics: config.metrics.public,
     logger,
   });

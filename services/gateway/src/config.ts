@@ -15,6 +15,19 @@ const gatewayEnv = z.object({
   PUBLISH_TIMEOUT_MS: env.count().default(3_000),
   // /metrics on the public port as well as on the metrics listener: only when the operator allows it
   GATEWAY_PUBLIC_METRICS: env.flag(),
+  // Rate limits, each per GATEWAY_RATE_LIMIT_WINDOW_S and per instance (PM2 runs 2: each counts alone); 0 turns one
+  // off. Every request of a client address counts towards _REQUESTS, its POST/PUT/DELETE also towards _WRITES, and
+  // an order also towards its user_id's _ORDERS_PER_USER. The defaults leave the test suites several times below
+  // them (chaos: 50 orders/s of one user, the scale stage 100/s); a user of the API comes nowhere near.
+  GATEWAY_RATE_LIMIT_WINDOW_S: env.count().default(10),
+  GATEWAY_RATE_LIMIT_REQUESTS: z.coerce.number().int().min(0).default(10_000),
+  GATEWAY_RATE_LIMIT_WRITES: z.coerce.number().int().min(0).default(2_000),
+  GATEWAY_RATE_LIMIT_ORDERS_PER_USER: z.coerce.number().int().min(0).default(1_000),
+  // proxies (addresses, comma-separated) whose X-Forwarded-For names the client; by default none: the socket's address
+  GATEWAY_TRUSTED_PROXIES: z
+    .string()
+    .default('')
+    .transform((value) => value.split(',').map((address) => address.trim()).filter(Boolean)),
   LOG_LEVEL: env.logLevel(),
 });
 
@@ -30,6 +43,13 @@ export const loadConfig = (vars: NodeJS.ProcessEnv = process.env) => {
     upstreamTimeoutMs: gateway.UPSTREAM_TIMEOUT_MS,
     upstreamMaxSockets: gateway.UPSTREAM_MAX_SOCKETS,
     publishTimeoutMs: gateway.PUBLISH_TIMEOUT_MS,
+    rateLimits: {
+      windowSeconds: gateway.GATEWAY_RATE_LIMIT_WINDOW_S,
+      requests: gateway.GATEWAY_RATE_LIMIT_REQUESTS,
+      writes: gateway.GATEWAY_RATE_LIMIT_WRITES,
+      ordersPerUser: gateway.GATEWAY_RATE_LIMIT_ORDERS_PER_USER,
+      trustedProxies: gateway.GATEWAY_TRUSTED_PROXIES,
+    },
     logLevel: gateway.LOG_LEVEL,
     broker,
     http,

@@ -26,7 +26,7 @@ const hopByHopOf = (headers: IncomingHttpHeaders): string[] => [
 ];
 
 /** The metrics' route label of a path: the collection, one movie, or deeper (koa-proxies forwards those too). */
-function movieRoute(path: string): string | undefined {
+export function movieRoute(path: string): string | undefined {
   if (path === MOVIES_PATH || path === `${MOVIES_PATH}/`) return MOVIES_PATH;
   if (!path.startsWith(`${MOVIES_PATH}/`)) return undefined;
   return path.slice(MOVIES_PATH.length + 1).replace(/\/$/, '').includes('/') ? `${MOVIES_PATH}/*` : `${MOVIES_PATH}/:id`;
