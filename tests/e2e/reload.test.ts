@@ -13,6 +13,9 @@ const { gateway } = stack;
 /** `pm2 …` on the host of the app (this one, or through E2E_*_EXEC in the Vagrant stage). */
 const pm2On = (host: Host, ...args: string[]) => onHostAsync(host, 'pm2', args);
 const CLIENTS = 16;
+// each client waits this long between its requests: a steady load, at most 800/s, well under the gateway's rate
+// limit per address (GATEWAY_RATE_LIMIT_REQUESTS, 10,000 per 10 s per instance by default)
+const PAUSE_MS = 20;
 
 describe('graceful reload under load', function () {
   this.timeout(120_000);
@@ -31,6 +34,7 @@ describe('graceful reload under load', function () {
         } catch (error) {
           failures.push(String(error));
         }
+        await new Promise((resolve) => setTimeout(resolve, PAUSE_MS));
       }
     };
     const load = Array.from({ length: CLIENTS }, client);

@@ -99,7 +99,11 @@ function expectWellFormed(req: RawRequest, reply: RawReply): void {
   const what = `${req.method} ${req.path} → ${reply.status} ${reply.body.slice(0, 200)}`;
   expect(reply.status < 500 || [502, 503, 504].includes(reply.status), `a 5xx: ${what}`).to.equal(true);
   const limit = bodyLimitOf(req);
-  if (limit !== undefined && Buffer.byteLength(req.body ?? '') > limit) expect(reply.status, `over the limit: ${what}`).to.equal(413);
+  // a long run (make fuzz) may pass the gateway's rate limit on writes, which refuses before any body is read
+  const refused = reply.status === 429 ? 429 : 413;
+  if (limit !== undefined && Buffer.byteLength(req.body ?? '') > limit) {
+    expect(reply.status, `over the limit: ${what}`).to.equal(refused);
+  }
   if (reply.status < 400) return;
   expect(reply.headers['content-type'], what).to.match(/^application\/problem\+json/);
   if (req.method === 'HEAD') return;

@@ -57,8 +57,9 @@ export async function start(config: Config): Promise<BillingConsumer> {
       details: { consuming, database, storeFailure: state.storeFailure, queue: { ...state.queue }, deadLetterQueue, deadLettered, heldAside },
     };
   };
-  const server = await listen(createHealthApp(readiness, registry, logger), config.healthPort, config.healthHost);
-  const metricsServer = await listenForMetrics(registry, logger, config.metrics);
+  const healthApp = createHealthApp(readiness, registry, logger);
+  const server = await listen(healthApp, config.healthPort, config.healthHost, config.http);
+  const metricsServer = await listenForMetrics(registry, logger, config.metrics, config.http);
   logger.info({ address: server.address(), metrics: metricsServer.address(), queue: config.broker.queue, queueType: config.queueType }, 'billing-consumer started');
   return {
     logger,

@@ -1,5 +1,13 @@
 import { fileURLToPath } from 'node:url';
-import { databaseEnv, env, metricsEnv, parseConfig, QUEUE_TYPES, rabbitmqEnv } from '@crud-master/shared';
+import {
+  databaseEnv,
+  env,
+  httpLimitsEnv,
+  metricsEnv,
+  parseConfig,
+  QUEUE_TYPES,
+  rabbitmqEnv,
+} from '@crud-master/shared';
 import { z } from 'zod';
 
 const consumerEnv = z.object({
@@ -17,8 +25,14 @@ const consumerEnv = z.object({
 });
 
 export const loadConfig = (vars: NodeJS.ProcessEnv = process.env) => {
-  const { consumer, db, broker, metrics } = parseConfig(
-    { consumer: consumerEnv, db: databaseEnv('BILLING'), broker: rabbitmqEnv, metrics: metricsEnv('BILLING', 9120) },
+  const { consumer, db, broker, metrics, http } = parseConfig(
+    {
+      consumer: consumerEnv,
+      db: databaseEnv('BILLING'),
+      broker: rabbitmqEnv,
+      metrics: metricsEnv('BILLING', 9120),
+      http: httpLimitsEnv,
+    },
     vars,
   );
   return {
@@ -31,6 +45,7 @@ export const loadConfig = (vars: NodeJS.ProcessEnv = process.env) => {
     queueType: consumer.RABBITMQ_QUEUE_TYPE,
     broker,
     metrics,
+    http,
   };
 };
 

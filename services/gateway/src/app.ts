@@ -19,15 +19,18 @@ export async function start(config: Config): Promise<ApiGateway> {
   const app = createHttpApp({
     inventoryUrl: config.inventoryUrl,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
+    upstreamMaxSockets: config.upstreamMaxSockets,
     orders,
     isReady: () => Promise.resolve(orders.isReady()),
     registry,
     orderCounter: metrics.orders,
+    rateLimited: metrics.rateLimited,
+    limits: config.rateLimits,
     publicMetrics: config.metrics.public,
     logger,
   });
-  const server = await listen(app, config.port, config.host);
-  const metricsServer = await listenForMetrics(registry, logger, config.metrics);
+  const server = await listen(app, config.port, config.host, config.http);
+  const metricsServer = await listenForMetrics(registry, logger, config.metrics, config.http);
   logger.info({ address: server.address(), metrics: metricsServer.address(), inventory: config.inventoryUrl }, 'api-gateway listening');
   return {
     logger,

@@ -17,8 +17,8 @@ export async function start(config: Config): Promise<InventoryApi> {
   const pool = await createDatabasePool(config.db);
   const registry = createRegistry();
   const app = createHttpApp(moviesService(moviesRepository(pool)), () => isDatabaseReachable(pool), registry, logger);
-  const server = await listen(app, config.port, config.host);
-  const metricsServer = await listenForMetrics(registry, logger, config.metrics);
+  const server = await listen(app, config.port, config.host, config.http);
+  const metricsServer = await listenForMetrics(registry, logger, config.metrics, config.http);
   logger.info({ address: server.address(), metrics: metricsServer.address() }, 'inventory-api listening');
   return {
     logger,

@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { databaseEnv, env, metricsEnv, parseConfig } from '@crud-master/shared';
+import { databaseEnv, env, httpLimitsEnv, metricsEnv, parseConfig } from '@crud-master/shared';
 import { z } from 'zod';
 
 const httpEnv = z.object({
@@ -9,8 +9,12 @@ const httpEnv = z.object({
 });
 
 export const loadConfig = (vars: NodeJS.ProcessEnv = process.env) => {
-  const { http, db, metrics } = parseConfig({ http: httpEnv, db: databaseEnv('INVENTORY'), metrics: metricsEnv('INVENTORY', 9110) }, vars);
-  return { host: http.INVENTORY_API_HOST, port: http.INVENTORY_API_PORT, logLevel: http.LOG_LEVEL, db, metrics };
+  const { http, db, metrics, limits } = parseConfig(
+    { http: httpEnv, db: databaseEnv('INVENTORY'), metrics: metricsEnv('INVENTORY', 9110), limits: httpLimitsEnv },
+    vars,
+  );
+  const { INVENTORY_API_HOST: host, INVENTORY_API_PORT: port, LOG_LEVEL: logLevel } = http;
+  return { host, port, logLevel, db, metrics, http: limits };
 };
 
 export type Config = ReturnType<typeof loadConfig>;

@@ -62,6 +62,43 @@ export const metricsEnv = (prefix: 'GATEWAY' | 'INVENTORY' | 'BILLING', defaultP
       return { host: vars[`${prefix}_METRICS_HOST`] as string, port: port === 0 ? 0 : port + (vars.NODE_APP_INSTANCE as number) };
     });
 
+/**
+ * The limits of every HTTP listener of a service (its API and its metrics). The API takes small JSON bodies (16 kB
+ * for orders, 64 kB for movies) from clients that send them at once, so a request that has not arrived within a few
+ * seconds is a slow client holding a connection, not a real one. The same settings apply to the three services.
+ */
+export const httpLimitsEnv = z
+  .object({
+    // a request head is a few hundred bytes: 5 s is plenty on any link, and bounds a client that trickles it
+    HTTP_HEADERS_TIMEOUT_MS: env.count().default(5_000),
+    // the whole request, head and body (at most 64 kB): Node's 300 s would let a trickled body hold its socket
+    HTTP_REQUEST_TIMEOUT_MS: env.count().default(10_000),
+    // an idle keep-alive connection is closed after this; the gateway's upstream agent reuses one for less
+    HTTP_KEEP_ALIVE_TIMEOUT_MS: env.count().default(5_000),
+    // then the connection closes and the client opens another (nginx's keepalive_requests is 1000 too)
+    HTTP_MAX_REQUESTS_PER_SOCKET: env.count().default(1_000),
+    // open connections of one client address per instance; more are closed at once. Above what one address needs
+    // (browsers open 6; a gateway instance opens UPSTREAM_MAX_SOCKETS to inventory; the chaos suite's retries 256)
+    HTTP_MAX_CONNECTIONS_PER_ADDRESS: env.count().default(512),
+    // all connections of one instance: the last resort, when many addresses flood it at once
+    HTTP_MAX_CONNECTIONS: env.count().default(4_096),
+    // a request answered before its body arrived (413, 429) closes its connection; the rest of the body is read and
+    // dropped first, for this long and up to this many bytes, or closing would reset the connection and lose the answer
+    HTTP_LINGER_MS: env.count().default(5_000),
+    HTTP_LINGER_BYTES: env.count().default(8 * 1024 * 1024),
+  })
+  .transform((vars) => ({
+    headersTimeoutMs: vars.HTTP_HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: Math.max(vars.HTTP_REQUEST_TIMEOUT_MS, vars.HTTP_HEADERS_TIMEOUT_MS),
+    keepAliveTimeoutMs: vars.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+    maxRequestsPerSocket: vars.HTTP_MAX_REQUESTS_PER_SOCKET,
+    maxConnectionsPerAddress: vars.HTTP_MAX_CONNECTIONS_PER_ADDRESS,
+    maxConnections: vars.HTTP_MAX_CONNECTIONS,
+    lingerMs: vars.HTTP_LINGER_MS,
+    lingerBytes: vars.HTTP_LINGER_BYTES,
+  }));
+
+export type HttpLimits = z.output<typeof httpLimitsEnv>;
 
 export const databaseEnv = (prefix: 'INVENTORY' | 'BILLING') =>
   z

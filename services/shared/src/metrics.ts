@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import Koa, { type Context, type Middleware } from 'koa';
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import type { HttpLimits } from './config.js';
 import { listen } from './http.js';
 import { problemDetails } from './errors.js';
 import type { Logger } from './logger.js';
@@ -59,9 +60,14 @@ export function metricsEndpoint(registry: Registry): Middleware {
 }
 
 /** The metrics listener of a service: /metrics alone, on an address of its own, so the public port never shows it. */
-export function listenForMetrics(registry: Registry, logger: Logger, address: { host: string; port: number }): Promise<Server> {
+export function listenForMetrics(
+  registry: Registry,
+  logger: Logger,
+  address: { host: string; port: number },
+  limits: HttpLimits,
+): Promise<Server> {
   const app = new Koa();
   app.use(problemDetails(logger));
   app.use(metricsEndpoint(registry));
-  return listen(app, address.port, address.host);
+  return listen(app, address.port, address.host, limits);
 }

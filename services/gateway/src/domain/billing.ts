@@ -31,10 +31,19 @@ export interface OrderPublisher {
   publish(order: OrderMessage, messageId: string): Promise<void>;
 }
 
-/** Normalises the order and queues it; resolves only after the broker confirmed it. */
-export async function placeOrder(publisher: OrderPublisher, body: unknown, rawKey: string | undefined) {
+/** Whether a valid order may go on (its user's rate limit); throws when it may not. */
+export type OrderAdmission = (userId: string) => Promise<void>;
+
+/** Normalises the order, admits it and queues it; resolves only after the broker confirmed it. */
+export async function placeOrder(
+  publisher: OrderPublisher,
+  body: unknown,
+  rawKey: string | undefined,
+  admit: OrderAdmission = async () => {},
+) {
   const order = parseInput(billingRequest, body, 'body');
   const messageId = parseInput(idempotencyKey, rawKey, 'Idempotency-Key') ?? randomUUID();
+  await admit(order.user_id);
   await publisher.publish(order, messageId);
   return { message_id: messageId, status: 'queued' as const, order };
 }

@@ -7,16 +7,20 @@ import { type OrderPublisher, placeOrder } from '../domain/billing.js';
 import type { GatewayMetrics, OrderOutcome } from '../metrics.js';
 import { apiDocs } from './docs.js';
 import { inventoryProxy } from './inventory-proxy.js';
+import { rateLimits, type RateLimitSettings } from './rate-limits.js';
 
 export const BILLING_BODY_LIMIT = '16kb';
 
 interface GatewayOptions {
   inventoryUrl: string;
   upstreamTimeoutMs: number;
+  upstreamMaxSockets: number;
   orders: OrderPublisher;
   isReady: () => Promise<boolean>;
   registry: Registry;
   orderCounter: GatewayMetrics['orders'];
+  rateLimited: GatewayMetrics['rateLimited'];
+  limits: RateLimitSettings;
   /** Serve /metrics here too (the operator allowed it on the public port). */
   publicMetrics: boolean;
   logger: Logger;
@@ -41,19 +45,23 @@ function countOrders(orderCounter: GatewayMetrics['orders']): Middleware {
 }
 
 /** The public API on :8080: the movies proxy, POST /api/billing, /healthz and /readyz (and /metrics if allowed). */
-export function createHttpApp({ inventoryUrl, upstreamTimeoutMs, orders, isReady, registry, orderCounter, publicMetrics, logger }: GatewayOptions): Koa {
+export function createHttpApp(options: GatewayOptions): Koa {
+  const { inventoryUrl, upstreamTimeoutMs, upstreamMaxSockets, orders, isReady, registry, orderCounter, publicMetrics, logger } = options;
+  const { byAddress, admitOrder } = rateLimits(options.limits, options.rateLimited);
   const router = new Router();
   router.post('/api/billing', countOrders(orderCounter), jsonBody(BILLING_BODY_LIMIT), async (ctx) => {
-    ctx.body = await placeOrder(orders, ctx.request.body, ctx.get('Idempotency-Key') || undefined);
+    ctx.body = await placeOrder(orders, ctx.request.body, ctx.get('Idempotency-Key') || undefined, admitOrder);
     ctx.status = 202;
   });
 
   const app = new Koa();
   app.use(requestContext(logger, httpMetrics(registry)));
   app.use(problemDetails(logger));
+  // before anything reads a body or reaches inventory: a refused request costs the least here
+  app.use(byAddress);
   // most requests are proxied: they pass through nothing more than the request id, the access log, the metrics and
   // the problem+json errors (502, 504)
-  app.use(inventoryProxy(inventoryUrl, upstreamTimeoutMs));
+  app.use(inventoryProxy(inventoryUrl, upstreamTimeoutMs, upstreamMaxSockets));
   app.use(healthChecks(isReady, 'The broker'));
   if (publicMetrics) app.use(metricsEndpoint(registry));
   app.use(apiDocs());

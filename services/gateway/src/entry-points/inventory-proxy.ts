@@ -8,6 +8,7 @@ export const MOVIES_PATH = '/api/movies';
 const PROXIED_PATH = /^\/api\/movies(?:\/|$)/i;
 
 interface ProxiedRequest extends IncomingMessage {
+  upstreamRequest?: ClientRequest;
   upstreamError?: Error;
   upstreamTimedOut?: boolean;
 }
@@ -25,20 +26,28 @@ const hopByHopOf = (headers: IncomingHttpHeaders): string[] => [
 ];
 
 /** The metrics' route label of a path: the collection, one movie, or deeper (koa-proxies forwards those too). */
-function movieRoute(path: string): string | undefined {
+export function movieRoute(path: string): string | undefined {
   if (path === MOVIES_PATH || path === `${MOVIES_PATH}/`) return MOVIES_PATH;
   if (!path.startsWith(`${MOVIES_PATH}/`)) return undefined;
   return path.slice(MOVIES_PATH.length + 1).replace(/\/$/, '').includes('/') ? `${MOVIES_PATH}/*` : `${MOVIES_PATH}/:id`;
 }
 
-/** What the gateway saw, never what the client claims: a client could otherwise forge its address for inventory. */
-function forwardedFor(proxyReq: ClientRequest, req: IncomingMessage): void {
-  for (const name of proxyReq.getHeaderNames()) {
-    if (name === 'forwarded' || name.startsWith('x-forwarded-')) proxyReq.removeHeader(name);
+/**
+ * The headers inventory gets, set on the request before http-proxy copies them: hop-by-hop ones stay on this hop
+ * (Expect too: Node has answered 100 Continue here), and X-Forwarded-* say what the gateway saw, never what the client
+ * claims (it could otherwise forge its address for inventory). Done here rather than on http-proxy's proxyReq event,
+ * which comes too late for a request that waited for an upstream socket (its headers are written by then) and never
+ * for one that says Expect.
+ */
+function upstreamHeaders(req: IncomingMessage): void {
+  const { headers } = req;
+  for (const name of [...hopByHopOf(headers), 'expect']) delete headers[name];
+  for (const name of Object.keys(headers)) {
+    if (name === 'forwarded' || name.startsWith('x-forwarded-')) delete headers[name];
   }
-  proxyReq.setHeader('x-forwarded-for', req.socket.remoteAddress ?? '');
-  proxyReq.setHeader('x-forwarded-proto', (req.socket as TLSSocket).encrypted ? 'https' : 'http');
-  if (req.headers.host) proxyReq.setHeader('x-forwarded-host', req.headers.host);
+  headers['x-forwarded-for'] = req.socket.remoteAddress ?? '';
+  headers['x-forwarded-proto'] = (req.socket as TLSSocket).encrypted ? 'https' : 'http';
+  if (headers.host) headers['x-forwarded-host'] = headers.host;
 }
 
 /**
@@ -47,23 +56,23 @@ function forwardedFor(proxyReq: ClientRequest, req: IncomingMessage): void {
  * parser, which would consume the request stream. koa-proxies maps most failures to 500, so a refused or broken
  * connection is mapped here to 502 and a timeout to 504.
  */
-export function inventoryProxy(target: string, timeoutMs: number): Middleware {
+export function inventoryProxy(target: string, timeoutMs: number, maxSockets: number): Middleware {
   // parsed once here: http-proxy would parse a target given as a string on every request
   const upstream = new URL(target);
   // http-proxy takes a parsed target and proxyTimeout too; koa-proxies' types know neither. Its xfwd would append to
   // the client's values.
   const options: Omit<proxy.IBaseKoaProxiesOptions, 'target'> & { target: Record<string, string>; proxyTimeout: number } = {
     target: { protocol: upstream.protocol, hostname: upstream.hostname, port: upstream.port, path: upstream.pathname },
-    agent: new Agent({ keepAlive: true }),
+    agent: new Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets }),
     proxyTimeout: timeoutMs,
     logs: false,
     events: {
-      error: (err: Error, req: IncomingMessage) => {
-        (req as ProxiedRequest).upstreamError = err;
+      error: (err: Error, req: IncomingMessage, res: ServerResponse) => {
+        // once inventory's answer is on its way, a failure of the rest (the upstream request ended early) is no error
+        if (!res.headersSent) (req as ProxiedRequest).upstreamError = err;
       },
       proxyReq: (proxyReq: ClientRequest, req: IncomingMessage) => {
-        for (const name of hopByHopOf(req.headers)) proxyReq.removeHeader(name);
-        forwardedFor(proxyReq, req);
+        (req as ProxiedRequest).upstreamRequest = proxyReq;
         proxyReq.on('timeout', () => {
           (req as ProxiedRequest).upstreamTimedOut = true;
         });
@@ -72,6 +81,11 @@ export function inventoryProxy(target: string, timeoutMs: number): Middleware {
         for (const name of hopByHopOf(proxyRes.headers)) delete proxyRes.headers[name];
         // http-proxy would otherwise echo the client's Connection header; this hop's is Node's own decision
         proxyRes.headers.connection = (res as ServerResponse & { shouldKeepAlive: boolean }).shouldKeepAlive ? 'keep-alive' : 'close';
+        // inventory answered before the body arrived (413): the gateway drains the rest itself (shared listen()), and
+        // frees its upstream socket rather than keep sending inventory a body that nobody reads
+        proxyRes.once('end', () => {
+          if (!req.complete) (req as ProxiedRequest).upstreamRequest?.destroy();
+        });
       },
     },
   };
@@ -84,6 +98,7 @@ export function inventoryProxy(target: string, timeoutMs: number): Middleware {
       return;
     }
     ctx.state.route = movieRoute(ctx.path);
+    upstreamHeaders(ctx.req);
     await forward(ctx, next);
     const req = ctx.req as ProxiedRequest;
     if (req.upstreamTimedOut) throw new HttpError(504, `The inventory did not answer within ${timeoutMs} ms.`);
