@@ -128,7 +128,7 @@ describe('the deployed stack under broker faults', function () {
     const full = await request(policyUrl, {
       method: 'PUT',
       headers: managementAuth,
-      json: { pattern, 'apply-to': 'queues', priority: 100, definition: { 'max-length': Math.max(depth, 1), overflow: 'reject-publish' } },
+      json: { pattern, 'apply-to': 'queues', priority: 100, definition: { 'max-length': depth, overflow: 'reject-publish' } },
     });
     expect(full.status).to.be.oneOf([201, 204]);
     const key = unique('flooded-key');

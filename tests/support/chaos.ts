@@ -14,7 +14,8 @@ export type Outcome = number | string;
 /** Something done to the stack while the orders arrive; it says what it did. */
 export type Fault = () => Promise<string>;
 
-const ORDER = JSON.stringify({ user_id: 'usr_chaos', number_of_items: 1, total_amount: '1.00' });
+/** Each order is its own user's (as many clients are): the per-user rate limit is not what these runs measure. */
+const orderOf = (key: string) => JSON.stringify({ user_id: `usr_${key}`.slice(0, 100), number_of_items: 1, total_amount: '1.00' });
 /**
  * A socket for every order in flight (open loop): with a cap, orders sent while the broker is down would wait for a
  * socket behind those the gateway holds for up to PUBLISH_TIMEOUT_MS, and reach it only once it is back, hiding 503s.
@@ -33,7 +34,7 @@ export async function postOrder(gateway: string, key: string, agent = openLoop):
       method: 'POST',
       path: '/api/billing',
       headers: { 'content-type': 'application/json', 'idempotency-key': key },
-      body: ORDER,
+      body: orderOf(key),
     }, undefined, agent);
     if (reply.status === 202) return { outcome: 202 };
     if (reply.status === 503) {
