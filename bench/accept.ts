@@ -8,6 +8,11 @@ import { DURATION_S, GATEWAY, log, median, medianOf, ORDER, ORDER_JSON, QUEUE, R
 import { load, type LoadResult } from './load.js';
 import { cpuPerRequest, cpuSnapshot, mergeMax, rssSampler, type CpuGroups, type MemoryByApp } from './processes.js';
 
+/** autocannon's POST /api/billing with the bench's order (user_id 'bench', removed after the phase). */
+export const ORDER_REQUESTS = [
+  { method: 'POST' as const, path: '/api/billing', headers: { 'content-type': 'application/json' }, body: ORDER_JSON },
+];
+
 /** `concurrency` publishers, each waiting for its confirm before the next: what the gateway does per request. */
 async function rawPublish(channel: ConfirmChannel, concurrency: number, seconds: number): Promise<{ rate: number; confirmed: number; cpu_ms_per_message: CpuGroups }> {
   const deadline = performance.now() + seconds * 1000;
@@ -43,7 +48,7 @@ export async function acceptPhase(db: pg.Pool, channel: ConfirmChannel, memory: 
         url: GATEWAY,
         connections: concurrency,
         duration,
-        requests: [{ method: 'POST', path: '/api/billing', headers: { 'content-type': 'application/json' }, body: ORDER_JSON }],
+        requests: ORDER_REQUESTS,
       },
       202,
     ).then(count);

@@ -74,31 +74,47 @@ export function summarise(file: string, top = 15) {
   return { file, busy_s: round(busy / 1e6, 1), areas: rank(byArea), functions: rank(byFunction) };
 }
 
+/**
+ * Starts a copy of `service` from this checkout's build with the deployed env file on a free loopback port, waits until
+ * it is ready, and returns its URL and a stop (SIGINT: a graceful stop, which is when node writes a CPU profile).
+ */
+export async function startCopy(service: Profiled, nodeArgs: string[], logFile: string, settings = {}) {
+  const port = await closedPort();
+  const args = [...nodeArgs, `--env-file=/etc/crud-master/${service.app}.env`, service.script];
+  log(`copy of ${service.app}: node ${args.join(' ')} on :${port}`);
+  // only what places it (and `settings`): the rest comes from the deployed env file, which does not override these
+  const child = spawn('node', args, {
+    cwd: root,
+    env: { PATH: process.env.PATH, ...settings, ...service.listen(port) },
+    stdio: ['ignore', openSync(logFile, 'w'), 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    if (child.exitCode !== null) return;
+    const exited = once(child, 'exit');
+    child.kill('SIGINT');
+    await exited;
+  };
+  try {
+    const ready = async () => ((await fetch(`${url}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined);
+    await eventually(ready, 30_000, `${service.app} (copy) to be ready`);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { url, pid: child.pid!, stop };
+}
+
 /** Runs `service` under --cpu-prof while `load(url)` runs, then stops it; returns the summaries of its profiles. */
 export async function profileWhile<T>(service: Profiled, load: (url: string) => Promise<T>) {
   const dir = `${root}bench/profiles/${RUN}/${service.app}`;
   mkdirSync(dir, { recursive: true });
-  const port = await closedPort();
-  const args = ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--env-file=/etc/crud-master/${service.app}.env`, service.script];
-  log(`profile: node ${args.join(' ')} on :${port}`);
-  // only what places it: the rest comes from the deployed env file (an env file does not override the environment)
-  const child = spawn('node', args, {
-    cwd: root,
-    env: { PATH: process.env.PATH, ...service.listen(port) },
-    stdio: ['ignore', openSync(`${dir}/stdout.log`, 'w'), 'inherit'],
-  });
-  const url = `http://127.0.0.1:${port}`;
+  const copy = await startCopy(service, ['--cpu-prof', `--cpu-prof-dir=${dir}`], `${dir}/stdout.log`);
   let result: T;
   try {
-    await eventually(async () => ((await fetch(`${url}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined), 30_000, `${service.app} (profiled) to be ready`);
-    result = await load(url);
+    result = await load(copy.url);
   } finally {
-    // SIGINT: the service stops gracefully and exits, which is when node writes the profile
-    if (child.exitCode === null) {
-      const exited = once(child, 'exit');
-      child.kill('SIGINT');
-      await exited;
-    }
+    await copy.stop();
   }
   const profiles = readdirSync(dir)
     .filter((f) => f.endsWith('.cpuprofile'))
