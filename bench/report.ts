@@ -2,6 +2,7 @@
 import type { acceptPhase } from './accept.js';
 import { APPS, TARGETS } from './config.js';
 import type { drainPhase } from './drain.js';
+import type { limiterPhase } from './limiter.js';
 import type { CpuGroups, MemoryByApp } from './processes.js';
 import type { provisioningRun } from './provisioning.js';
 import type { proxyPhase } from './proxy.js';
@@ -16,6 +17,7 @@ export interface Results {
   proxy?: Awaited<ReturnType<typeof proxyPhase>>;
   accept?: Awaited<ReturnType<typeof acceptPhase>>;
   drain?: Awaited<ReturnType<typeof drainPhase>>;
+  limiter?: Awaited<ReturnType<typeof limiterPhase>>;
   footprint?: Footprint;
   [key: string]: unknown;
 }
@@ -29,6 +31,8 @@ export const summary = (r: Results) => ({
   nginx_ratio: r.proxy?.c100?.nginx_ratio ?? null,
   added_p99_ms: r.proxy?.open_loop?.added_p99_ms ?? null,
   accept_ratio: r.accept?.ratio ?? null,
+  limiter_proxy_cost: r.limiter?.proxy_cost ?? null,
+  limiter_accept_cost: r.limiter?.accept_cost ?? null,
   drain_ratio: r.drain?.ratio ?? null,
   drained_rows: r.drain?.drained_rows ?? null,
   idle_rss_mb: r.footprint ? idleRssMb(r.footprint) : null,
@@ -103,6 +107,22 @@ export function table(results: Results): string {
       `>= ${TARGETS.accept_ratio}x`,
       mark(a.ratio >= TARGETS.accept_ratio),
     ]);
+  }
+  if (results.limiter) {
+    const l = results.limiter;
+    for (const [what, run, costOf, target] of [
+      ['GET /api/movies/:id', l.get, l.proxy_cost, TARGETS.limiter_proxy_cost],
+      ['POST /api/billing', l.post, l.accept_cost, TARGETS.limiter_accept_cost],
+    ] as const) {
+      rows.push([
+        `limiter cost, ${what} 100 conn (1 - on/off)`,
+        `on ${run.on.rps} req/s p99 ${run.on.p99_ms} ms; CPU ${run.on.cpu_ms_per_request} ms/req`,
+        `off ${run.off.rps} req/s p99 ${run.off.p99_ms} ms; CPU ${run.off.cpu_ms_per_request} ms/req`,
+        `${costOf}`,
+        `<= ${target}`,
+        mark(costOf <= target),
+      ]);
+    }
   }
   if (results.drain) {
     const d = results.drain;

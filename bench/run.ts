@@ -11,7 +11,8 @@
  * Prints one table and writes bench/results.json. Every row and queue it makes is removed again, nginx is stopped,
  * and billing-consumer is running when it ends, whatever happened. The knobs are in config.ts and bench/README.md.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { parseEnv } from 'node:util';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openBroker } from '@crud-master/test-support/broker';
@@ -20,12 +21,35 @@ import { acceptPhase } from './accept.js';
 import { billingDb, removeBenchOrders } from './billing.js';
 import { APPS, BILLING_HEALTH, CONSUMER, DURATION_S, GATEWAY, INVENTORY, log, ONLY, PROFILE, REPEATS, root, round, TARGETS, WARMUP_S } from './config.js';
 import { drainPhase, restoreConsumer } from './drain.js';
+import { limiterPhase } from './limiter.js';
 import { pm2Memory, type MemoryByApp } from './processes.js';
 import { provisioningRun } from './provisioning.js';
 import { proxyPhase } from './proxy.js';
 import { profileReport, summary, table, type Results } from './report.js';
 
+/**
+ * The deployed gateway's per-address limits that the selected phases would run into from the bench's one address
+ * (the limiter phase starts its own copies with its own limits). On, they turn the measure into a count of 429s.
+ */
+function limitsInTheWay(): string[] {
+  const deployed = parseEnv(readFileSync('/etc/crud-master/api-gateway.env', 'utf8'));
+  const names = [
+    ...(ONLY.has('proxy') || ONLY.has('accept') ? ['GATEWAY_RATE_LIMIT_REQUESTS'] : []),
+    ...(ONLY.has('accept') ? ['GATEWAY_RATE_LIMIT_WRITES', 'GATEWAY_RATE_LIMIT_ORDERS_PER_USER'] : []),
+  ];
+  // thousands of requests a second from one address for minutes: a limit below a billion is in reach
+  const inReach = (value = '0') => Number(value) > 0 && Number(value) < 1e9;
+  return names.filter((name) => inReach(deployed[name])).map((name) => `${name}=${deployed[name]}`);
+}
+
 async function preflight(): Promise<void> {
+  const limits = limitsInTheWay();
+  if (limits.length) {
+    throw new Error(
+      `the deployed gateway rate-limits the bench's one address (${limits.join(', ')}). ` +
+        'Set them in .env to 0 (off) or to 1000000000, then run `make local` and `make bench` again.',
+    );
+  }
   for (const [name, url] of [
     ['api-gateway', `${GATEWAY}/readyz`],
     ['inventory-api', `${INVENTORY}/readyz`],
@@ -56,6 +80,7 @@ async function main(): Promise<void> {
   try {
     if (ONLY.has('proxy')) results.proxy = await proxyPhase(memory);
     if (ONLY.has('accept')) results.accept = await acceptPhase(db, channel, memory);
+    if (ONLY.has('limiter')) results.limiter = await limiterPhase(db, channel);
     if (ONLY.has('drain')) results.drain = await drainPhase(db, connection, channel, memory);
     if (idle) {
       // V8's memory reducer gives the heap back some 20 s after a load ends: idle means after that
