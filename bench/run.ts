@@ -4,6 +4,7 @@
  *   proxy   GET /api/movies/:id through the gateway vs straight to inventory-api vs through nginx (proxy.ts):
  *           closed loop at 10 and 100 connections, then open loop at half of direct's capacity
  *   accept  POST /api/billing 202/s through the gateway vs a raw amqplib confirm-channel publisher (accept.ts)
+ *   limiter two gateway copies, rate limits on vs off, under the same GET and POST load at once (limiter.ts)
  *   drain   billing-consumer draining a 50,000-message backlog into billing_db vs a raw consume+ack loop (drain.ts)
  *   memory  RSS of every PM2 instance idle and under load, and a provisioning run with nothing to change
  *
@@ -42,28 +43,34 @@ function limitsInTheWay(): string[] {
   return names.filter((name) => inReach(deployed[name])).map((name) => `${name}=${deployed[name]}`);
 }
 
-async function preflight(): Promise<void> {
-  const limits = limitsInTheWay();
-  if (limits.length) {
-    throw new Error(
-      `the deployed gateway rate-limits the bench's one address (${limits.join(', ')}). ` +
-        'Set them in .env to 0 (off) or to 1000000000, then run `make local` and `make bench` again.',
-    );
-  }
+/** Why the bench cannot run now (said in one line, before any load), or undefined. */
+async function refusal(): Promise<string | undefined> {
   for (const [name, url] of [
     ['api-gateway', `${GATEWAY}/readyz`],
     ['inventory-api', `${INVENTORY}/readyz`],
     [CONSUMER, `${BILLING_HEALTH}/readyz`],
   ] as const) {
     const status = await fetch(url).then((r) => r.status, (err: Error) => err.message);
-    if (status !== 200) throw new Error(`${name} is not ready (${url}: ${status}). Run \`make local\` first.`);
+    if (status !== 200) return `${name} is not ready (${url}: ${status}). Run \`make local\` first.`;
   }
   const offline = pm2Processes().filter((p) => (APPS as readonly string[]).includes(p.name) && p.status !== 'online');
-  if (offline.length) throw new Error(`PM2 apps not online: ${offline.map((p) => `${p.name}#${p.pm_id} ${p.status}`).join(', ')}`);
+  if (offline.length) return `PM2 apps not online: ${offline.map((p) => `${p.name}#${p.pm_id} ${p.status}`).join(', ')}`;
+  const limits = limitsInTheWay();
+  if (limits.length) {
+    return (
+      `the deployed gateway rate-limits the bench's one address (${limits.join(', ')}): set them to 0 or ` +
+      '1000000000 in .env and run `make local`, or leave out proxy and accept (BENCH_ONLY=limiter,drain,memory).'
+    );
+  }
 }
 
 async function main(): Promise<void> {
-  await preflight();
+  const refused = await refusal();
+  if (refused) {
+    console.error(`bench refused: ${refused}`);
+    process.exitCode = 1;
+    return;
+  }
   const started = Date.now();
   const memory = { load: {} as MemoryByApp };
   const results: Results = {
