@@ -31,8 +31,8 @@ export const summary = (r: Results) => ({
   nginx_ratio: r.proxy?.c100?.nginx_ratio ?? null,
   added_p99_ms: r.proxy?.open_loop?.added_p99_ms ?? null,
   accept_ratio: r.accept?.ratio ?? null,
-  limiter_proxy_cost: r.limiter?.proxy_cost ?? null,
-  limiter_accept_cost: r.limiter?.accept_cost ?? null,
+  limiter_proxy_cost: r.limiter?.get.cost ?? null,
+  limiter_accept_cost: r.limiter?.post.cost ?? null,
   drain_ratio: r.drain?.ratio ?? null,
   drained_rows: r.drain?.drained_rows ?? null,
   idle_rss_mb: r.footprint ? idleRssMb(r.footprint) : null,
@@ -110,17 +110,17 @@ export function table(results: Results): string {
   }
   if (results.limiter) {
     const l = results.limiter;
-    for (const [what, run, costOf, target] of [
-      ['GET /api/movies/:id', l.get, l.proxy_cost, TARGETS.limiter_proxy_cost],
-      ['POST /api/billing', l.post, l.accept_cost, TARGETS.limiter_accept_cost],
+    for (const [what, run, target] of [
+      ['GET /api/movies/:id', l.get, TARGETS.limiter_proxy_cost],
+      ['POST /api/billing', l.post, TARGETS.limiter_accept_cost],
     ] as const) {
       rows.push([
         `limiter cost, ${what} 100 conn (1 - on/off)`,
         `on ${run.on.rps} req/s p99 ${run.on.p99_ms} ms; CPU ${run.on.cpu_ms_per_request} ms/req`,
         `off ${run.off.rps} req/s p99 ${run.off.p99_ms} ms; CPU ${run.off.cpu_ms_per_request} ms/req`,
-        `${costOf}`,
+        `${run.cost}`,
         `<= ${target}`,
-        mark(costOf <= target),
+        mark(run.cost <= target),
       ]);
     }
   }
