@@ -15,7 +15,7 @@ const SIDES = ['direct', 'gateway', 'nginx'] as const;
 type Side = (typeof SIDES)[number];
 
 /** Each repeat runs the sides in turn, reversed every other time, so that a drift of the machine favours none. */
-export const orderOf = <S>(rep: number, sides: readonly S[]) => (rep % 2 === 0 ? sides : [...sides].reverse());
+const orderOf = (rep: number) => (rep % 2 === 0 ? SIDES : [...SIDES].reverse());
 
 /** The per-group medians of CPU ms per request over runs. */
 function cpuMedians(runs: Array<{ cpu_ms_per_request: CpuGroups }>): CpuGroups {
@@ -42,13 +42,13 @@ const openSummary = (runs: OpenLoopResult[]) => ({
 /** The median over repeats of a ratio (or difference) of two sides' runs taken side by side. */
 const paired = <T>(a: T[], b: T[], of: (x: T, y: T) => number, digits = 3) => round(median(a.map((x, i) => of(x, b[i]!))), digits);
 
-/** 100 movies straight into inventory-api, kept there while the phase runs (again if someone else removed them). */
 /** autocannon requests that GET each of `paths` in turn. */
 export function getRequests(paths: string[]) {
   let n = 0;
   return [{ method: 'GET' as const, setupRequest: (req: object) => ({ ...req, path: paths[n++ % paths.length]! }) }];
 }
 
+/** 100 movies straight into inventory-api, kept there while the phase runs (again if someone else removed them). */
 export function movies() {
   const ids: number[] = [];
   let paths: string[] = [];
@@ -115,7 +115,7 @@ export async function proxyPhase(memory: { load: MemoryByApp }) {
     for (const connections of [10, 100]) {
       const runs: Record<Side, LoadResult[]> = { direct: [], gateway: [], nginx: [] };
       for (let rep = 0; rep < REPEATS; rep++) {
-        for (const side of orderOf(rep, SIDES)) {
+        for (const side of orderOf(rep)) {
           await getMovies(urls[side], connections, WARMUP_S);
           const sampler = connections === 100 && side === 'gateway' ? rssSampler(['api-gateway', 'inventory-api']) : undefined;
           const result = await getMovies(urls[side], connections, DURATION_S);
@@ -131,7 +131,7 @@ export async function proxyPhase(memory: { load: MemoryByApp }) {
     const rate = Math.max(1, Math.round(closed.c100!.direct.rps / 2));
     const runs: Record<Side, Array<OpenLoopResult & { stack_cores_before: number }>> = { direct: [], gateway: [], nginx: [] };
     for (let rep = 0; rep < REPEATS; rep++) {
-      for (const side of orderOf(rep, SIDES)) {
+      for (const side of orderOf(rep)) {
         const busy = await settle();
         const result = { ...(await openLoop(urls[side], await rows.paths(), rate, DURATION_S, WARMUP_S)), stack_cores_before: busy };
         runs[side].push(result);
