@@ -39,21 +39,29 @@ export async function limiterPhase(db: pg.Pool, channel: ConfirmChannel) {
   mkdirSync(dir, { recursive: true });
   const gateway = PROFILED.find((p) => p.app === 'api-gateway')!;
   const rows = movies();
-  const copies: Partial<Record<Side, Awaited<ReturnType<typeof startCopy>>>> = {};
   const get: Record<Side, LoadResult[]> = { on: [], off: [] };
   const post: Record<Side, LoadResult[]> = { on: [], off: [] };
-  try {
-    for (const side of SIDES) {
-      copies[side] = await startCopy(gateway, [], `${dir}/${side}.log`, limitsOf(side));
-      trackProcessTree(copies[side].pid, `gateway-limiter-${side}`);
+  const copies: Partial<Record<Side, Awaited<ReturnType<typeof startCopy>>>> = {};
+  const stopCopies = async () => {
+    for (const [side, copy] of Object.entries(copies)) {
+      untrackProcessTree(copy.pid);
+      await copy.stop();
+      delete copies[side as Side];
     }
-    const both = async (requests: () => object[], okStatus: number, duration: number) => {
-      const [on, off] = await Promise.all(
-        SIDES.map((side) => load({ url: copies[side]!.url, connections: 100, duration, requests: requests() }, okStatus)),
-      );
-      return { on: on!, off: off! };
-    };
+  };
+  const both = async (requests: () => object[], okStatus: number, duration: number) => {
+    const [on, off] = await Promise.all(
+      SIDES.map((side) => load({ url: copies[side]!.url, connections: 100, duration, requests: requests() }, okStatus)),
+    );
+    return { on: on!, off: off! };
+  };
+  try {
     for (let rep = 0; rep < REPEATS; rep++) {
+      // fresh copies, started in turn: two copies with the same limits differed by up to 20% for as long as they ran
+      for (const side of rep % 2 === 0 ? SIDES : [...SIDES].reverse()) {
+        copies[side] = await startCopy(gateway, [], `${dir}/${side}-${rep}.log`, limitsOf(side));
+        trackProcessTree(copies[side].pid, `gateway-limiter-${side}`);
+      }
       const paths = await rows.paths();
       for (const [what, runs, okStatus, requests] of [
         ['GET', get, 200, () => getRequests(paths)],
@@ -66,12 +74,10 @@ export async function limiterPhase(db: pg.Pool, channel: ConfirmChannel) {
         const others = on.non_ok + off.non_ok;
         log(`limiter ${what}: on ${on.rps} req/s p99 ${on.p99_ms} ms, off ${off.rps} req/s p99 ${off.p99_ms} ms (${others} other statuses)`);
       }
+      await stopCopies();
     }
   } finally {
-    for (const copy of Object.values(copies)) {
-      untrackProcessTree(copy.pid);
-      await copy.stop();
-    }
+    await stopCopies();
     await rows.remove();
     const removed = await removeBenchOrders(db, channel);
     log(`limiter: copies stopped, seeded movies and ${removed} bench orders removed`);
