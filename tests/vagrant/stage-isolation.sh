@@ -111,6 +111,19 @@ if [ "$scale" = 1 ]; then
     check_reach "$from" "$BILLING_VM_IP" 5432 "PostgreSQL (billing_db)" no
   done
   check_reach "${billing_vms[1]}" "${vm_ip[${billing_vms[-1]}]}" 5432 "PostgreSQL (none but billing-vm's)" no
+  # An operator's cluster-wide command: the other nodes send their rows to the CLI tool's own distribution port.
+  name="billing-vm's rabbitmqctl list_connections lists billing-consumer's connections on every node"
+  # its own --timeout: timeout(1) would leave the CLI's Erlang node behind su, and the SSH session open
+  listed=$(on_vm billing-vm rabbitmqctl -q --no-table-headers list_connections user pid --timeout 30 2>&1)
+  missing=()
+  for vm in "${billing_vms[@]}"; do
+    grep -qF "$RABBITMQ_CONSUMER_USER"$'\t'"<rabbit@$vm." <<<"$listed" || missing+=("$vm")
+  done
+  if [ "${#missing[@]}" -eq 0 ]; then
+    pass "$name"
+  else
+    fail "$name" "none listed on ${missing[*]} within 30 s: $(tail -c 300 <<<"$listed"). The other billing VMs must reach the CLI tools' ports (35672-35682, crud_master_firewall_billing_cluster_rules)."
+  fi
 fi
 check_reach billing-vm "$INVENTORY_VM_IP" "$INVENTORY_METRICS_PORT" "inventory-api's metrics" no
 check_reach inventory-vm "$GATEWAY_VM_IP" "$GATEWAY_METRICS_PORT" "api-gateway's metrics" no
