@@ -90,8 +90,8 @@ export async function sendOrdersUnderFaults({ gateway, rate, orders, faults, unt
   let faultsRunning = 0;
   const started = Date.now();
   for (let i = 0; i < orders || (untilFaultsDone && (pending.length > 0 || faultsRunning > 0)); i++) {
-    const due = started + (i * 1000) / rate;
-    if (due > Date.now()) await sleep(due - Date.now());
+    const wait = started + (i * 1000) / rate - Date.now();
+    if (wait > 0) await sleep(wait);
     while (pending.length > 0 && Date.now() - started >= pending[0]![0]) {
       const fault = pending.shift()![1];
       const at = since(started);
