@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConfirmChannel } from 'amqplib';
 import type pg from 'pg';
 import { countBenchRows, deleteBenchRows, publishConfirmed, queueEmpty } from './billing.js';
-import { DURATION_S, GATEWAY, log, median, medianOf, ORDER, ORDER_JSON, QUEUE, REPEATS, round, WARMUP_S } from './config.js';
+import { DURATION_S, GATEWAY, log, medianOf, ORDER, ORDER_JSON, paired, QUEUE, REPEATS, round, WARMUP_S } from './config.js';
 import { load, type LoadResult } from './load.js';
 import { cpuPerRequest, cpuSnapshot, mergeMax, rssSampler, type CpuGroups, type MemoryByApp } from './processes.js';
 
@@ -86,5 +86,5 @@ export async function acceptPhase(db: pg.Pool, channel: ConfirmChannel, memory: 
     runs: gateway,
   };
   const r = { rate: medianOf(raw, (x) => x.rate, 0), cpu_ms_per_message: medianOf(raw, (x) => x.cpu_ms_per_message.total ?? 0, 3), runs: raw };
-  return { concurrency, gateway: g, raw: r, ratio: round(median(gateway.map((x, i) => x.rps / raw[i]!.rate)), 3), accepted, stored_rows: stored, lost: 0 };
+  return { concurrency, gateway: g, raw: r, ratio: paired(gateway, raw, (g, r) => g.rps / r.rate), accepted, stored_rows: stored, lost: 0 };
 }

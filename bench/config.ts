@@ -48,3 +48,7 @@ export const percentile = (sorted: Float64Array, p: number) =>
   sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]! : NaN;
 /** The median over runs of one number of each run. */
 export const medianOf = <T>(runs: T[], of: (run: T) => number, digits = 2) => round(median(runs.map(of)), digits);
+/** The median over repeats of a ratio (or difference) of two sides' runs taken side by side. */
+export const paired = <T, U>(a: T[], b: U[], of: (x: T, y: U) => number, digits = 3) => round(median(a.map((x, i) => of(x, b[i]!))), digits);
+/** The env file that provisioning wrote for a PM2 app: the copies and candidates the bench starts read it too. */
+export const deployedEnvFile = (app: string) => `/etc/crud-master/${app}.env`;

@@ -9,7 +9,7 @@ import type pg from 'pg';
 import { eventually } from '@crud-master/test-support/http';
 import { pm2, pm2Processes } from '@crud-master/test-support/pm2';
 import { consumerPrefetch, countBenchRows, deleteBenchRows, preload, queueEmpty, removeBenchOrders } from './billing.js';
-import { BENCH_USER, CONSUMER, DRAIN_MESSAGES, DRAIN_RUNS, env, log, median, QUEUE, root, round, RUN } from './config.js';
+import { BENCH_USER, CONSUMER, deployedEnvFile, DRAIN_MESSAGES, DRAIN_RUNS, env, log, median, QUEUE, root, round, RUN } from './config.js';
 import { cpuPerRequest, cpuSnapshot, mergeMax, procRssMb, type CpuGroups, type MemoryByApp } from './processes.js';
 
 /** Starts the deployed billing-consumer again unless it is online (whatever failed, the bench leaves it running). */
@@ -27,7 +27,7 @@ function startConsumerUnderTest(): { pid: () => number; stop: () => Promise<void
     pm2('start', CONSUMER);
     return { pid: () => pm2Processes().find((p) => p.name === CONSUMER)?.pid ?? 0, stop: () => Promise.resolve() };
   }
-  const args = [...(env.BENCH_CANDIDATE_NODE_ARGS ?? '').split(' ').filter(Boolean), `--env-file=/etc/crud-master/${CONSUMER}.env`, 'services/billing/dist/main.js'];
+  const args = [...(env.BENCH_CANDIDATE_NODE_ARGS ?? '').split(' ').filter(Boolean), `--env-file=${deployedEnvFile(CONSUMER)}`, 'services/billing/dist/main.js'];
   log(`drain: candidate consumer: node ${args.join(' ')}`);
   const child = spawn('node', args, { cwd: root, env: { ...env, BILLING_HEALTH_PORT: '18092', BILLING_METRICS_PORT: '0' }, stdio: ['ignore', 'ignore', 'inherit'] });
   return {

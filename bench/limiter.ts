@@ -10,7 +10,7 @@ import type { ConfirmChannel } from 'amqplib';
 import type pg from 'pg';
 import { ORDER_REQUESTS } from './accept.js';
 import { removeBenchOrders } from './billing.js';
-import { DURATION_S, log, median, medianOf, REPEATS, root, round, RUN, WARMUP_S } from './config.js';
+import { DURATION_S, log, medianOf, paired, REPEATS, root, RUN, WARMUP_S } from './config.js';
 import { load, type LoadResult } from './load.js';
 import { trackProcessTree, untrackProcessTree } from './processes.js';
 import { PROFILED, startCopy } from './profile.js';
@@ -31,7 +31,7 @@ const summaries = (runs: Record<Side, LoadResult[]>) => ({
   on: sideSummary(runs.on, 'on'),
   off: sideSummary(runs.off, 'off'),
   /** 1 − rps_on / rps_off, the median over repeats */
-  cost: round(median(runs.on.map((on, i) => 1 - on.rps / runs.off[i]!.rps)), 3),
+  cost: paired(runs.on, runs.off, (on, off) => 1 - on.rps / off.rps),
 });
 
 export async function limiterPhase(db: pg.Pool, channel: ConfirmChannel) {

@@ -10,7 +10,7 @@ import { once } from 'node:events';
 import { mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { eventually } from '@crud-master/test-support/http';
 import { closedPort } from '@crud-master/test-support/network';
-import { log, root, round, RUN } from './config.js';
+import { deployedEnvFile, log, root, round, RUN } from './config.js';
 
 interface Profiled {
   app: string;
@@ -80,7 +80,7 @@ export function summarise(file: string, top = 15) {
  */
 export async function startCopy(service: Profiled, nodeArgs: string[], logFile: string, settings = {}) {
   const port = await closedPort();
-  const args = [...nodeArgs, `--env-file=/etc/crud-master/${service.app}.env`, service.script];
+  const args = [...nodeArgs, `--env-file=${deployedEnvFile(service.app)}`, service.script];
   log(`copy of ${service.app}: node ${args.join(' ')} on :${port}`);
   // only what places it (and `settings`): the rest comes from the deployed env file, which does not override these
   const child = spawn('node', args, {

@@ -4,7 +4,7 @@
  * then open loop at half of direct's capacity measured just before (latency when not saturated).
  */
 import { request } from '@crud-master/test-support/http';
-import { DURATION_S, GATEWAY, INVENTORY, log, median, medianOf, PROFILE, REPEATS, round, RUN, WARMUP_S } from './config.js';
+import { DURATION_S, GATEWAY, INVENTORY, log, medianOf, paired, PROFILE, REPEATS, round, RUN, WARMUP_S } from './config.js';
 import { load, type LoadResult } from './load.js';
 import { startNginx } from './nginx.js';
 import { openLoop, type OpenLoopResult } from './open-loop.js';
@@ -38,9 +38,6 @@ const openSummary = (runs: OpenLoopResult[]) => ({
   cpu_ms_per_request: cpuMedians(runs),
   runs,
 });
-
-/** The median over repeats of a ratio (or difference) of two sides' runs taken side by side. */
-const paired = <T>(a: T[], b: T[], of: (x: T, y: T) => number, digits = 3) => round(median(a.map((x, i) => of(x, b[i]!))), digits);
 
 /** autocannon requests that GET each of `paths` in turn. */
 export function getRequests(paths: string[]) {

@@ -20,7 +20,7 @@ import { openBroker } from '@crud-master/test-support/broker';
 import { pm2Processes } from '@crud-master/test-support/pm2';
 import { acceptPhase } from './accept.js';
 import { billingDb, removeBenchOrders } from './billing.js';
-import { APPS, BILLING_HEALTH, CONSUMER, DURATION_S, GATEWAY, INVENTORY, log, ONLY, PROFILE, REPEATS, root, round, TARGETS, WARMUP_S } from './config.js';
+import { APPS, BILLING_HEALTH, CONSUMER, deployedEnvFile, DURATION_S, GATEWAY, INVENTORY, log, ONLY, PROFILE, REPEATS, root, round, TARGETS, WARMUP_S } from './config.js';
 import { drainPhase, restoreConsumer } from './drain.js';
 import { limiterPhase } from './limiter.js';
 import { pm2Memory, type MemoryByApp } from './processes.js';
@@ -33,7 +33,7 @@ import { profileReport, summary, table, type Results } from './report.js';
  * (the limiter phase starts its own copies with its own limits). On, they turn the measure into a count of 429s.
  */
 function limitsInTheWay(): string[] {
-  const deployed = parseEnv(readFileSync('/etc/crud-master/api-gateway.env', 'utf8'));
+  const deployed = parseEnv(readFileSync(deployedEnvFile('api-gateway'), 'utf8'));
   const names = [
     ...(ONLY.has('proxy') || ONLY.has('accept') ? ['GATEWAY_RATE_LIMIT_REQUESTS'] : []),
     ...(ONLY.has('accept') ? ['GATEWAY_RATE_LIMIT_WRITES', 'GATEWAY_RATE_LIMIT_ORDERS_PER_USER'] : []),
