@@ -1,49 +1,127 @@
-/**
- * A slow-client flood, run as a child process (so that its own work does not load the server under test): `count`
- * connections from one address (100 every 30 ms), each sending a POST head and then one body byte every
- * `trickleMs`, until the parent sends 'stop'. It says 'settled' once each has connected or been refused, and at the
- * end how long its connections lived, from their connect to their close.
- *   fork('slow-flood.ts', [port, count, trickleMs]) → 'settled', then on 'stop' { opened, longestMs, openNow }
- */
-import { connect } from 'node:net';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import type { Agent } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { rawRequest } from './raw-http.js';
 
-const [port, count, trickleMs] = process.argv.slice(2).map(Number) as [number, number, number];
-const HEAD = 'POST /api/billing HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n';
-let opened = 0;
-let longestMs = 0;
-let settled = 0;
-const settle = () => ++settled === count && process.send?.('settled');
-const open = new Map<number, number>();
-
-function floodOne(): void {
-  const socket = connect({ host: '127.0.0.1', port, localAddress: '127.0.0.1' });
-  let started = 0;
-  const id = opened++;
-  socket.on('connect', () => {
-    started = performance.now();
-    open.set(id, started);
-    socket.write(HEAD);
-    settle();
-  });
-  socket.on('error', () => undefined);
-  socket.resume();
-  const trickle = setInterval(() => socket.writable && socket.write(' '), trickleMs);
-  socket.on('close', () => {
-    clearInterval(trickle);
-    open.delete(id);
-    if (started === 0) settle();
-    if (started > 0) longestMs = Math.max(longestMs, performance.now() - started);
-  });
+/** Where a slow flood goes, from where, and how many connections it opens. */
+export interface FloodTarget {
+  host: string;
+  port: number;
+  /** the flood's source address (a loopback one: 127.0.0.1, …) */
+  localAddress: string;
+  count: number;
+  /** ms between the body bytes each connection trickles */
+  trickleMs: number;
 }
 
-// 100 connections every 30 ms: all at once would overflow the listen backlog, and the kernel's SYN retries would
-// spread them over seconds
-const opening = setInterval(() => {
-  for (let i = 0; i < 100 && opened < count; i++) floodOne();
-  if (opened === count) clearInterval(opening);
-}, 30);
-process.on('message', () => {
-  const now = performance.now();
-  for (const started of open.values()) longestMs = Math.max(longestMs, now - started);
-  process.send?.({ opened, longestMs, openNow: open.size }, () => process.exit(0));
-});
+/** What became of the flood's connections, measured from each one's connect to its close. */
+export interface FloodReport {
+  /** connections attempted */
+  opened: number;
+  connected: number;
+  /** never connected (refused, reset in the handshake) */
+  failed: number;
+  /** how many closed after how many whole seconds: those of second 0 were turned away at once (a connection cap) */
+  livedSeconds: Record<number, number>;
+  /** how many closed after which answer: its status (408: the request timeout), or none (closed by a cap) */
+  answers: Record<string, number>;
+  /** the longest lifetime, counting those still open at the end */
+  longestMs: number;
+  /** still open at the end */
+  openNow: number;
+  /** the longest the flood's process was late running a callback (its event loop's delay): its measuring error */
+  lagMs: number;
+}
+
+export interface SlowFlood {
+  /** each connection has connected or failed */
+  settled: Promise<unknown>;
+  /** …and each one that connected is closed again */
+  drained: Promise<unknown>;
+  /** stops the flood and reports */
+  stop(): Promise<FloodReport>;
+  kill(): void;
+}
+
+const child = fileURLToPath(new URL('./slow-flood-child.ts', import.meta.url));
+
+/**
+ * Starts a slow flood in a child process (slow-flood-child.ts). The child runs under prlimit(1) with a file limit
+ * above its connections: a Debian host's default soft limit (1024) holds far fewer sockets, and root may raise the
+ * hard one; anyone may lower it.
+ */
+export function startSlowFlood(target: FloodTarget): SlowFlood {
+  const files = target.count + 256;
+  const flood = spawn(
+    'prlimit',
+    [`--nofile=${files}:${files}`, '--', process.execPath, '--import', 'tsx', child, JSON.stringify(target)],
+    { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+  );
+  const said = (word: string) =>
+    new Promise((resolve, reject) => {
+      const listen = (message: unknown) => message === word && resolve(word);
+      flood.on('message', listen);
+      flood.once('exit', (code) => reject(new Error(`the slow flood exited (${code}) before it was ${word}`)));
+    });
+  const [settled, drained] = [said('settled'), said('drained')];
+  // a flood stopped before it settled or drained leaves these unawaited
+  settled.catch(() => undefined);
+  drained.catch(() => undefined);
+  return {
+    settled,
+    drained,
+    stop: async () => {
+      flood.send('stop');
+      for (;;) {
+        const [message] = (await once(flood, 'message')) as [unknown];
+        if (typeof message === 'object') return message as FloodReport;
+      }
+    },
+    kill: () => flood.kill(),
+  };
+}
+
+/** What a client got from a series of GETs: each one's status and latency in ms, and the errors in place of one. */
+export interface Probe {
+  latencies: number[];
+  statuses: Map<number, number>;
+  errors: string[];
+}
+
+/** Sends GET `path` one after the other through `agent`, `pauseMs` apart, until `until()` says so. */
+export async function probeWhile(
+  base: string,
+  path: string,
+  agent: Agent,
+  pauseMs: number,
+  until: () => boolean,
+): Promise<Probe> {
+  const probe: Probe = { latencies: [], statuses: new Map(), errors: [] };
+  while (!until()) {
+    const sent = performance.now();
+    try {
+      const reply = await rawRequest(base, { method: 'GET', path }, 5_000, agent);
+      probe.statuses.set(reply.status, (probe.statuses.get(reply.status) ?? 0) + 1);
+      probe.latencies.push(performance.now() - sent);
+    } catch (error) {
+      probe.errors.push((error as NodeJS.ErrnoException).code ?? String(error));
+    }
+    await sleep(pauseMs);
+  }
+  return probe;
+}
+
+/** A percentile of latencies in ms (nearest rank). */
+export const percentile = (values: number[], p: number): number =>
+  [...values].sort((a, b) => a - b)[Math.max(0, Math.ceil((values.length * p) / 100) - 1)] ?? NaN;
+
+/** One line of figures for a test's output: the probe's count, p50 and p99, and the flood's connections. */
+export const describeFlood = (probe: Probe, report: FloodReport, from: string): string =>
+  `${probe.latencies.length} GETs from ${from} (statuses ${JSON.stringify(Object.fromEntries(probe.statuses))}, ` +
+  `${probe.errors.length} errors), p50 ${percentile(probe.latencies, 50).toFixed(1)} ms, ` +
+  `p99 ${percentile(probe.latencies, 99).toFixed(1)} ms; flood: ${report.opened} opened, ${report.connected} connected, ` +
+  `${report.failed} failed, ${report.openNow} still open, the longest lived ${Math.round(report.longestMs)} ms; ` +
+  `closed after s: ${JSON.stringify(report.livedSeconds)}, with answers ${JSON.stringify(report.answers)}; ` +
+  `the flood's own event loop lagged up to ${Math.round(report.lagMs)} ms`;
