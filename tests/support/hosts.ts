@@ -15,6 +15,9 @@ export type App = keyof typeof appHosts;
 
 export const hostPrefix = (host: Host): string[] => (process.env[`E2E_${host.toUpperCase()}_EXEC`] ?? '').split(' ').filter(Boolean);
 
+/** Whether a service's host is this one (no E2E_*_EXEC): its PM2, its kernel and its listeners are this machine's. */
+export const isThisHost = (host: Host): boolean => hostPrefix(host).length === 0;
+
 /** The distinct hosts and the apps each runs: one entry on a single host, three in the Vagrant stage. */
 export function hostsWithApps(): Array<{ host: Host; apps: App[] }> {
   const byPrefix = new Map<string, { host: Host; apps: App[] }>();
