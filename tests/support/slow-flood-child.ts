@@ -17,6 +17,7 @@ const report: FloodReport = {
   failed: 0,
   livedSeconds: {},
   answers: {},
+  longestByAnswer: {},
   longestMs: 0,
   openNow: 0,
   lagMs: 0,
@@ -67,6 +68,7 @@ function floodOne(): void {
       report.livedSeconds[second] = (report.livedSeconds[second] ?? 0) + 1;
       report.longestMs = Math.max(report.longestMs, lived);
       report.answers[answer] = (report.answers[answer] ?? 0) + 1;
+      report.longestByAnswer[answer] = Math.round(Math.max(report.longestByAnswer[answer] ?? 0, lived));
     }
     progress();
   });

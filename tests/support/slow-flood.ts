@@ -27,6 +27,8 @@ export interface FloodReport {
   livedSeconds: Record<number, number>;
   /** how many closed after which answer: its status (408: the request timeout), or none (closed by a cap) */
   answers: Record<string, number>;
+  /** the longest lifetime (ms) by answer: that of none is how late the server closed a connection it turned away */
+  longestByAnswer: Record<string, number>;
   /** the longest lifetime, counting those still open at the end */
   longestMs: number;
   /** still open at the end */
@@ -120,8 +122,9 @@ export const percentile = (values: number[], p: number): number =>
 /** One line of figures for a test's output: the probe's count, p50 and p99, and the flood's connections. */
 export const describeFlood = (probe: Probe, report: FloodReport, from: string): string =>
   `${probe.latencies.length} GETs from ${from} (statuses ${JSON.stringify(Object.fromEntries(probe.statuses))}, ` +
-  `${probe.errors.length} errors), p50 ${percentile(probe.latencies, 50).toFixed(1)} ms, ` +
+  `${probe.errors.length} errors${probe.errors.length > 0 ? `: ${[...new Set(probe.errors)].join('; ')}` : ''}), p50 ${percentile(probe.latencies, 50).toFixed(1)} ms, ` +
   `p99 ${percentile(probe.latencies, 99).toFixed(1)} ms; flood: ${report.opened} opened, ${report.connected} connected, ` +
   `${report.failed} failed, ${report.openNow} still open, the longest lived ${Math.round(report.longestMs)} ms; ` +
-  `closed after s: ${JSON.stringify(report.livedSeconds)}, with answers ${JSON.stringify(report.answers)}; ` +
+  `closed after s: ${JSON.stringify(report.livedSeconds)}, with answers ${JSON.stringify(report.answers)}, ` +
+  `the longest by answer (ms) ${JSON.stringify(report.longestByAnswer)}; ` +
   `the flood's own event loop lagged up to ${Math.round(report.lagMs)} ms`;
