@@ -1,6 +1,7 @@
 import '@crud-master/test-support/env';
 import { hostsWithApps, onHost, type Host } from '@crud-master/test-support/hosts';
 import { instancesOf } from '@crud-master/test-support/metrics';
+import { pm2ProcessesOn } from '@crud-master/test-support/pm2';
 import { expect } from 'chai';
 
 /**
@@ -63,6 +64,27 @@ describe('listening addresses of the deployed stack', () => {
       const addresses = listenersOn(host).get(port) ?? [];
       expect(addresses, `nothing listens on :${port}`).to.not.be.empty;
       expect(addresses.filter((address) => !isLoopback(address) && !alsoOn.includes(address)), `${name} also listens on`).to.deep.equal([]);
+    });
+  }
+});
+
+/**
+ * The PM2 cluster-mode apps' instances accept their connections themselves (pm2_daemon_env: the daemon's
+ * NODE_CLUSTER_SCHED_POLICY=none). With Node's default, the PM2 daemon accepts every connection and hands it to an
+ * instance over IPC one at a time, so a flood of connections from one address queued everyone else's behind it before
+ * an instance could turn the flood away.
+ */
+describe('who accepts the connections of the PM2 cluster-mode apps', () => {
+  for (const { app, host, port } of [
+    { app: 'api-gateway', host: 'gateway' as const, port: Number(env.GATEWAY_PORT) },
+    { app: 'inventory-api', host: 'inventory' as const, port: Number(oneHost ? env.LOCAL_INVENTORY_API_PORT : env.INVENTORY_API_PORT) },
+  ]) {
+    it(`When ss lists the processes that hold ${app}'s listening socket (:${port}), then each of its instances is one`, () => {
+      const holders = onHost(host, 'sudo', ['-n', 'ss', '-ltnpH', `sport = :${port}`]);
+      const pids = new Set([...holders.matchAll(/pid=(\d+)/g)].map((m) => Number(m[1])));
+      const instances = pm2ProcessesOn(host).filter((p) => p.name === app);
+      expect(instances, `${app} instances`).to.have.length(instancesOf(app));
+      for (const { pm_id, pid } of instances) expect(pids.has(pid), `${app}#${pm_id} (pid ${pid}) in ${holders.trim()}`).to.equal(true);
     });
   }
 });
