@@ -10,7 +10,7 @@ export const WARMUP_S = Math.max(1, Math.round(DURATION_S / 4));
 export const REPEATS = Number(env.BENCH_REPEATS ?? 2);
 export const DRAIN_MESSAGES = Number(env.BENCH_DRAIN_MESSAGES ?? 50_000);
 export const DRAIN_RUNS = Number(env.BENCH_DRAIN_RUNS ?? 3);
-export const ONLY = new Set((env.BENCH_ONLY ?? 'proxy,accept,limiter,drain,memory').split(','));
+export const ONLY = new Set((env.BENCH_ONLY ?? 'proxy,accept,limiter,flood,drain,memory').split(','));
 export const PROFILE = env.BENCH_PROFILE === '1';
 export const GATEWAY = env.BENCH_GATEWAY_URL ?? thisHost.gateway;
 export const INVENTORY = env.BENCH_INVENTORY_URL ?? thisHost.inventory;
@@ -32,6 +32,8 @@ export const TARGETS = {
   // 1 - req/s with the limiter on / req/s with it off, through two copies of the gateway side by side
   limiter_proxy_cost: 0.05,
   limiter_accept_cost: 0.05,
+  // GET /api/movies p99 through the gateway while 15,000 slow connections from another address hold on to it
+  flood_p99_ms: 100,
   drain_ratio: 0.5,
   idle_rss_mb: 80,
 };

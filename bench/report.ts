@@ -2,6 +2,7 @@
 import type { acceptPhase } from './accept.js';
 import { APPS, TARGETS } from './config.js';
 import type { drainPhase } from './drain.js';
+import type { floodPhase } from './flood.js';
 import type { limiterPhase } from './limiter.js';
 import type { CpuGroups, MemoryByApp } from './processes.js';
 import type { provisioningRun } from './provisioning.js';
@@ -18,6 +19,7 @@ export interface Results {
   accept?: Awaited<ReturnType<typeof acceptPhase>>;
   drain?: Awaited<ReturnType<typeof drainPhase>>;
   limiter?: Awaited<ReturnType<typeof limiterPhase>>;
+  flood?: Awaited<ReturnType<typeof floodPhase>>;
   footprint?: Footprint;
   [key: string]: unknown;
 }
@@ -33,6 +35,7 @@ export const summary = (r: Results) => ({
   accept_ratio: r.accept?.ratio ?? null,
   limiter_proxy_cost: r.limiter?.get.cost ?? null,
   limiter_accept_cost: r.limiter?.post.cost ?? null,
+  flood_p99_ms: r.flood?.during.p99_ms ?? null,
   drain_ratio: r.drain?.ratio ?? null,
   drained_rows: r.drain?.drained_rows ?? null,
   idle_rss_mb: r.footprint ? idleRssMb(r.footprint) : null,
@@ -123,6 +126,18 @@ export function table(results: Results): string {
         mark(run.cost <= target),
       ]);
     }
+  }
+  if (results.flood) {
+    const f = results.flood;
+    const figures = (l: typeof f.quiet) => `${l.gets} GETs p50 ${l.p50_ms} p99 ${l.p99_ms} max ${l.max_ms} ms, ${l.errors} errors`;
+    rows.push([
+      `GET /api/movies, new connections, while ${f.connections} slow ones hold on`,
+      `${figures(f.during)}; statuses ${JSON.stringify(f.during.statuses)}`,
+      `no flood: ${figures(f.quiet)}`,
+      `p99 +${f.added_p99_ms} ms`,
+      `p99 <= ${TARGETS.flood_p99_ms} ms`,
+      mark(f.during.p99_ms <= TARGETS.flood_p99_ms && f.during.errors === 0 && Object.keys(f.during.statuses).every((s) => s === '200')),
+    ]);
   }
   if (results.drain) {
     const d = results.drain;

@@ -5,6 +5,7 @@
  *           closed loop at 10 and 100 connections, then open loop at half of direct's capacity
  *   accept  POST /api/billing 202/s through the gateway vs a raw amqplib confirm-channel publisher (accept.ts)
  *   limiter two gateway copies, rate limits on vs off, under the same GET and POST load at once (limiter.ts)
+ *   flood   a client's GETs while 15,000 slow connections from another address hold the gateway vs none (flood.ts)
  *   drain   billing-consumer draining a 50,000-message backlog into billing_db vs a raw consume+ack loop (drain.ts)
  *   memory  RSS of every PM2 instance idle and under load, and a provisioning run with nothing to change
  *
@@ -22,6 +23,7 @@ import { acceptPhase } from './accept.js';
 import { billingDb, removeBenchOrders } from './billing.js';
 import { APPS, BILLING_HEALTH, CONSUMER, deployedEnvFile, DURATION_S, GATEWAY, INVENTORY, log, ONLY, PROFILE, REPEATS, root, round, TARGETS, WARMUP_S } from './config.js';
 import { drainPhase, restoreConsumer } from './drain.js';
+import { floodPhase } from './flood.js';
 import { limiterPhase } from './limiter.js';
 import { pm2Memory, type MemoryByApp } from './processes.js';
 import { provisioningRun } from './provisioning.js';
@@ -59,7 +61,7 @@ async function refusal(): Promise<string | undefined> {
   if (limits.length) {
     return (
       `the deployed gateway rate-limits the bench's one address (${limits.join(', ')}): set them to 0 or ` +
-      '1000000000 in .env and run `make local`, or leave out proxy and accept (BENCH_ONLY=limiter,drain,memory).'
+      '1000000000 in .env and run `make local`, or leave out proxy and accept (BENCH_ONLY=limiter,flood,drain,memory).'
     );
   }
 }
@@ -88,6 +90,7 @@ async function main(): Promise<void> {
     if (ONLY.has('proxy')) results.proxy = await proxyPhase(memory);
     if (ONLY.has('accept')) results.accept = await acceptPhase(db, channel, memory);
     if (ONLY.has('limiter')) results.limiter = await limiterPhase(db, channel);
+    if (ONLY.has('flood')) results.flood = await floodPhase();
     if (ONLY.has('drain')) results.drain = await drainPhase(db, connection, channel, memory);
     if (idle) {
       // V8's memory reducer gives the heap back some 20 s after a load ends: idle means after that

@@ -5,7 +5,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isThisHost } from '@crud-master/test-support/hosts';
 import { instancesOf, instanceUrls, scrape } from '@crud-master/test-support/metrics';
 import { pm2ProcessesOn } from '@crud-master/test-support/pm2';
-import { describeFlood, probeWhile, startSlowFlood } from '@crud-master/test-support/slow-flood';
+import {
+  CLIENT_FROM,
+  describeFlood,
+  FLOOD_CONNECTIONS as FLOOD,
+  FLOOD_FROM,
+  FLOOD_TRICKLE_MS,
+  probeWhile,
+  startSlowFlood,
+} from '@crud-master/test-support/slow-flood';
 import { stack, thisHost } from '@crud-master/test-support/stack';
 import { expect } from 'chai';
 
@@ -21,16 +29,13 @@ import { expect } from 'chai';
  * connections of a source: the flood would measure the sandbox, so the test skips there.
  */
 const env = process.env;
-const FLOOD = 15_000;
-const FLOOD_FROM = '127.0.0.1';
 // the flood opens 100 connections every 30 ms (slow-flood-child.ts): 4.5 s, if its own CPU keeps up (on a busy
 // 2-core host it took 8 to 23 s)
 const CONNECTING_MS = 25_000;
-const CLIENT_FROM = '127.0.0.2';
 const requestTimeoutMs = Number(env.HTTP_REQUEST_TIMEOUT_MS ?? 10_000);
 // Node looks for requests past their timeouts once a second (1 s). A connection counts from its connect, so the time
-// before the gateway's clock starts counts too: PM2's primary accepts it and hands it to an instance, whose event loop
-// is busy with the flood's burst (up to about 1.5 s on 2 cores): 2 s. The flood's own lag is added at the end: it is
+// before the gateway's clock starts counts too: an instance accepts it while its event loop is busy with the flood's
+// burst (up to about 1.5 s on 2 cores): 2 s. The flood's own lag is added at the end: it is
 // the error of the flood's own measure.
 const closedWithinMs = requestTimeoutMs + 1_000 + 2_000;
 // one GET at a time, this far apart: even if every one lands on the same instance, half of its budget per address
@@ -67,7 +72,7 @@ describe('slow connections against the deployed gateway', () => {
       port: Number(url.port),
       localAddress: FLOOD_FROM,
       count: FLOOD,
-      trickleMs: 500,
+      trickleMs: FLOOD_TRICKLE_MS,
     });
     // each GET on a new connection, as a new visitor comes: it is accepted and handed to an instance among the flood's,
     // and lands on either instance

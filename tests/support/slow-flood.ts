@@ -5,6 +5,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { rawRequest } from './raw-http.js';
 
+/**
+ * Issue 23's flood, as the e2e test and the bench's flood phase send it: this many slow connections from FLOOD_FROM,
+ * each a POST head and then a body byte every FLOOD_TRICKLE_MS, while a client on CLIENT_FROM reads movies.
+ */
+export const FLOOD_CONNECTIONS = 15_000;
+export const FLOOD_TRICKLE_MS = 500;
+export const FLOOD_FROM = '127.0.0.1';
+export const CLIENT_FROM = '127.0.0.2';
+
 /** Where a slow flood goes, from where, and how many connections it opens. */
 export interface FloodTarget {
   host: string;
