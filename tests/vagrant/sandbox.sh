@@ -22,7 +22,7 @@ alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 up() {
   [ "$(id -u)" -eq 0 ] || die "run as root (namespaces and dockerd need it)"
   for command in ip nsenter slirp4netns dockerd docker; do
-    command -v "$command" >/dev/null || die "$command is missing (make deps-vagrant installs it)"
+    command -v "$command" >/dev/null || die "$command is missing (make vagrant-test installs docker.io, slirp4netns; ip: iproute2; nsenter: util-linux)"
   done
   mkdir -p "$run_dir"
   [ -e "$netns_path" ] || ip netns add "$name"
