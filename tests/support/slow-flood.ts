@@ -18,8 +18,10 @@ export const CLIENT_FROM = '127.0.0.2';
 export interface FloodTarget {
   host: string;
   port: number;
-  /** the flood's source address (a loopback one: 127.0.0.1, …) */
-  localAddress: string;
+  /** the flood's source address (a loopback one: 127.0.0.1, …); none: the system's choice */
+  localAddress?: string;
+  /** a network namespace (a path, as `nsenter --net=` takes it) to flood from: a guest's, on the Vagrant stage */
+  netns?: string;
   count: number;
   /** ms between the body bytes each connection trickles */
   trickleMs: number;
@@ -59,17 +61,15 @@ export interface SlowFlood {
 const child = fileURLToPath(new URL('./slow-flood-child.ts', import.meta.url));
 
 /**
- * Starts a slow flood in a child process (slow-flood-child.ts). The child runs under prlimit(1) with a file limit
- * above its connections: a Debian host's default soft limit (1024) holds far fewer sockets, and root may raise the
- * hard one; anyone may lower it.
+ * Starts a slow flood in a child process (slow-flood-child.ts), in `netns` if given (nsenter(1), as root). The child
+ * runs under prlimit(1) with a file limit above its connections: a Debian host's default soft limit (1024) holds far
+ * fewer sockets, and root may raise the hard one; anyone may lower it.
  */
 export function startSlowFlood(target: FloodTarget): SlowFlood {
   const files = target.count + 256;
-  const flood = spawn(
-    'prlimit',
-    [`--nofile=${files}:${files}`, '--', process.execPath, '--import', 'tsx', child, JSON.stringify(target)],
-    { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
-  );
+  const command = ['prlimit', `--nofile=${files}:${files}`, '--', process.execPath, '--import', 'tsx', child, JSON.stringify(target)];
+  const [file, ...args] = target.netns ? ['nsenter', `--net=${target.netns}`, '--', ...command] : command;
+  const flood = spawn(file!, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const said = (word: string) =>
     new Promise((resolve, reject) => {
       const listen = (message: unknown) => message === word && resolve(word);

@@ -1,0 +1,41 @@
+// Issue 23's slow flood on the Vagrant stage, for its isolation checks. Run in one guest's network namespace (the
+// client's), it floods HOST:PORT from another guest's (FLOOD_NETNS) and meanwhile sends GET /api/movies from its own,
+// one at a time, each on a new connection, until the gateway has closed every flood connection.
+//   node --import tsx tests/vagrant/slow-flood-stage.ts HOST PORT FLOOD_NETNS CAP REQUEST_TIMEOUT_MS
+// Prints one line: `ok FIGURES` when the firewall refused some flood connections (its cap per source, CAP), each one
+// that got through was closed within the request timeout (+ 1 s for Node's check, + 2 s for a busy instance, + the
+// flood's own lag), none is left open, and every GET was answered 200; else `fail WHAT FIGURES`.
+import { Agent } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describeFlood, FLOOD_CONNECTIONS, FLOOD_TRICKLE_MS, probeWhile, startSlowFlood } from '@crud-master/test-support/slow-flood';
+
+const [host, port, netns, cap, requestTimeoutMs] = process.argv.slice(2);
+const base = `http://${host}:${port}`;
+const client = new Agent({ keepAlive: false });
+const flood = startSlowFlood({ host: host!, port: Number(port), netns, count: FLOOD_CONNECTIONS, trickleMs: FLOOD_TRICKLE_MS });
+let done = false;
+try {
+  const probing = probeWhile(base, '/api/movies?limit=1', client, 10, () => done);
+  await Promise.race([flood.drained, sleep(60_000)]);
+  done = true;
+  const probe = await probing;
+  const report = await flood.stop();
+  const closedWithinMs = Number(requestTimeoutMs) + 1_000 + 2_000 + report.lagMs;
+  const faults = [
+    report.opened === FLOOD_CONNECTIONS ? '' : `${report.opened} flood connections opened`,
+    // a connection the gateway closes frees its place under the cap for another: what counts is that some are refused
+    report.failed > 0 ? '' : `all ${report.connected} flood connections got through, none refused by the cap of ${cap}`,
+    report.openNow === 0 ? '' : `${report.openNow} flood connections still open`,
+    report.longestMs <= closedWithinMs ? '' : `a flood connection lived ${Math.round(report.longestMs)} ms`,
+    Object.keys(report.answers).every((answer) => answer === '408' || answer === 'none') ? '' : 'a flood connection got another answer than 408',
+    probe.errors.length === 0 && [...probe.statuses.keys()].every((status) => status === 200) ? '' : 'a GET was not answered 200',
+    probe.latencies.length > 100 ? '' : `only ${probe.latencies.length} GETs`,
+  ].filter(Boolean);
+  const figures = describeFlood(probe, report, 'this guest');
+  console.log(faults.length ? `fail ${faults.join('; ')}: ${figures}` : `ok ${figures}`);
+} finally {
+  done = true;
+  flood.kill();
+  client.destroy();
+}
+process.exit(0);
