@@ -6,15 +6,14 @@
  * latency, which only a quiet host can.
  */
 import { Agent } from 'node:http';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   CLIENT_FROM,
   FLOOD_CONNECTIONS,
   FLOOD_FROM,
   FLOOD_TRICKLE_MS,
   percentile,
+  probeDuringFlood,
   probeWhile,
-  startSlowFlood,
   type Probe,
 } from '@crud-master/test-support/slow-flood';
 import { DURATION_S, GATEWAY, log, round } from './config.js';
@@ -41,26 +40,20 @@ export async function floodPhase() {
     const quiet = latency(await probeWhile(GATEWAY, path, agent, PAUSE_MS, () => Date.now() > quietUntil));
     log(`flood: no flood, ${quiet.gets} GETs p50 ${quiet.p50_ms} p99 ${quiet.p99_ms} ms`);
     const url = new URL(GATEWAY);
-    const flood = startSlowFlood({ host: url.hostname, port: Number(url.port), localAddress: FLOOD_FROM, count: FLOOD_CONNECTIONS, trickleMs: FLOOD_TRICKLE_MS });
-    let done = false;
-    try {
-      const probing = probeWhile(GATEWAY, path, agent, PAUSE_MS, () => done);
-      await Promise.race([flood.drained, sleep(FLOOD_LIMIT_MS)]);
-      done = true;
-      const during = latency(await probing);
-      const report = await flood.stop();
-      log(`flood: ${FLOOD_CONNECTIONS} slow connections, ${during.gets} GETs p50 ${during.p50_ms} p99 ${during.p99_ms} ms`);
-      return {
-        connections: FLOOD_CONNECTIONS,
-        quiet,
-        during,
-        added_p99_ms: round(during.p99_ms - quiet.p99_ms),
-        flood: { connected: report.connected, open_at_end: report.openNow, longest_ms: Math.round(report.longestMs), answers: report.answers },
-      };
-    } finally {
-      done = true;
-      flood.kill();
-    }
+    const { probe, report } = await probeDuringFlood(
+      { host: url.hostname, port: Number(url.port), localAddress: FLOOD_FROM, count: FLOOD_CONNECTIONS, trickleMs: FLOOD_TRICKLE_MS },
+      { base: GATEWAY, path, agent, pauseMs: PAUSE_MS },
+      FLOOD_LIMIT_MS,
+    );
+    const during = latency(probe);
+    log(`flood: ${FLOOD_CONNECTIONS} slow connections, ${during.gets} GETs p50 ${during.p50_ms} p99 ${during.p99_ms} ms`);
+    return {
+      connections: FLOOD_CONNECTIONS,
+      quiet,
+      during,
+      added_p99_ms: round(during.p99_ms - quiet.p99_ms),
+      flood: { connected: report.connected, open_at_end: report.openNow, longest_ms: Math.round(report.longestMs), answers: report.answers },
+    };
   } finally {
     agent.destroy();
   }

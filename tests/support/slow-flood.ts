@@ -124,6 +124,40 @@ export async function probeWhile(
   return probe;
 }
 
+/** A flood and a client's GETs side by side: what each got, and when the flood had settled (ms from its start). */
+export interface FloodAndProbe {
+  probe: Probe;
+  report: FloodReport;
+  settledMs?: number;
+}
+
+/**
+ * Starts a slow flood at `target` and meanwhile sends GET `path` to `base` through `agent` (probeWhile), until every
+ * flood connection is closed or `limitMs` has passed; then stops the flood and reports both. The flood is killed
+ * whatever happens.
+ */
+export async function probeDuringFlood(
+  target: FloodTarget,
+  client: { base: string; path: string; agent: Agent; pauseMs: number },
+  limitMs: number,
+): Promise<FloodAndProbe> {
+  const started = performance.now();
+  const flood = startSlowFlood(target);
+  let settledMs: number | undefined;
+  void flood.settled.then(() => (settledMs = performance.now() - started), () => undefined);
+  let done = false;
+  try {
+    const probing = probeWhile(client.base, client.path, client.agent, client.pauseMs, () => done);
+    await Promise.race([flood.drained, sleep(limitMs)]);
+    done = true;
+    const probe = await probing;
+    return { probe, report: await flood.stop(), settledMs };
+  } finally {
+    done = true;
+    flood.kill();
+  }
+}
+
 /** A percentile of latencies in ms (nearest rank). */
 export const percentile = (values: number[], p: number): number =>
   [...values].sort((a, b) => a - b)[Math.max(0, Math.ceil((values.length * p) / 100) - 1)] ?? NaN;

@@ -6,20 +6,16 @@
 // that got through was closed within the request timeout (+ 1 s for Node's check, + 2 s for a busy instance, + the
 // flood's own lag) with a 4xx or none, none is left open, and every GET was answered 200; else `fail WHAT FIGURES`.
 import { Agent } from 'node:http';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { describeFlood, FLOOD_CONNECTIONS, FLOOD_TRICKLE_MS, probeWhile, startSlowFlood } from '@crud-master/test-support/slow-flood';
+import { describeFlood, FLOOD_CONNECTIONS, FLOOD_TRICKLE_MS, probeDuringFlood } from '@crud-master/test-support/slow-flood';
 
 const [host, port, netns, cap, requestTimeoutMs] = process.argv.slice(2);
-const base = `http://${host}:${port}`;
-const client = new Agent({ keepAlive: false });
-const flood = startSlowFlood({ host: host!, port: Number(port), netns, count: FLOOD_CONNECTIONS, trickleMs: FLOOD_TRICKLE_MS });
-let done = false;
+const agent = new Agent({ keepAlive: false });
 try {
-  const probing = probeWhile(base, '/api/movies?limit=1', client, 10, () => done);
-  await Promise.race([flood.drained, sleep(60_000)]);
-  done = true;
-  const probe = await probing;
-  const report = await flood.stop();
+  const { probe, report } = await probeDuringFlood(
+    { host: host!, port: Number(port), netns, count: FLOOD_CONNECTIONS, trickleMs: FLOOD_TRICKLE_MS },
+    { base: `http://${host}:${port}`, path: '/api/movies?limit=1', agent, pauseMs: 10 },
+    60_000,
+  );
   const closedWithinMs = Number(requestTimeoutMs) + 1_000 + 2_000 + report.lagMs;
   const faults = [
     report.opened === FLOOD_CONNECTIONS ? '' : `${report.opened} flood connections opened`,
@@ -36,8 +32,6 @@ try {
   const figures = describeFlood(probe, report, 'this guest');
   console.log(faults.length ? `fail ${faults.join('; ')}: ${figures}` : `ok ${figures}`);
 } finally {
-  done = true;
-  flood.kill();
-  client.destroy();
+  agent.destroy();
 }
 process.exit(0);
