@@ -19,7 +19,11 @@ describe('billing-consumer: metrics', () => {
     await billing.storedOnce(ids);
     await eventually(async () => ((await billing.broker.count(billing.queue)) === 0 ? true : undefined), 5_000, 'an empty queue');
     await eventually(() => billing.broker.take(billing.deadLetters), 5_000, 'the dead letter');
-    const after = await scrape(metricsUrl());
+    // a dead letter is counted once its confirm arrives, which can be after the queue shows it
+    const after = await eventually(async () => {
+      const scraped = await scrape(metricsUrl());
+      return moved(before, scraped, 'billing_dead_lettered_total', { cause: 'poison' }) > 0 ? scraped : undefined;
+    }, 10_000, 'the dead letter counted');
 
     expect(moved(before, after, 'billing_orders_inserted_total'), 'the duplicate adds no row').to.equal(4);
     expect(moved(before, after, 'billing_dead_lettered_total', { cause: 'poison' })).to.equal(1);
