@@ -29,6 +29,8 @@
 #   VAGRANT_STAGE_SOURCE  the checkout to deploy and test (this repository); e.g. a copy with a deliberate bug
 #   VAGRANT_STAGE_BILLING_VMS  how many billing VMs (BILLING_VM_COUNT of the checkout's .env): 1, the three-VM layout
 #   VAGRANT_STAGE_LOGS    where the logs go (.test-results/vagrant; .test-results/vagrant-scale with several billing VMs)
+#   VAGRANT_STAGE_SKIP    phases not to run, of `provision isolation` (make test: the scale stage runs them on five
+#                         machines, and the three-VM stage would only repeat them)
 #   VAGRANT_STAGE_KEEP=1  leave the machines and the sandbox up at the end, to look around:
 #                         `tests/vagrant/sandbox.sh exec sh -c 'cd DIR && vagrant ssh billing-vm'`
 set -uo pipefail
@@ -41,6 +43,7 @@ if [ "$billing_vm_count" -gt 1 ] 2>/dev/null; then scale=1; else scale=0; billin
 # absolute: the suites write their reports from inside the stage's copy of the checkout
 logs=$(realpath -m "${VAGRANT_STAGE_LOGS:-$repo/.test-results/vagrant$([ "$scale" = 1 ] && echo -scale)}")
 keep=${VAGRANT_STAGE_KEEP:-0}
+skip=" ${VAGRANT_STAGE_SKIP:-} "
 sandbox=$here/sandbox.sh
 export VAGRANT_CHECKPOINT_DISABLE=1 ANSIBLE_NOCOLOR=1
 # shellcheck source=ansible/dotenv.sh
@@ -118,6 +121,7 @@ failed_task() { awk '/^TASK \[/ { task = $0 } /^(fatal|failed):/ { print task; p
 
 # The phases, in order. Each adds its checks to the counts; stage-up.sh aborts the run when the machines are not up.
 for phase in up guests suites provision isolation; do
+  case $phase in up | guests | suites) ;; *) [[ $skip == *" $phase "* ]] && { step "$phase: skipped (VAGRANT_STAGE_SKIP)"; continue; } ;; esac
   # shellcheck source=/dev/null
   . "$here/stage-$phase.sh"
 done
