@@ -5,8 +5,9 @@
 # `make help` among them, leave .env alone.
 # The targets install what they need from Debian/Ubuntu packages when it is missing (as root, or through sudo).
 
-SHELL := /bin/bash
-.SHELLFLAGS := -eu -o pipefail -c
+# POSIX sh and GNU make 3.81 (macOS's, which ignores .SHELLFLAGS): a recipe line of several commands starts with
+# `set -e`, and the host-side scripts are POSIX sh too (make lint-infra checks them under dash and posh).
+SHELL := /bin/sh
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-print-directory
 
@@ -26,13 +27,13 @@ BASE_URL ?= http://localhost:8080
 
 # Packages per purpose (Debian 12 / Ubuntu 22.04 names). Ansible itself: see deps-ansible.
 DEPS_BASE := python3-apt sudo rsync openssl
-DEPS_LINT := ansible-lint yamllint ruby
+DEPS_LINT := ansible-lint yamllint ruby shellcheck posh
 # The end-to-end suite loads the Swagger UI in headless Chromium.
 DEPS_TEST := chromium
 
 # Installs the packages named in $(1) that are not installed yet (one apt-get update, only when needed).
 define apt_ensure
-	@command -v dpkg-query >/dev/null || { echo "Not a Debian/Ubuntu host: install $(1) yourself."; exit 0; }; \
+	@set -e; command -v dpkg-query >/dev/null || { echo "Not a Debian/Ubuntu host: install $(1) yourself."; exit 0; }; \
 	missing=""; \
 	for pkg in $(1); do \
 	  dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$pkg"; \
@@ -69,7 +70,7 @@ FORCE:
 .PHONY: deps-ansible
 deps-ansible: ## Install Ansible and the collections of ansible/requirements.yml, sudo and rsync when missing
 	$(call apt_ensure,$(DEPS_BASE))
-	@if ! command -v ansible-playbook >/dev/null; then \
+	@set -e; if ! command -v ansible-playbook >/dev/null; then \
 	  command -v apt-get >/dev/null || { echo "Ansible is missing (no apt-get here: install it yourself)." >&2; exit 1; }; \
 	  echo "Installing Ansible"; \
 	  $(SUDO) apt-get update -qq; \
@@ -113,8 +114,9 @@ up: .env inventory $(if $(filter docker,$(PROVIDER)),box) ## Create and provisio
 .PHONY: known-hosts
 known-hosts: .env ## Pin the running VMs' SSH host keys for make provision (.vagrant/known_hosts)
 	vagrant ssh-config > .vagrant/ssh_config
-	for vm in $$(awk '/^Host / { print $$2 }' .vagrant/ssh_config); do \
-	  ssh -F .vagrant/ssh_config "$$vm" cat /etc/ssh/ssh_host_ed25519_key.pub | awk -v vm="$$vm" '{ print vm, $$1, $$2 }'; \
+	set -e; for vm in $$(awk '/^Host / { print $$2 }' .vagrant/ssh_config); do \
+	  key=$$(ssh -F .vagrant/ssh_config "$$vm" cat /etc/ssh/ssh_host_ed25519_key.pub); \
+	  echo "$$key" | awk -v vm="$$vm" '{ print vm, $$1, $$2 }'; \
 	done > $(KNOWN_HOSTS).tmp
 	mv $(KNOWN_HOSTS).tmp $(KNOWN_HOSTS)
 	@echo "Pinned the SSH host keys of: $$(cut -d' ' -f1 $(KNOWN_HOSTS) | tr '\n' ' ')"
@@ -157,14 +159,21 @@ local-idempotent: .env deps-ansible ## Run the playbook on this host again; fail
 
 ##@ Checks
 
+# What the host-side targets run (.env, inventory, deps-ansible, box, provision): POSIX sh, for a stock Mac.
+# make local and the test stages run on Linux only, and may use bash.
+HOST_SCRIPTS := ansible/dotenv.sh ansible/make-env.sh ansible/billing-inventory.sh ansible/collections.sh \
+  ansible/check-idempotent.sh box/build.sh
+
 .PHONY: lint-infra
-lint-infra: .env deps-lint ## Syntax-check the playbook and the shell scripts, ansible-lint, yamllint, ruby -c Vagrantfile
+lint-infra: .env deps-lint ## Syntax-check the playbook and the shell scripts (the host-side ones under dash, posh and shellcheck -s sh), ansible-lint, yamllint, ruby -c Vagrantfile
 	ansible-playbook --syntax-check -i $(VM_INVENTORY) $(PLAYBOOK)
 	ansible-playbook --syntax-check -i $(LOCAL_INVENTORY) $(PLAYBOOK)
 	ANSIBLE_ROLES_PATH=$(CURDIR)/roles ansible-lint --offline $(PLAYBOOK) roles
 	yamllint --strict ansible roles .ansible-lint .yamllint
 	ruby -c Vagrantfile
-	for script in ansible/*.sh box/*.sh tests/*.sh tests/provision/*.sh tests/vagrant/*.sh; do bash -n "$$script"; done
+	set -e; for script in ansible/*.sh box/*.sh tests/*.sh tests/provision/*.sh tests/vagrant/*.sh; do bash -n "$$script"; done
+	set -e; for shell in dash posh; do for script in $(HOST_SCRIPTS); do $$shell -n "$$script"; done; done
+	shellcheck -s sh $(HOST_SCRIPTS)
 
 .PHONY: lint
 lint: lint-infra lint-ts lint-openapi ## Every static check: the infrastructure's, the TypeScript's and the OpenAPI contract's
@@ -187,7 +196,7 @@ CHAOS_ORDERS ?= 2000
 FUZZ_RUNS ?= 20000
 
 .PHONY: test
-test: .env deps-ansible deps-test ## Provision this host (make local, twice: changed=0), then every suite: component, e2e, fuzz, chaos, Postman, the Vagrant stages
+test: .env deps-ansible deps-lint deps-test ## Provision this host (make local, twice: changed=0), then every suite: component, e2e, fuzz, chaos, Postman, the Vagrant stages
 	SCALE_BILLING_VMS=$(SCALE_BILLING_VMS) tests/run-all.sh
 
 # The suites and make bench import the services' compiled output (services/*/dist: @crud-master/shared, main.js),
@@ -241,7 +250,7 @@ bench: .env build deps-bench ## Benchmark the deployed stack (make local) agains
 # measures it.
 .PHONY: deps-bench
 deps-bench: ## Install what make bench runs besides the stack (nginx-light) when missing
-	@command -v dpkg-query >/dev/null || { echo "Not a Debian/Ubuntu host: install nginx yourself."; exit 0; }; \
+	@set -e; command -v dpkg-query >/dev/null || { echo "Not a Debian/Ubuntu host: install nginx yourself."; exit 0; }; \
 	if ! dpkg-query -W -f='$${Status}' nginx-light 2>/dev/null | grep -q 'ok installed'; then \
 	  echo "Installing: nginx-light (its own service is stopped and disabled: make bench starts nginx itself)"; \
 	  $(SUDO) apt-get update -qq; \

@@ -1,4 +1,4 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # Makes .env from .env.example, or adds to an existing .env the variables it lacks (those a newer .env.example
 # brought). Each empty *_PASSWORD and *_COOKIE gets a random value (32 hex digits); the values .env has stay, and
 # nothing is written when it lacks nothing. `make .env` runs it, and so does the Vagrant stage for its copy of the
@@ -7,48 +7,56 @@
 #   ansible/make-env.sh [NAME=VALUE…]   NAME=VALUE: NAME's value in what is written, instead of the example's
 #
 # Settings (environment): ENV_FILE, the file to make (.env at the repository root).
-set -euo pipefail
+set -eu
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+root=$(cd "$(dirname "$0")/.." && pwd)
 example=$root/.env.example
 env_file=${ENV_FILE:-$root/.env}
 # shellcheck source=ansible/dotenv.sh
 . "$root/ansible/dotenv.sh"
 
-declare -A wanted=()
-for arg in "$@"; do
-  [[ $arg =~ ^([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || { echo "usage: $0 [NAME=VALUE…]" >&2; exit 2; }
-  wanted[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
+for arg in ${1+"$@"}; do
+  case ${arg%%=*} in
+    "$arg" | '' | [!A-Za-z_]* | *[!A-Za-z0-9_]*) echo "usage: $0 [NAME=VALUE…]" >&2; exit 2 ;;
+  esac
 done
-declare -A have=()
-[ -f "$env_file" ] && dotenv_read "$env_file" have
+# .env's variables, one NAME=VALUE a line, each line after a newline: "$nl$NAME=" finds NAME
+nl='
+'
+have=
+[ -f "$env_file" ] && have=$nl$(dotenv_pairs "$env_file")
 
 secret() { openssl rand -hex 16 2>/dev/null || od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
 
 # The example's lines: all of them for a new file; for an existing one, only the variables it lacks.
-lines=()
-added=()
+lines=
+added=
 while IFS= read -r line || [ -n "$line" ]; do
-  name=""
-  [[ $line =~ ^([A-Za-z_][A-Za-z0-9_]*)= ]] && name=${BASH_REMATCH[1]}
+  name=${line%%=*}
+  case $name in "$line" | '' | [!A-Za-z_]* | *[!A-Za-z0-9_]*) name= ;; esac
   if [ -f "$env_file" ]; then
-    [ -n "$name" ] && [ -z "${have[$name]+set}" ] || continue
-    added+=("$name")
+    [ -n "$name" ] || continue
+    case $have in *"$nl$name="*) continue ;; esac
+    added="$added $name"
   fi
-  if [ -n "$name" ] && [ -n "${wanted[$name]+set}" ]; then
-    line="$name=${wanted[$name]}"
-  elif [[ $line =~ ^[A-Za-z_][A-Za-z0-9_]*_(PASSWORD|COOKIE)=$ ]]; then
-    line+=$(secret)
+  wanted=
+  for arg in ${1+"$@"}; do
+    case $arg in "$name="*) wanted=$arg ;; esac
+  done
+  if [ -n "$wanted" ]; then
+    line=$wanted
+  else
+    case $line in *_PASSWORD= | *_COOKIE=) [ -z "$name" ] || line=$line$(secret) ;; esac
   fi
-  lines+=("$line")
+  lines=$lines$line$nl
 done < "$example"
 
 umask 077
 if [ ! -f "$env_file" ]; then
-  printf '%s\n' "${lines[@]}" > "$env_file.tmp"
+  printf '%s' "$lines" > "$env_file.tmp"
   mv "$env_file.tmp" "$env_file"
   echo "Made $env_file from .env.example (each empty *_PASSWORD and *_COOKIE got a random value)."
-elif [ "${#added[@]}" -gt 0 ]; then
-  { printf '\n# Added from .env.example by ansible/make-env.sh\n'; printf '%s\n' "${lines[@]}"; } >> "$env_file"
-  echo "Added to $env_file from .env.example: ${added[*]} (each empty *_PASSWORD and *_COOKIE got a random value)."
+elif [ -n "$added" ]; then
+  printf '\n# Added from .env.example by ansible/make-env.sh\n%s' "$lines" >> "$env_file"
+  echo "Added to $env_file from .env.example:$added (each empty *_PASSWORD and *_COOKIE got a random value)."
 fi

@@ -16,14 +16,13 @@ cd "$(dirname "$0")/../.."
 # The secrets of .env (made by `make .env` when missing: the command may make it, so read it once it exists).
 declare -A secrets=()
 load_secrets() {
-  local -A vars=()
-  local name
+  local pair name value
   [ -f .env ] || return 0
-  dotenv_read .env vars
-  for name in "${!vars[@]}"; do
+  while IFS= read -r pair; do
+    name=${pair%%=*} value=${pair#*=}
     # Short values would match by chance; `make .env` makes 32 hex digits.
-    [[ $name =~ _(PASSWORD|COOKIE)$ ]] && [ "${#vars[$name]}" -ge 8 ] && secrets[$name]=${vars[$name]}
-  done
+    [[ $name =~ _(PASSWORD|COOKIE)$ ]] && [ "${#value}" -ge 8 ] && secrets[$name]=$value
+  done < <(dotenv_pairs .env)
 }
 
 findings=$(mktemp)
