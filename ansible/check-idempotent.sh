@@ -1,4 +1,4 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # Proves that the playbook is idempotent: runs ansible/site.yml (again) and fails unless every host of the
 # PLAY RECAP reports changed=0, failed=0 and unreachable=0.
 #
@@ -7,9 +7,9 @@
 # INVENTORY defaults to ansible/local.ini (this host). Only the tasks that changed or failed are printed, so a
 # clean run shows the recap alone. The output is kept in $IDEMPOTENCE_LOG when set; otherwise in a temporary file
 # that is removed when the check passes.
-set -euo pipefail
+set -eu
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+here="$(cd "$(dirname "$0")" && pwd)"
 inventory="${1:-$here/local.ini}"
 [ "$#" -gt 0 ] && shift
 
@@ -24,12 +24,10 @@ export ANSIBLE_DISPLAY_OK_HOSTS=false
 export ANSIBLE_DISPLAY_SKIPPED_HOSTS=false
 export ANSIBLE_NOCOLOR=true
 
-echo "Idempotence check: ansible-playbook -i $inventory $here/site.yml $* (log: $log)"
+echo "Idempotence check: ansible-playbook -i $inventory $here/site.yml${1+ $*} (log: $log)"
 started=$(date +%s)
-set +e
-ansible-playbook -i "$inventory" "$here/site.yml" "$@" 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
-set -e
+# The playbook's exit code, past tee (POSIX sh has no pipefail): written to fd 3, read by the substitution.
+{ status=$({ { rc=0; ansible-playbook -i "$inventory" "$here/site.yml" ${1+"$@"} 2>&1 || rc=$?; echo "$rc" >&3; } | tee "$log" >&4; } 3>&1); } 4>&1
 elapsed=$(( $(date +%s) - started ))
 
 if [ "$status" -ne 0 ]; then
@@ -46,14 +44,16 @@ fi
 bad=0
 while IFS= read -r line; do
   host="${line%% *}"
-  changed="$(sed -n 's/.*changed=\([0-9]*\).*/\1/p' <<<"$line")"
-  failed="$(sed -n 's/.*failed=\([0-9]*\).*/\1/p' <<<"$line")"
-  unreachable="$(sed -n 's/.*unreachable=\([0-9]*\).*/\1/p' <<<"$line")"
+  changed="$(printf '%s\n' "$line" | sed -n 's/.*changed=\([0-9]*\).*/\1/p')"
+  failed="$(printf '%s\n' "$line" | sed -n 's/.*failed=\([0-9]*\).*/\1/p')"
+  unreachable="$(printf '%s\n' "$line" | sed -n 's/.*unreachable=\([0-9]*\).*/\1/p')"
   if [ "$changed" != 0 ] || [ "$failed" != 0 ] || [ "$unreachable" != 0 ]; then
     echo "FAIL: $host reports changed=$changed failed=$failed unreachable=$unreachable." >&2
     bad=1
   fi
-done <<<"$recap"
+done <<RECAP
+$recap
+RECAP
 
 if [ "$bad" -ne 0 ]; then
   echo "The tasks above marked 'changed' are not idempotent." >&2

@@ -1,4 +1,4 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # The Ansible collections of ansible/requirements.yml against those this host's Ansible finds.
 #
 #   ansible/collections.sh check [REQUIREMENTS]    print each collection that is missing or too old; exit 1 if any
@@ -8,15 +8,14 @@
 # `ansible` package) never contacts Ansible Galaxy. `make deps-ansible` runs `install`, and so does the Vagrantfile
 # on each machine before the playbook (as the user that runs it: ansible-galaxy installs into its
 # ~/.ansible/collections, which Ansible searches first).
-set -euo pipefail
+set -eu
 
 action=${1:-}
-requirements=${2:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/requirements.yml}
+requirements=${2:-$(cd "$(dirname "$0")" && pwd)/requirements.yml}
 
 # Prints "name: wanted (found)" for each requirement that the collection Ansible would load does not meet.
 # Ansible loads a collection from the first path that has it: `collection list` prints the paths in that order.
 check() {
-  local installed python
   installed=$(ansible-galaxy collection list --format json 2>/dev/null) || {
     echo "ansible-galaxy collection list failed: is Ansible (2.10 or later) installed?" >&2
     return 2
@@ -72,12 +71,12 @@ case $action in
     lacking=$(check) && exit 0
     [ -n "$lacking" ] || exit 1
     echo "Ansible lacks these collections:"
-    sed 's/^/  /' <<<"$lacking"
+    printf '%s\n' "$lacking" | sed 's/^/  /'
     echo "Installing them from Ansible Galaxy: ansible-galaxy collection install -r $requirements"
     ansible-galaxy collection install -r "$requirements"
     if ! lacking=$(check); then
       echo "Still lacking after ansible-galaxy (an older copy earlier in the collections path?):" >&2
-      sed 's/^/  /' <<<"$lacking" >&2
+      printf '%s\n' "$lacking" | sed 's/^/  /' >&2
       exit 1
     fi
     ;;

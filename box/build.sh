@@ -1,4 +1,4 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # `make box`: builds the Vagrant box of the docker provider, a Debian 12 image whose PID 1 is systemd, and tags it
 # BOX_IMAGE (what the Vagrantfile runs). The image is cached by a hash of its recipe (this folder and Vagrant's
 # insecure key): when BOX_IMAGE:<hash> exists, nothing is built.
@@ -8,7 +8,7 @@
 #   BOX_FROM=auto          dockerfile when debian:bookworm is present or can be pulled, else debootstrap (default)
 #   BOX_IMAGE              image name (crud-master/debian12-systemd)
 #   BOX_MIRROR             Debian mirror for debootstrap (http://deb.debian.org/debian)
-set -euo pipefail
+set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 image=${BOX_IMAGE:-crud-master/debian12-systemd}
 from=${BOX_FROM:-auto}
@@ -24,11 +24,20 @@ key=$vagrant_dir/keys/vagrant.pub
 [ -f "$key" ] || { echo "box: Vagrant's insecure key is not at $key (is Vagrant installed?)" >&2; exit 1; }
 
 # The certificate authorities this host added itself (a corporate or sandbox TLS proxy): the guests trust them too,
-# or their downloads from the npm registry would fail where this host's succeed.
-local_cas=(/usr/local/share/ca-certificates/*.crt)
-[ -e "${local_cas[0]}" ] || local_cas=()
+# or their downloads from the npm registry would fail where this host's succeed. Copied into each build's context.
+local_cas=/usr/local/share/ca-certificates
+copy_local_cas() {
+  mkdir -p "$1"
+  for ca in "$local_cas"/*.crt; do
+    [ ! -e "$ca" ] || cp "$ca" "$1/"
+  done
+}
+sha256() { if command -v sha256sum >/dev/null; then sha256sum; else shasum -a 256; fi; }
 
-recipe=$(cat "$here/Dockerfile" "$here/setup.sh" "$here/build.sh" "$key" ${local_cas[@]+"${local_cas[@]}"} | sha256sum | cut -c1-12)
+recipe=$(
+  for ca in "$local_cas"/*.crt; do [ ! -e "$ca" ] || cat "$ca"; done \
+    | cat "$here/Dockerfile" "$here/setup.sh" "$here/build.sh" "$key" - | sha256 | cut -c1-12
+)
 if docker image inspect "$image:$recipe" >/dev/null 2>&1; then
   docker tag "$image:$recipe" "$image:latest"
   echo "box: $image:$recipe is up to date (recipe $recipe)"
@@ -36,7 +45,9 @@ if docker image inspect "$image:$recipe" >/dev/null 2>&1; then
 fi
 
 if [ "$from" = auto ]; then
-  if docker image inspect debian:bookworm >/dev/null 2>&1 || timeout 60 docker pull -q debian:bookworm >/dev/null 2>&1; then
+  # macOS has no timeout(1)
+  pull() { if command -v timeout >/dev/null; then timeout 60 docker pull -q "$1"; else docker pull -q "$1"; fi; }
+  if docker image inspect debian:bookworm >/dev/null 2>&1 || pull debian:bookworm >/dev/null 2>&1; then
     from=dockerfile
   else
     from=debootstrap
@@ -55,9 +66,8 @@ trap cleanup EXIT
 
 case $from in
   dockerfile)
-    mkdir -p "$work/ca-certificates"
+    copy_local_cas "$work/ca-certificates"
     cp "$here/Dockerfile" "$here/setup.sh" "$key" "$work/"
-    [ "${#local_cas[@]}" -eq 0 ] || cp "${local_cas[@]}" "$work/ca-certificates/"
     docker build --label "crud-master.box-recipe=$recipe" -t "$image:$recipe" "$work"
     ;;
   debootstrap)
@@ -70,8 +80,7 @@ case $from in
     mount --bind /dev "$rootfs/dev"
     mount --bind /dev/pts "$rootfs/dev/pts"
     cp "$here/setup.sh" "$key" "$rootfs/tmp/"
-    mkdir -p "$rootfs/usr/local/share/ca-certificates"
-    [ "${#local_cas[@]}" -eq 0 ] || cp "${local_cas[@]}" "$rootfs/usr/local/share/ca-certificates/"
+    copy_local_cas "$rootfs/usr/local/share/ca-certificates"
     cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
     chroot "$rootfs" /bin/sh /tmp/setup.sh
     rm -f "$rootfs/tmp/setup.sh"
