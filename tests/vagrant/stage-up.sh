@@ -1,5 +1,6 @@
 # Sourced by vagrant-stage.sh: the sandbox, a copy of the checkout with a fresh .env, `make box`, `make up`, and the
-# on-vm script that runs a command as root on a guest. Sets checkout, tmp, machines, billing_vms; exports .env.
+# on-vm script that runs a command as root on a guest. Sets checkout, tmp, machines, billing_vms and on_host (a command
+# as the host-side steps run: no bash on PATH); exports .env.
 
 step "preflight"
 [ "$(id -u)" -eq 0 ] || abort "preflight" "run as root (the sandbox's namespace and Docker engine need it)"
@@ -39,8 +40,12 @@ checkout=$tmp/crud-master
 # What git would have, plus uncommitted work; no .env, no .vagrant, no node_modules.
 rsync -a --filter=':- .gitignore' --exclude=.git/ --exclude=.vagrant/ --exclude=node_modules/ --exclude=.env \
   --exclude=.test-results/ "$source_dir/" "$checkout/" || abort "setup" "could not copy $source_dir"
-"$checkout/ansible/make-env.sh" "BILLING_VM_COUNT=$billing_vm_count" > /dev/null \
-  || abort "setup" "ansible/make-env.sh failed in $checkout"
+# The host-side steps (make-env.sh, make box, make up, make provision) run as on a stock Mac: the Makefile's /bin/sh,
+# and no bash on PATH.
+"$repo/tests/support/no-bash-path.sh" "$tmp/no-bash" || abort "setup" "could not make a PATH without bash"
+on_host() { in_sandbox env PATH="$tmp/no-bash" "$@"; }
+on_host "$checkout/ansible/make-env.sh" "BILLING_VM_COUNT=$billing_vm_count" > /dev/null \
+  || abort "setup" "ansible/make-env.sh failed in $checkout (no bash on PATH)"
 # As a user's own checkout: the guests' vagrant user (uid 1000) owns /vagrant, as on VirtualBox's shared folder.
 chown -R 1000:1000 "$checkout"
 dotenv_export "$checkout/.env"
@@ -57,7 +62,7 @@ client_job=$!
 # ---------------------------------------------------------------------------------------------------------------
 step "make box BOX_FROM=debootstrap"
 t0=$(date +%s)
-if in_sandbox env BOX_FROM=debootstrap make -C "$checkout" --no-print-directory box > "$logs/box.log" 2>&1; then
+if on_host env BOX_FROM=debootstrap make -C "$checkout" --no-print-directory box > "$logs/box.log" 2>&1; then
   pass "make box: $(tail -1 "$logs/box.log" | sed 's/^box: //') ($(( $(date +%s) - t0 ))s)"
 else
   abort "make box" "$(tail -5 "$logs/box.log")"
@@ -65,7 +70,7 @@ fi
 
 step "make up PROVIDER=docker"
 t0=$(date +%s)
-if in_sandbox make -C "$checkout" --no-print-directory up PROVIDER=docker > "$logs/up.log" 2>&1; then
+if on_host make -C "$checkout" --no-print-directory up PROVIDER=docker > "$logs/up.log" 2>&1; then
   pass "make up PROVIDER=docker: the ${#machines[@]} machines are up and provisioned ($(( $(date +%s) - t0 ))s)"
 else
   fail "make up PROVIDER=docker ($(( $(date +%s) - t0 ))s)" "$(failed_task "$logs/up.log" | head -4)

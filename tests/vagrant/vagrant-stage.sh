@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make vagrant-test`, the last stage of `make test`: the VM path for real. The checkout's own Vagrantfile, with
 # Vagrant's docker provider, brings up gateway-vm, inventory-vm and billing-vm (`make up PROVIDER=docker`: systemd
-# guests from `make box`, provisioned by ansible_local), and then, against the guests:
+# guests from `make box`, provisioned by ansible_local), and then, against the guests (the make steps run with no bash
+# on PATH, as on a stock Mac):
 #   - each guest runs systemd and the pinned Node.js, and has the address of .env that inventory.ini resolves to;
 #     root on it cannot write kernel.core_pattern nor load a module (the Vagrantfile's capabilities);
 #   - the end-to-end suite (pm2 and psql over SSH on the guests) and the Postman collection through gateway-vm;
@@ -129,7 +130,7 @@ done
 if [ "$keep" != 1 ]; then
   step "make destroy"
   t0=$(date +%s)
-  in_sandbox make -C "$checkout" --no-print-directory destroy > "$logs/destroy.log" 2>&1
+  on_host make -C "$checkout" --no-print-directory destroy > "$logs/destroy.log" 2>&1
   left=$(in_sandbox docker ps -a --filter name=crud-master- --format '{{.Names}}'; in_sandbox docker network ls --filter name=vagrant_network --format '{{.Name}}')
   if [ -z "$left" ]; then
     pass "make destroy leaves no container and no network ($(( $(date +%s) - t0 ))s)"
