@@ -82,7 +82,8 @@ case $from in
     cp "$here/setup.sh" "$key" "$rootfs/tmp/"
     copy_local_cas "$rootfs/usr/local/share/ca-certificates"
     cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
-    chroot "$rootfs" /bin/sh /tmp/setup.sh
+    # the guest's own PATH: this host's may name folders that the new system does not have
+    chroot "$rootfs" /usr/bin/env PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh /tmp/setup.sh
     rm -f "$rootfs/tmp/setup.sh"
     : > "$rootfs/etc/resolv.conf"
     umount -l "$rootfs/dev/pts" "$rootfs/dev" "$rootfs/sys" "$rootfs/proc"
