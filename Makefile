@@ -157,12 +157,23 @@ local: .env deps-ansible ## Provision THIS host: PostgreSQL, RabbitMQ, Node.js, 
 local-idempotent: .env deps-ansible ## Run the playbook on this host again; fail unless it reports changed=0
 	ansible/check-idempotent.sh $(LOCAL_INVENTORY) $(ANSIBLE_ARGS)
 
+##@ Operating (the VMs after make up, else this host after make local)
+
+.PHONY: status
+status: ## One screen: each host's PM2 apps, each app's /readyz, billing_queue and its dead letters, the tables' rows
+	@ops/status.sh
+
+.PHONY: logs
+logs: ## Follow the apps' logs as readable lines (pino-pretty), every VM's at once (LOG_LINES=20 before, APP=one app)
+	@LOG_LINES='$(LOG_LINES)' APP='$(APP)' ops/logs.sh
+
 ##@ Checks
 
-# What the host-side targets run (.env, inventory, deps-ansible, box, provision): POSIX sh, for a stock Mac.
-# make local and the test stages run on Linux only, and may use bash.
+# What the host-side targets run (.env, inventory, deps-ansible, box, provision, status, logs): POSIX sh, for a stock
+# Mac; and ops/host-status.sh, which each deployed host runs. make local and the test stages run on Linux only, and
+# may use bash.
 HOST_SCRIPTS := ansible/dotenv.sh ansible/make-env.sh ansible/billing-inventory.sh ansible/collections.sh \
-  ansible/check-idempotent.sh box/build.sh
+  ansible/check-idempotent.sh box/build.sh ops/status.sh ops/logs.sh ops/host-status.sh
 
 .PHONY: lint-infra
 lint-infra: .env deps-lint ## Syntax-check the playbook and the shell scripts (the host-side ones under dash, posh and shellcheck -s sh), ansible-lint, yamllint, ruby -c Vagrantfile
