@@ -4,7 +4,7 @@
 #       mocha   tests/stats-reporter.ts's stats (passes, failures: a failed hook counts as a failure)
 #       newman  newman's JSON export (its assertions)
 #       stage   tests/vagrant/vagrant-stage.sh's counts.json (its checks)
-#   report_failures KIND FILE        prints what failed in a report, a line each
+#   report_failures KIND FILE        prints what failed in a report, a line each (a test with its error)
 #   add_counts KIND FILE EXIT_CODE   adds the counts to $passed and $failed, sets $run_failed to this run's failures
 #                                    and the array $run_failures to what failed. A run that exited non-zero without a
 #                                    failure in its report counts as one failure.
@@ -28,7 +28,7 @@ report_of() {
       if (!counts.every(Number.isInteger)) throw new Error(`${file}: no ${kind} counts`);
       console.log(counts.join(" "));
     } else {
-      for (const name of of.failures() ?? []) console.log(String(name).replace(/\s+/g, " ").slice(0, 300));
+      for (const name of of.failures() ?? []) console.log(String(name).replace(/\s+/g, " ").trim().slice(0, 300));
     }
   ' "$@" 2>/dev/null
 }

@@ -34,8 +34,10 @@ describe('the deployed stack (make local)', () => {
   describe('health', () => {
     for (const [name, url] of [['api-gateway', gateway], ['inventory-api', inventory], ['billing-consumer', billingHealth]]) {
       it(`When ${name} runs under PM2, then /healthz and /readyz answer 200`, async () => {
-        expect((await request(`${url}/healthz`)).status).to.equal(200);
-        expect((await request(`${url}/readyz`)).status).to.equal(200);
+        for (const probe of ['healthz', 'readyz']) {
+          const reply = await request(`${url}/${probe}`);
+          expect(reply.status, `/${probe}: ${JSON.stringify(reply.body)}`).to.equal(200);
+        }
       });
     }
 

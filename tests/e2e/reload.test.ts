@@ -53,7 +53,7 @@ describe('graceful reload under load', function () {
     await request(`${gateway}/api/movies/${movie.id}`, { method: 'DELETE' });
 
     console.log(`      reload: ${answered} answered 200, ${failures.length} failed`);
-    expect(failures, 'requests that failed during the reloads').to.deep.equal([]);
+    expect(failures.length, `requests that failed during the reloads, the first: ${failures.slice(0, 3).join('; ')}`).to.equal(0);
     expect(answered, 'the load really ran').to.be.above(200);
   });
 });

@@ -18,7 +18,11 @@ export async function request(url: string, init: RequestInit & { json?: unknown 
   const headers = new Headers(rest.headers);
   if (json !== undefined) headers.set('content-type', 'application/json');
   const started = performance.now();
-  const response = await fetch(url, { ...rest, headers, body: json !== undefined ? JSON.stringify(json) : rest.body });
+  const response = await fetch(url, { ...rest, headers, body: json !== undefined ? JSON.stringify(json) : rest.body }).catch((error: Error) => {
+    // fetch says only "fetch failed": say what failed, and why (ECONNREFUSED, other side closed…)
+    const cause = error.cause as { code?: string; message?: string } | undefined;
+    throw new Error(`${rest.method ?? 'GET'} ${url}: ${error.message} (${cause?.code ?? cause?.message ?? 'no cause'})`, { cause: error });
+  });
   const text = await response.text();
   const isJson = /json/.test(response.headers.get('content-type') ?? '');
   const body = isJson && text ? JSON.parse(text) : text;
