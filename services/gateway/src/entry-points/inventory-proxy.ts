@@ -63,7 +63,9 @@ export function inventoryProxy(target: string, timeoutMs: number, maxSockets: nu
   // the client's values.
   const options: Omit<proxy.IBaseKoaProxiesOptions, 'target'> & { target: Record<string, string>; proxyTimeout: number } = {
     target: { protocol: upstream.protocol, hostname: upstream.hostname, port: upstream.port, path: upstream.pathname },
-    agent: new Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets }),
+    // an idle connection is closed a second before inventory's keep-alive timeout (its Keep-Alive header), so that no
+    // request is sent on one that inventory is closing; Node applies that header only below the agent's own timeout
+    agent: new Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets, timeout: timeoutMs }),
     proxyTimeout: timeoutMs,
     logs: false,
     events: {
@@ -78,6 +80,7 @@ export function inventoryProxy(target: string, timeoutMs: number, maxSockets: nu
         });
       },
       proxyRes: (proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse) => {
+        const keepAlive = proxyRes.headers['keep-alive'];
         for (const name of hopByHopOf(proxyRes.headers)) delete proxyRes.headers[name];
         // http-proxy would otherwise echo the client's Connection header; this hop's is Node's own decision
         proxyRes.headers.connection = (res as ServerResponse & { shouldKeepAlive: boolean }).shouldKeepAlive ? 'keep-alive' : 'close';
@@ -85,6 +88,8 @@ export function inventoryProxy(target: string, timeoutMs: number, maxSockets: nu
         // frees its upstream socket rather than keep sending inventory a body that nobody reads
         proxyRes.once('end', () => {
           if (!req.complete) (req as ProxiedRequest).upstreamRequest?.destroy();
+          // the client has the headers: the agent reads inventory's keep-alive timeout once the response ended
+          if (keepAlive !== undefined) proxyRes.headers['keep-alive'] = keepAlive;
         });
       },
     },
