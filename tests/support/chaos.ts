@@ -1,6 +1,5 @@
-import { Agent } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { rawRequest } from './raw-http.js';
+import { keepAliveAgent, rawRequest } from './raw-http.js';
 
 /**
  * Orders under faults, as the chaos tests drive them: a steady stream of orders through the gateway, each with its
@@ -20,12 +19,12 @@ const orderOf = (key: string) => JSON.stringify({ user_id: `usr_${key}`.slice(0,
  * A socket for every order in flight (open loop): with a cap, orders sent while the broker is down would wait for a
  * socket behind those the gateway holds for up to PUBLISH_TIMEOUT_MS, and reach it only once it is back, hiding 503s.
  */
-const openLoop = new Agent({ keepAlive: true });
+const openLoop = keepAliveAgent();
 /**
  * The retries, though, all start at once: at most 256 of them on the wire. Through the Vagrant stage's forwarded port
  * (docker-proxy: 6 descriptors a connection, and it stops for good at the first EMFILE), 3,400 at once closed :8080.
  */
-const retries = new Agent({ keepAlive: true, maxSockets: 256 });
+const retries = keepAliveAgent({ maxSockets: 256 });
 
 /** Posts one order with its Idempotency-Key; a 503's problem body carries the message_id to retry with. */
 export async function postOrder(gateway: string, key: string, agent = openLoop): Promise<{ outcome: Outcome; messageId?: string }> {

@@ -1,4 +1,4 @@
-import { Agent, request as httpRequest } from 'node:http';
+import { Agent, type AgentOptions, request as httpRequest } from 'node:http';
 
 export interface RawReply {
   status: number;
@@ -13,7 +13,14 @@ export interface RawRequest {
   body?: Buffer | string;
 }
 
-const capped = new Agent({ keepAlive: true, maxSockets: 16 });
+/**
+ * A client that keeps its connections open, and closes an idle one a second before the server's keep-alive timeout
+ * (its Keep-Alive header), rather than send a request on one the server is closing. Node applies that header only
+ * below the agent's own timeout.
+ */
+export const keepAliveAgent = (options: AgentOptions = {}): Agent => new Agent({ keepAlive: true, timeout: 60_000, ...options });
+
+const capped = keepAliveAgent({ maxSockets: 16 });
 
 /**
  * An HTTP request with nothing checked or normalised on the way, for hostile input that fetch() would refuse. By

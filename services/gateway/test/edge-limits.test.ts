@@ -1,9 +1,10 @@
 import { once } from 'node:events';
-import { Agent, createServer, type IncomingHttpHeaders } from 'node:http';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { portOf } from '@crud-master/shared';
 import { request, urlOf } from '@crud-master/test-support/http';
+import { keepAliveAgent } from '@crud-master/test-support/raw-http';
 import { headerOf, openSocket, postHugeBody } from '@crud-master/test-support/sockets';
 import { describeFlood, percentile, probeWhile, startSlowFlood } from '@crud-master/test-support/slow-flood';
 import { expect } from 'chai';
@@ -134,7 +135,7 @@ describe('api-gateway: every listener has timeouts and connection caps', () => {
       count: 3_000,
       trickleMs: 200,
     });
-    const other = new Agent({ keepAlive: true, localAddress: '127.0.0.2' });
+    const other = keepAliveAgent({ localAddress: '127.0.0.2' });
     try {
       // the burst of connects is the firewall's to limit (it rate-limits new connections): this measures while the
       // admitted ones hold on to the gateway

@@ -1,8 +1,8 @@
-import { Agent } from 'node:http';
+import type { Agent } from 'node:http';
 import { unique } from '@crud-master/test-support/env';
 import { request, urlOf } from '@crud-master/test-support/http';
 import { scrape, series } from '@crud-master/test-support/metrics';
-import { rawRequest } from '@crud-master/test-support/raw-http';
+import { keepAliveAgent, rawRequest } from '@crud-master/test-support/raw-http';
 import { expect } from 'chai';
 import type { ApiGateway } from '../src/app.js';
 import { gatewayUnderTest } from './gateway-under-test.js';
@@ -10,7 +10,7 @@ import { gatewayUnderTest } from './gateway-under-test.js';
 const order = (userId: string) => JSON.stringify({ user_id: userId, number_of_items: 1, total_amount: '1.00' });
 
 /** A client on another loopback address: the gateway sees 127.0.0.2. */
-const fromOtherAddress = new Agent({ keepAlive: true, localAddress: '127.0.0.2' });
+const fromOtherAddress = keepAliveAgent({ localAddress: '127.0.0.2' });
 
 describe('api-gateway: rate limits', () => {
   const gw = gatewayUnderTest();
