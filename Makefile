@@ -29,7 +29,7 @@ BASE_URL ?= http://localhost:8080
 DEPS_BASE := python3-apt sudo rsync openssl
 DEPS_LINT := ansible-lint yamllint ruby shellcheck posh
 # The end-to-end suite loads the Swagger UI in headless Chromium.
-DEPS_TEST := chromium
+DEPS_TEST := chromium curl
 
 # Installs the packages named in $(1) that are not installed yet (one apt-get update, only when needed).
 define apt_ensure
@@ -83,7 +83,7 @@ deps-ansible: ## Install Ansible and the collections of ansible/requirements.yml
 	@ansible/collections.sh install
 
 .PHONY: deps-test
-deps-test: ## Install what the test suites use besides the stack itself (Chromium) when missing
+deps-test: ## Install what the test suites use besides the stack itself (Chromium, curl) when missing
 	$(call apt_ensure,$(DEPS_TEST))
 
 .PHONY: deps-lint
