@@ -114,8 +114,8 @@ up: .env inventory $(if $(filter docker,$(PROVIDER)),box) ## Create and provisio
 .PHONY: known-hosts
 known-hosts: .env ## Pin the running VMs' SSH host keys for make provision (.vagrant/known_hosts)
 	vagrant ssh-config > .vagrant/ssh_config
-	set -e; for vm in $$(awk '/^Host / { print $$2 }' .vagrant/ssh_config); do \
-	  key=$$(ssh -F .vagrant/ssh_config "$$vm" cat /etc/ssh/ssh_host_ed25519_key.pub); \
+	set -e; . ops/deployment.sh; for vm in $$(deployed_vms); do \
+	  key=$$(on_vm "$$vm" cat /etc/ssh/ssh_host_ed25519_key.pub); \
 	  echo "$$key" | awk -v vm="$$vm" '{ print vm, $$1, $$2 }'; \
 	done > $(KNOWN_HOSTS).tmp
 	mv $(KNOWN_HOSTS).tmp $(KNOWN_HOSTS)
@@ -173,7 +173,7 @@ logs: ## Follow the apps' logs as readable lines (pino-pretty), every VM's at on
 # Mac; and ops/host-status.sh, which each deployed host runs. make local and the test stages run on Linux only, and
 # may use bash.
 HOST_SCRIPTS := ansible/dotenv.sh ansible/make-env.sh ansible/billing-inventory.sh ansible/collections.sh \
-  ansible/check-idempotent.sh box/build.sh ops/status.sh ops/logs.sh ops/host-status.sh
+  ansible/check-idempotent.sh box/build.sh ops/deployment.sh ops/status.sh ops/logs.sh ops/host-status.sh
 
 .PHONY: lint-infra
 lint-infra: .env deps-lint ## Syntax-check the playbook and the shell scripts (the host-side ones under dash, posh and shellcheck -s sh), ansible-lint, yamllint, ruby -c Vagrantfile

@@ -6,25 +6,26 @@
 #   APP        one app's logs only: api-gateway, inventory-api or billing-consumer (every app's)
 set -u
 cd "$(dirname "$0")/.." || exit 1
+# shellcheck source=ops/deployment.sh
+. ops/deployment.sh
 lines=${LOG_LINES:-20}
 app=${APP:-}
 case $lines in '' | *[!0-9]*) echo "LOG_LINES must be a number" >&2; exit 2 ;; esac
 case $app in *[!a-z-]*) echo "APP must be an app's name (api-gateway, inventory-api, billing-consumer)" >&2; exit 2 ;; esac
 # run as root on each host; pino-pretty from the release (the crud_build role's), one line an entry
-follow="pm2 logs $app --raw --lines $lines | /opt/crud-master/node_modules/.bin/pino-pretty --colorize --singleLine --ignore pid,hostname"
+follow="pm2 logs $app --raw --lines $lines | $release/node_modules/.bin/pino-pretty --colorize --singleLine --ignore pid,hostname"
+vms=$(deployed_vms)
 
-if [ -s .vagrant/ssh_config ]; then
+if [ -n "$vms" ]; then
   # the background readers ignore SIGINT in a non-interactive shell: stop them with this one
   trap 'trap - INT TERM; kill 0' INT TERM
-  # shellcheck disable=SC2013 # a loop in a pipe would run in a subshell, and wait would not see its readers
-  for vm in $(awk '/^Host / { print $2 }' .vagrant/ssh_config); do
+  for vm in $vms; do
     # a terminal on the VM (-tt): when this ssh goes, the followers there get SIGHUP
-    ssh -tt -F .vagrant/ssh_config -o ConnectTimeout=5 -o BatchMode=yes -o LogLevel=ERROR "$vm" "sudo -n sh -c '$follow'" 2>&1 \
-      | tr -d '\r' | sed "s/^/$vm | /" &
+    on_vm -tt -o LogLevel=ERROR "$vm" "sudo -n sh -c '$follow'" 2>&1 | tr -d '\r' | sed "s/^/$vm | /" &
   done
   wait
-elif [ -d /opt/crud-master/node_modules ]; then
-  if [ "$(id -u)" -eq 0 ]; then sh -c "$follow"; else sudo sh -c "$follow"; fi
+elif [ -d "$release/node_modules" ]; then
+  as_root sh -c "$follow"
 else
   echo "Nothing deployed: make up (the VMs) or make local (this host) first." >&2
   exit 1

@@ -4,16 +4,17 @@
 # own channel on the VMs). A VM that does not answer is named, and the others are still shown.
 set -u
 cd "$(dirname "$0")/.." || exit 1
-# the deployed copy (the crud_build role's release): what each host runs
-host_status=/opt/crud-master/ops/host-status.sh
+# shellcheck source=ops/deployment.sh
+. ops/deployment.sh
+host_status=$release/ops/host-status.sh
+vms=$(deployed_vms)
 
-if [ -s .vagrant/ssh_config ]; then
-  awk '/^Host / { print $2 }' .vagrant/ssh_config | while IFS= read -r vm; do
-    ssh -n -F .vagrant/ssh_config -o ConnectTimeout=5 -o BatchMode=yes "$vm" sudo -n sh "$host_status" 2>/dev/null \
-      || echo "== $vm: no answer over SSH (vagrant status $vm)"
+if [ -n "$vms" ]; then
+  for vm in $vms; do
+    on_vm -n "$vm" sudo -n sh "$host_status" 2>/dev/null || echo "== $vm: no answer over SSH (vagrant status $vm)"
   done
 elif [ -f "$host_status" ]; then
-  if [ "$(id -u)" -eq 0 ]; then sh "$host_status"; else sudo sh "$host_status"; fi
+  as_root sh "$host_status"
 else
   echo "Nothing deployed: make up (the VMs) or make local (this host) first." >&2
   exit 1
