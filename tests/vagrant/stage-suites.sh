@@ -1,7 +1,10 @@
 # Sourced by vagrant-stage.sh: the suites against the guests, from the checkout's own client. The end-to-end suite
 # and the seed's scenario run with one billing VM only; the Postman collection and scale.test.ts always.
 
-wait "$client_job" || abort "client" "npm ci or tsc -b of the test client failed (log: $logs/npm-client.log)"
+for _ in $(seq 600); do [ -s "$tmp/client.status" ] && break; sleep 1; done
+client_status=$(cat "$tmp/client.status" 2> /dev/null) || client_status="not done after 10 more minutes"
+[ "$client_status" = 0 ] \
+  || abort "client" "npm ci or tsc -b of the test client failed (exit code $client_status; log: $logs/npm-client.log)"
 # A mocha suite from the client, in the sandbox; it counts its own tests from the JSON of tests/stats-reporter.ts
 # (a run that dies before its end: one failure more), and names each failure.
 suite() { # NAME SECONDS [VAR=VALUE…] -- MOCHA_ARGUMENTS…

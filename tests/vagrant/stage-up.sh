@@ -55,9 +55,11 @@ read -ra billing_vms <<<"$(billing_vm_names "$checkout/.env")"
 machines=(gateway-vm inventory-vm "${billing_vms[@]}")
 pinned_node=$(sed -nE 's/^node_version:[[:space:]]*"?([0-9.]+)"?.*/\1/p' "$checkout/roles/node/defaults/main.yml")
 # The client of the tests runs from the same checkout, with its own node_modules and build (the suites' helpers import
-# @crud-master/shared's dist), made while the machines come up.
-(cd "$checkout" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error && npx tsc -b) > "$logs/npm-client.log" 2>&1 &
-client_job=$!
+# @crud-master/shared's dist), made while the machines come up. Its exit code goes to a file: `wait PID` would not
+# do, since bash forgets a finished job's status once another child of it gets the same PID, and the stage starts more
+# processes than pid_max (32768 on CI's machine) before it needs the client.
+(cd "$checkout" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error && npx tsc -b; echo $? > "$tmp/client.status") \
+  > "$logs/npm-client.log" 2>&1 &
 
 # ---------------------------------------------------------------------------------------------------------------
 step "make box BOX_FROM=debootstrap"
