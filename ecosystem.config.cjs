@@ -27,7 +27,7 @@ const app = (name, service, scaling) => ({
 });
 
 // The HTTP services are stateless: cluster mode shares their port between instances, and `pm2 reload` replaces
-// them one at a time, so a reload drops no request. The consumer runs alone: one batch writer per queue.
+// them one at a time, so a reload drops no request. The consumer runs one instance per billing host.
 const http = { exec_mode: 'cluster', instances: 2 };
 const single = { exec_mode: 'fork', instances: 1 };
 
