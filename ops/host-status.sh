@@ -17,7 +17,7 @@ pm2 jlist 2>/dev/null | node -e '
     let list;
     try { list = JSON.parse(text); } catch { return console.log("  pm2: no answer from the daemon"); }
     const apps = new Map();
-    for (const p of list.filter((p) => p.name !== "pm2-logrotate")) apps.set(p.name, [...(apps.get(p.name) ?? []), p]);
+    for (const p of list) apps.set(p.name, [...(apps.get(p.name) ?? []), p]);
     if (apps.size === 0) console.log("  pm2: no app");
     const since = (ms) => { const m = Math.floor((Date.now() - ms) / 60000); return m < 60 ? `${m}m` : `${Math.floor(m / 60)}h${m % 60}m`; };
     for (const [name, procs] of apps) {

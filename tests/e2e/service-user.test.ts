@@ -1,6 +1,7 @@
 import { hostsWithApps, onHost, spawnOnHost, type Host } from '@crud-master/test-support/hosts';
 import { eventually } from '@crud-master/test-support/http';
 import { pm2ProcessesOn } from '@crud-master/test-support/pm2';
+import { unique } from '@crud-master/test-support/env';
 import { stack } from '@crud-master/test-support/stack';
 import { expect } from 'chai';
 
@@ -18,8 +19,8 @@ const sh = (host: Host, script: string, ...args: string[]) => onHost(host, 'sh',
 /** The PID of the PM2 daemon of a host. */
 const daemonPid = (host: Host) => sh(host, 'cat "$1"', `${PM2_HOME}/pm2.pid`).trim();
 /**
- * `<mode in octal> <path>` of every PM2 log of a host (the apps', the daemon's, the rotated ones). pm2-logrotate
- * deletes the oldest rotated file as it adds one: a file gone between find's listing and its stat is no error.
+ * `<mode in octal> <path>` of every PM2 log of a host (the apps', the daemon's, the rotated ones). logrotate deletes
+ * the oldest rotated file as it adds one: a file gone between find's listing and its stat is no error.
  */
 const logModes = (host: Host) =>
   sh(host, 'find "$1" -xdev -ignore_readdir_race -type f -name "*.log*" -printf "%m %p\\n"', PM2_HOME)
@@ -79,39 +80,52 @@ describe('the service user and its PM2 daemon', () => {
     }
   });
 
-  describe('log rotation', () => {
+  it(`When PM2 runs the apps, then ${SERVICE_USER} can write none of the code it runs, and it runs no module`, () => {
+    for (const { host } of hostsWithApps()) {
+      const processes = pm2ProcessesOn(host);
+      expect(processes.filter((p) => p.module).map((p) => p.name), `PM2 modules on the ${host} host`).to.deep.equal([]);
+      // each script, PM2 and node, and every folder above them: one writable by the service user lets it swap the code
+      const runtime = sh(host, 'readlink -f "$(command -v node)" /opt/pm2/bin/pm2').trim().split('\n');
+      const code = [...new Set([...processes.map((p) => p.script), ...runtime])];
+      const paths = [...new Set(code.flatMap((file) => file.split('/').map((_, i, parts) => parts.slice(0, i + 1).join('/') || '/')))];
+      const writable = onHost(host, 'runuser', ['-u', SERVICE_USER, '--', 'sh', '-c', 'for p; do [ -w "$p" ] && echo "$p"; done; true', 'sh', ...paths]);
+      expect(writable.trim().split('\n').filter(Boolean), `code or its folders that ${SERVICE_USER} may write on the ${host} host`).to.deep.equal([]);
+    }
+  });
+
+  describe('log rotation by logrotate(8)', () => {
     const host: Host = 'gateway';
     const LOG = `${PM2_HOME}/logs/api-gateway-out.log`;
-    let saved: Record<string, string> = {};
-    const rotated = () => logModes(host).filter((log) => log.path.startsWith(`${PM2_HOME}/logs/api-gateway-out__`));
+    const KEPT = 14;
+    const CAP = 10 * 1024 * 1024;
+    const asServiceUser = (script: string, ...args: string[]) =>
+      onHost(host, 'runuser', ['-u', SERVICE_USER, '--', 'sh', '-c', `umask 0027; ${script}`, 'sh', ...args]);
+    const firstLine = (n: number) => sh(host, 'gzip -dc "$1" | head -n 1', `${LOG}.${n}.gz`).trim();
 
-    before(() => {
-      const conf = JSON.parse(sh(host, 'cat "$1"', `${PM2_HOME}/module_conf.json`)) as Record<string, Record<string, string>>;
-      saved = conf['pm2-logrotate'] ?? {};
-      expect(saved, 'the settings of pm2-logrotate (roles/pm2, pm2_logrotate_settings)').to.include({ max_size: '10M', compress: 'true' });
-    });
+    it(`When api-gateway's log passes 10 MB, then within a minute it is rotated: compressed, ${KEPT} kept, closed to others, and the app writes on`, async function () {
+      this.timeout(150_000);
+      // The rotated files a real rotation would shift: those missing are seeded, so that the oldest one is dropped.
+      asServiceUser('for n in $(seq 1 "$2"); do [ -e "$1.$n.gz" ] || echo "seeded $n" | gzip > "$1.$n.gz"; done', LOG, String(KEPT));
+      const secondOldest = firstLine(KEPT - 1);
+      const marker = unique('rotation-marker');
+      asServiceUser(`printf '%s\\n' "$2" >> "$1"; yes '{"padding":true}' | head -c "$3" >> "$1"`, LOG, marker, String(CAP + 65536));
 
-    after(() => {
-      // `pm2 set` restarts the module with the value: back to the role's settings
-      for (const key of ['max_size', 'workerInterval'] as const) onHost(host, 'pm2', ['set', `pm2-logrotate:${key}`, saved[key]!]);
-    });
+      // The root-owned timer (cron where systemd does not run) checks every minute. logrotate copies the log to
+      // .1, truncates it, compresses .1 into .1.gz, then removes .1: done when the log is small and .1 is gone.
+      const rotatedYet = 'test "$(stat -c %s "$1")" -lt "$2" && ! test -e "$1.1" && echo done || true';
+      await eventually(() => (sh(host, rotatedYet, LOG, String(CAP)).trim() === 'done' ? true : undefined), 100_000, `${LOG} rotated`);
+      expect(sh(host, 'gzip -dc "$1" | grep -c -F -e "$2"', `${LOG}.1.gz`, marker).trim(), `${LOG}.1.gz holds the marker`).to.equal('1');
+      expect(firstLine(KEPT), `the oldest kept is the one that was second oldest`).to.equal(secondOldest);
+      expect(sh(host, '[ -e "$1" ] && echo kept || echo dropped', `${LOG}.${KEPT + 1}.gz`).trim(), `only ${KEPT} kept`).to.equal('dropped');
+      for (const log of logModes(host)) expect(log.mode & 0o007, `${log.path} (${log.mode.toString(8)}) is not readable by others`).to.equal(0);
 
-    it("When api-gateway's log passes the size cap, then pm2-logrotate rotates it into a compressed file that others cannot read", async function () {
-      this.timeout(90_000);
-      // pm2-logrotate keeps `retain` files (14), deleting the oldest as it adds one: look for a new name, not a count
-      const before = new Set(rotated().map((log) => log.path));
-      const fresh = () => rotated().filter((log) => !before.has(log.path));
-      onHost(host, 'pm2', ['set', 'pm2-logrotate:max_size', '1K']);
-      onHost(host, 'pm2', ['set', 'pm2-logrotate:workerInterval', '2']);
-      // each request is a log line of api-gateway
-      const grown = await eventually(async () => {
-        for (let i = 0; i < 10; i += 1) await fetch(`${gateway}/api/movies?limit=1`).then((r) => r.arrayBuffer());
-        return Number(sh(host, 'stat -c %s "$1"', LOG)) > 1024 || fresh().length > 0 ? true : undefined;
-      }, 20_000, `${LOG} above 1 KiB`);
-      expect(grown).to.equal(true);
-      const added = await eventually(() => (fresh().length > 0 ? fresh() : undefined), 60_000, `a rotated ${LOG}`);
-      for (const log of added) expect(log.path, 'the rotated file').to.match(/__\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.log\.gz$/);
-      for (const log of rotated()) expect(log.mode & 0o007, `${log.path} (${log.mode.toString(8)}) is not readable by others`).to.equal(0);
+      // copytruncate: the app's open file goes on from its start (no hole of NUL bytes where the old end was)
+      const size = Number(sh(host, 'stat -c %s "$1"', LOG));
+      await eventually(async () => {
+        await fetch(`${gateway}/api/movies?limit=1`).then((r) => r.arrayBuffer());
+        return Number(sh(host, 'stat -c %s "$1"', LOG)) > size ? true : undefined;
+      }, 20_000, `api-gateway to write on into ${LOG}`);
+      expect(sh(host, 'head -c 1 "$1" | od -An -c', LOG).trim(), `the first byte of ${LOG}`).to.not.equal('\\0');
     });
   });
 });

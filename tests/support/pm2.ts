@@ -9,8 +9,10 @@ export interface Pm2Process {
   restarts: number;
   /** RSS in bytes, as PM2 last sampled it (monit.memory) */
   memory: number;
-  /** a PM2 module (pm2-logrotate), not an app */
+  /** a PM2 module (`pm2 install …`), not an app */
   module: boolean;
+  /** the file the process runs */
+  script: string;
 }
 
 // `pm2 jlist` prints every process's environment: more than execFileSync's default 1 MB buffer on a busy host
@@ -23,7 +25,7 @@ export function parseJlist(jlist: string): Pm2Process[] {
     pm_id: number;
     pid: number;
     monit?: { memory?: number };
-    pm2_env: { status: string; restart_time: number; pmx_module?: boolean };
+    pm2_env: { status: string; restart_time: number; pmx_module?: boolean; pm_exec_path: string };
   }>;
   return list.map((p) => ({
     name: p.name,
@@ -33,6 +35,7 @@ export function parseJlist(jlist: string): Pm2Process[] {
     restarts: p.pm2_env.restart_time,
     memory: p.monit?.memory ?? 0,
     module: p.pm2_env.pmx_module === true,
+    script: p.pm2_env.pm_exec_path,
   }));
 }
 

@@ -37,12 +37,9 @@ const postOrders = async (prefix: string, count: number): Promise<string[]> => {
   return keys;
 };
 
-/** The PM2 apps of a machine by name, with their status: read through `pm2 jlist` (the wrapper, as vagrant); PM2
- * modules (pm2-logrotate) left out. */
+/** The PM2 apps of a machine by name, with their status: read through `pm2 jlist` (the wrapper, as vagrant). */
 const pm2Status = (machine: Machine, sudo = false): Record<string, string> =>
-  Object.fromEntries(parseJlist(ssh(machine, `${sudo ? 'sudo ' : ''}pm2 jlist`))
-    .filter((app) => !app.module)
-    .map((app) => [app.name, app.status]));
+  Object.fromEntries(parseJlist(ssh(machine, `${sudo ? 'sudo ' : ''}pm2 jlist`)).map((app) => [app.name, app.status]));
 
 describe('the VM path with Vagrant (make up PROVIDER=docker)', () => {
   it("When the seed's scenario is typed over vagrant ssh, then orders wait Ready in billing_queue and land once after pm2 restart", async function () {
