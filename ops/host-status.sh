@@ -72,3 +72,18 @@ sed -n 's/^[A-Z_]*_DB_NAME=//p' "$env_dir"/*.env 2>/dev/null | sort -u | while I
     FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name <> 'pgmigrations'" 2>/dev/null) \
     && echo "  $db: $rows"
 done
+
+# The alerts that fire, where the monitor runs (amtool reads Alertmanager's address from /etc/amtool/config.yml).
+if [ -r /etc/amtool/config.yml ]; then
+  if alerts=$(amtool alert query -o simple 2>&1); then
+    alerts=$(printf '%s\n' "$alerts" | sed '1d; /^[[:space:]]*$/d')
+    if [ -z "$alerts" ]; then
+      echo "  alerts: none firing"
+    else
+      echo "  alerts firing ($(printf '%s\n' "$alerts" | wc -l); \`amtool alert\` for more):"
+      printf '%s\n' "$alerts" | head -n 5 | cut -c1-116 | sed 's/^/    /'
+    fi
+  else
+    echo "  alerts: Alertmanager does not answer ($(printf '%s\n' "$alerts" | sed -n '/./{p;q;}' | cut -c1-80))"
+  fi
+fi

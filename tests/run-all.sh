@@ -73,6 +73,8 @@ check build npm run build
 check typecheck npx tsc -p tsconfig.test.json
 # ESLint, knip (each workspace declares exactly what it imports), ansible-lint, yamllint, Redocly
 check lint make --no-print-directory lint
+# The alert rules of roles/monitor, against series made up for each alert (promtool comes with make local's monitor).
+check alert-rules promtool test rules tests/monitor/crud-master.rules.test.yml
 suite component 'services/*/test/**/*.test.ts' 'tests/component/**/*.test.ts'
 suite e2e 'tests/e2e/**/*.test.ts'
 # Links planted by the service and build users, then two provisioning runs: this host only.

@@ -28,3 +28,7 @@ export const stack = {
 
 /** billing_queue and its vhost, as .env names them. */
 export const billingQueue = { vhost: env.RABBITMQ_VHOST ?? 'billing_vhost', queue: env.RABBITMQ_QUEUE ?? 'billing_queue' };
+
+/** The monitor that `make local` runs on this host (roles/monitor); the VMs have none yet. */
+export const monitor =
+  stack.gateway === thisHost.gateway ? { prometheus: 'http://127.0.0.1:9090', alertmanager: 'http://127.0.0.1:9093' } : undefined;
