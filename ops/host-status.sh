@@ -81,7 +81,7 @@ if [ -r /etc/amtool/config.yml ]; then
       echo "  alerts: none firing"
     else
       echo "  alerts firing ($(printf '%s\n' "$alerts" | wc -l); \`amtool alert\` for more):"
-      printf '%s\n' "$alerts" | head -n 5 | cut -c1-116 | sed 's/^/    /'
+      printf '%s\n' "$alerts" | head -n 5 | cut -c1-116 | sed 's/^/    /; s/[[:space:]]*$//'
     fi
   else
     echo "  alerts: Alertmanager does not answer ($(printf '%s\n' "$alerts" | sed -n '/./{p;q;}' | cut -c1-80))"
