@@ -1,4 +1,5 @@
 import './env.js';
+import { hostsWithApps, isThisHost } from './hosts.js';
 
 /**
  * Where the suites and the bench reach the deployed stack. The defaults are this host after `make local`, at the ports
@@ -29,6 +30,7 @@ export const stack = {
 /** billing_queue and its vhost, as .env names them. */
 export const billingQueue = { vhost: env.RABBITMQ_VHOST ?? 'billing_vhost', queue: env.RABBITMQ_QUEUE ?? 'billing_queue' };
 
-/** The monitor that `make local` runs on this host (roles/monitor); the VMs have none yet. */
-export const monitor =
-  stack.gateway === thisHost.gateway ? { prometheus: 'http://127.0.0.1:9090', alertmanager: 'http://127.0.0.1:9093' } : undefined;
+/** The monitor that `make local` runs beside the services on this host (roles/monitor); the VMs have none yet. */
+export const monitor = hostsWithApps().every(({ host }) => isThisHost(host))
+  ? { prometheus: 'http://127.0.0.1:9090', alertmanager: 'http://127.0.0.1:9093' }
+  : undefined;
