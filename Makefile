@@ -167,13 +167,25 @@ status: ## One screen: each host's PM2 apps, each app's /readyz, billing_queue a
 logs: ## Follow the apps' logs as readable lines (pino-pretty), every VM's at once (LOG_LINES=20 before, APP=one app)
 	@LOG_LINES='$(LOG_LINES)' APP='$(APP)' ops/logs.sh
 
+# make restore's folder, e.g. BACKUP=backups/2026-12-07T031500Z
+BACKUP ?=
+
+.PHONY: backup
+backup: ## Back up movies_db, billing_db (pg_dump) and RabbitMQ's definitions into backups/<date>/ on this host
+	@ops/backup.sh save
+
+.PHONY: restore
+restore: ## Restore BACKUP=backups/<date>: the movies as they were, the orders it lacks added (docs/backups.md)
+	@ops/backup.sh restore '$(BACKUP)'
+
 ##@ Checks
 
-# What the host-side targets run (.env, inventory, deps-ansible, box, provision, status, logs): POSIX sh, for a stock
-# Mac; and ops/host-status.sh, which each deployed host runs. make local and the test stages run on Linux only, and
+# What the host-side targets run (.env, inventory, deps-ansible, box, provision, status, logs, backup, restore): POSIX
+# sh, for a stock Mac; and ops/host-status.sh and ops/host-backup.sh, which each deployed host runs. make local and the test stages run on Linux only, and
 # may use bash.
 HOST_SCRIPTS := ansible/dotenv.sh ansible/make-env.sh ansible/billing-inventory.sh ansible/collections.sh \
-  ansible/check-idempotent.sh box/build.sh ops/deployment.sh ops/status.sh ops/logs.sh ops/host-status.sh
+  ansible/check-idempotent.sh box/build.sh ops/deployment.sh ops/status.sh ops/logs.sh ops/host-status.sh \
+  ops/backup.sh ops/host-backup.sh
 
 .PHONY: lint-infra
 lint-infra: .env deps-lint ## Syntax-check the playbook and the shell scripts (the host-side ones under dash, posh and shellcheck -s sh), ansible-lint, yamllint, ruby -c Vagrantfile

@@ -34,3 +34,7 @@ export function orderCounts(psql: (query: string) => string, keys: readonly stri
 /** `psql -tAc QUERY` on billing_db as the postgres user, on billing-consumer's host (as an operator looks). */
 export const psqlBilling = (query: string): string =>
   onHost('billing', 'sudo', ['-u', 'postgres', 'psql', '-d', env.BILLING_DB_NAME ?? 'billing_db', '-tAc', query]).trim();
+
+/** The same on movies_db, on inventory-api's host. */
+export const psqlMovies = (query: string): string =>
+  onHost('inventory', 'sudo', ['-u', 'postgres', 'psql', '-d', env.INVENTORY_DB_NAME ?? 'movies_db', '-tAc', query]).trim();
