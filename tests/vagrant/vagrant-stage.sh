@@ -9,6 +9,8 @@
 #   - the seed's scenario over `vagrant ssh`, and a `vagrant reload` of all three with orders waiting (vm-path.test.ts);
 #   - orders at 100/s while billing-vm's broker stops and restarts, then billing-vm halts and comes back
 #     (scale.test.ts: exactly once; the 503s are reported, to compare with make scale-test's);
+#   - billing-vm's disk lost: `make backup`, `vagrant destroy -f billing-vm`, `make up`, `make restore` bring its
+#     orders back row for row, and a new order is stored (stage-restore.sh; one billing VM only);
 #   - `make provision-idempotent`: ansible-playbook over SSH with inventory.ini reports changed=0 on every host, and
 #     refuses a machine whose host key is not the pinned one;
 #   - isolation: which databases and broker logins each guest gets, and what each guest's firewall lets in (the host
@@ -121,8 +123,8 @@ group_of() { case $1 in billing-vm*) echo billing ;; *) echo "${1%-vm}" ;; esac;
 failed_task() { awk '/^TASK \[/ { task = $0 } /^(fatal|failed):/ { print task; print substr($0, 1, 700); exit }' "$1"; }
 
 # The phases, in order. Each adds its checks to the counts; stage-up.sh aborts the run when the machines are not up.
-for phase in up guests suites provision isolation; do
-  case $phase in up | guests | suites) ;; *) [[ $skip == *" $phase "* ]] && { step "$phase: skipped (VAGRANT_STAGE_SKIP)"; continue; } ;; esac
+for phase in up guests suites restore provision isolation; do
+  case $phase in up | guests | suites | restore) ;; *) [[ $skip == *" $phase "* ]] && { step "$phase: skipped (VAGRANT_STAGE_SKIP)"; continue; } ;; esac
   # shellcheck source=/dev/null
   . "$here/stage-$phase.sh"
 done
