@@ -124,11 +124,11 @@ known-hosts: .env ## Pin the running VMs' SSH host keys for make provision (.vag
 $(KNOWN_HOSTS):
 	$(MAKE) known-hosts
 
-# inventory.ini's [billing] hosts follow BILLING_VM_COUNT of .env (their addresses come from .env through
-# group_vars/all.yml); the file changes only when they differ.
+# inventory.ini's [billing] and [monitor] hosts follow BILLING_VM_COUNT and MONITOR_VM of .env (their addresses come
+# from .env through group_vars/all.yml); the file changes only when they differ.
 .PHONY: inventory
-inventory: .env ## Write the [billing] host names of inventory.ini from .env (billing-vm … billing-vm-N)
-	@ansible/billing-inventory.sh .env $(VM_INVENTORY)
+inventory: .env ## Write the [billing] and [monitor] hosts of inventory.ini from .env (billing-vm … billing-vm-N, monitor-vm)
+	@ansible/vm-inventory.sh .env $(VM_INVENTORY)
 
 .PHONY: box
 box: ## Build the docker provider's systemd image (Debian 12; cached by a hash of box/; BOX_FROM=debootstrap|dockerfile)
@@ -183,7 +183,7 @@ restore: ## Restore BACKUP=backups/<date>: the movies as they were, the orders i
 # What the host-side targets run (.env, inventory, deps-ansible, box, provision, status, logs, backup, restore): POSIX
 # sh, for a stock Mac; and ops/host-status.sh and ops/host-backup.sh, which each deployed host runs. make local and the test stages run on Linux only, and
 # may use bash.
-HOST_SCRIPTS := ansible/dotenv.sh ansible/make-env.sh ansible/billing-inventory.sh ansible/collections.sh \
+HOST_SCRIPTS := ansible/dotenv.sh ansible/make-env.sh ansible/vm-inventory.sh ansible/collections.sh \
   ansible/check-idempotent.sh box/build.sh ops/deployment.sh ops/status.sh ops/logs.sh ops/host-status.sh \
   ops/backup.sh ops/host-backup.sh
 

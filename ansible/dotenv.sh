@@ -8,6 +8,7 @@
 #   dotenv_export FILE        exports FILE's variables to this shell
 #   billing_vm_names FILE     prints the billing VMs' names: billing-vm, then billing-vm-2 … billing-vm-N
 #                             (N = BILLING_VM_COUNT), as the Vagrantfile and group_vars/all.yml name them
+#   monitor_vm_names FILE     prints monitor-vm with MONITOR_VM=true, nothing with false
 
 dotenv_pairs() {
   awk -v q="'" '
@@ -47,4 +48,13 @@ billing_vm_names() {
     '' | 0* | *[!0-9]*) echo "$1: BILLING_VM_COUNT must be a whole number, 1 or more." >&2; return 1 ;;
   esac
   awk -v count="$dotenv_count" 'BEGIN { names = "billing-vm"; for (k = 2; k <= count; k++) names = names " billing-vm-" k; print names }'
+}
+
+monitor_vm_names() {
+  dotenv_monitor=$(dotenv_get "$1" MONITOR_VM) || dotenv_monitor=
+  case $dotenv_monitor in
+    true) echo monitor-vm ;;
+    false) ;;
+    *) echo "$1: MONITOR_VM must be true or false." >&2; return 1 ;;
+  esac
 }

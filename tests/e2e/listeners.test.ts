@@ -55,6 +55,15 @@ const listeners: Listener[] = [
   { name: "RabbitMQ's Prometheus exporter", host: 'billing', port: Number(env.RABBITMQ_PROMETHEUS_PORT), alsoOn: oneHost ? [] : [env.BILLING_VM_IP!] },
   // on the VMs the UI listens on every interface: the host reaches it through a forwarded port, the firewall limits it
   ...(oneHost ? [{ name: 'RabbitMQ management', host: 'billing' as const, port: Number(env.RABBITMQ_UI_PORT), alsoOn: [] }] : []),
+  // the monitor's exporters, on the address it scrapes (group_vars: crud_master_node_exporter_port, …)
+  { name: 'node exporter', host: 'gateway', port: 9200, alsoOn: oneHost ? [] : [env.GATEWAY_VM_IP!] },
+  { name: "PostgreSQL's exporter", host: 'inventory', port: 9187, alsoOn: oneHost ? [] : [env.INVENTORY_VM_IP!] },
+  ...(oneHost
+    ? [
+        { name: 'Prometheus', host: 'gateway' as const, port: Number(env.PROMETHEUS_PORT), alsoOn: [] },
+        { name: 'Alertmanager', host: 'gateway' as const, port: Number(env.ALERTMANAGER_PORT), alsoOn: [] },
+      ]
+    : []),
 ];
 
 describe('listening addresses of the deployed stack', () => {

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { onHost } from '@crud-master/test-support/hosts';
+import { appHosts, hostPrefix, hostsWithApps, onHost, type App, type Host } from '@crud-master/test-support/hosts';
 import { eventually, untilReady } from '@crud-master/test-support/http';
 import { pm2ProcessesOn } from '@crud-master/test-support/pm2';
 import { monitor, stack } from '@crud-master/test-support/stack';
@@ -23,16 +23,19 @@ const targets = async () => (await json<{ data: { activeTargets: Target[] } }>(`
 const firing = async (alertname: string) =>
   (await json<Alert[]>(`${monitor!.alertmanager}/api/v2/alerts?filter=alertname%3D%22${alertname}%22`)).filter((a) => a.status.state === 'active');
 
-describe('the monitor (make local: Prometheus and Alertmanager)', () => {
+describe('the monitor (Prometheus and Alertmanager: on this host after make local, or monitor-vm)', () => {
   before(function () {
     if (!monitor) this.skip();
   });
 
   it('When the platform runs, then Prometheus scrapes every part of it, one target per PM2 instance, all up', async function () {
     this.timeout(60_000);
-    const instances = (app: string) => pm2ProcessesOn('gateway').filter((p) => p.name === app).length;
+    const instances = (app: App) => pm2ProcessesOn(appHosts[app]).filter((p) => p.name === app).length;
+    // a node exporter on each machine, a PostgreSQL exporter on each database host
+    const machines = hostsWithApps().length + (monitor!.ownMachine ? 1 : 0);
+    const databaseHosts = new Set(['inventory', 'billing'].map((host) => hostPrefix(host as Host).join(' '))).size;
     const expected: Record<string, number> = {
-      prometheus: 1, alertmanager: 1, node: 1, postgres: 1, rabbitmq: 1, 'rabbitmq-queues': 1,
+      prometheus: 1, alertmanager: 1, node: machines, postgres: databaseHosts, rabbitmq: 1, 'rabbitmq-queues': 1,
       'api-gateway': instances('api-gateway'), 'inventory-api': instances('inventory-api'), 'billing-consumer': instances('billing-consumer'),
     };
     // a target scraped before an app's restart (a test before this one) is up again by its next scrape

@@ -7,6 +7,7 @@ import { hostsWithApps, isThisHost } from './hosts.js';
  *   E2E_GATEWAY_URL, E2E_INVENTORY_URL, E2E_BILLING_HEALTH_URL   the base URL of each service
  *   E2E_RABBITMQ_API_URL                                         the management API (…:15672/api)
  *   E2E_RABBITMQ_METRICS_URL                                     RabbitMQ's Prometheus exporter (…:15692)
+ *   E2E_PROMETHEUS_URL, E2E_ALERTMANAGER_URL                     the monitor's (…:9090, …:9093)
  */
 const env = process.env;
 const loopback = (port: string | undefined, fallback: number) => `http://127.0.0.1:${port ?? fallback}`;
@@ -30,7 +31,13 @@ export const stack = {
 /** billing_queue and its vhost, as .env names them. */
 export const billingQueue = { vhost: env.RABBITMQ_VHOST ?? 'billing_vhost', queue: env.RABBITMQ_QUEUE ?? 'billing_queue' };
 
-/** The monitor that `make local` runs beside the services on this host (roles/monitor); the VMs have none yet. */
-export const monitor = hostsWithApps().every(({ host }) => isThisHost(host))
-  ? { prometheus: 'http://127.0.0.1:9090', alertmanager: 'http://127.0.0.1:9093' }
-  : undefined;
+/**
+ * The monitor: Prometheus and Alertmanager on this host after `make local` (where every service runs here), or on a
+ * machine of its own where E2E_PROMETHEUS_URL and E2E_ALERTMANAGER_URL say (the Vagrant stage: monitor-vm's forwarded
+ * ports).
+ */
+export const monitor = env.E2E_PROMETHEUS_URL
+  ? { prometheus: env.E2E_PROMETHEUS_URL, alertmanager: env.E2E_ALERTMANAGER_URL ?? '', ownMachine: true }
+  : hostsWithApps().every(({ host }) => isThisHost(host))
+    ? { prometheus: loopback(env.PROMETHEUS_PORT, 9090), alertmanager: loopback(env.ALERTMANAGER_PORT, 9093), ownMachine: false }
+    : undefined;

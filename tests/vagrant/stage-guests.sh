@@ -98,3 +98,26 @@ else
   fail "inventory-vm's inventory-api answers gateway-vm on $want_inventory_url" \
     "GET $want_inventory_url/readyz from gateway-vm: $reply. inventory-api does not listen on INVENTORY_VM_IP:INVENTORY_API_PORT, or is not ready."
 fi
+
+# monitor-vm (MONITOR_VM=true, the default): its Prometheus, through the host's forwarded port, scrapes every target of
+# crud_master_scrape_configs, all up: itself and Alertmanager, 2 instances each of api-gateway and inventory-api
+# (crud_master_http_instances), per billing VM its billing-consumer, RabbitMQ and RabbitMQ's queues, a node exporter
+# per machine, and the PostgreSQL exporters of inventory-vm and billing-vm.
+if [ "$MONITOR_VM" = true ]; then
+  want=$(( 1 + 1 + 2 + 2 + 3 * billing_vm_count + ${#machines[@]} + 2 ))
+  for _ in $(seq 30); do
+    targets=$(in_sandbox curl -sS -m 5 "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets" 2>&1 | python3 -c '
+import json, sys
+targets = json.load(sys.stdin)["data"]["activeTargets"]
+down = ["%s %s: %s" % (t["labels"]["job"], t["labels"]["instance"], t["lastError"]) for t in targets if t["health"] != "up"]
+print(len(targets), len(down), "; ".join(down))' 2>&1)
+    read -r total down _ <<<"$targets"
+    [ "$total" = "$want" ] && [ "$down" = 0 ] && break
+    sleep 3
+  done
+  if [ "$total" = "$want" ] && [ "$down" = 0 ]; then
+    pass "monitor-vm's Prometheus (the host's forwarded :$PROMETHEUS_PORT) scrapes all $want targets, every one up"
+  else
+    fail "monitor-vm's Prometheus scrapes all $want targets, every one up" "targets, down, which: $targets"
+  fi
+fi

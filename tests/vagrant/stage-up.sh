@@ -53,6 +53,7 @@ dotenv_export "$checkout/.env"
 read -ra billing_vms <<<"$(billing_vm_names "$checkout/.env")"
 [ "${#billing_vms[@]}" = "$billing_vm_count" ] || abort "setup" "$checkout/.env names ${#billing_vms[@]} billing VMs, not $billing_vm_count"
 machines=(gateway-vm inventory-vm "${billing_vms[@]}")
+[ "$MONITOR_VM" = true ] && machines+=(monitor-vm)
 pinned_node=$(sed -nE 's/^node_version:[[:space:]]*"?([0-9.]+)"?.*/\1/p' "$checkout/roles/node/defaults/main.yml")
 # The client of the tests runs from the same checkout, with its own node_modules and build (the suites' helpers import
 # @crud-master/shared's dist), made while the machines come up. Its exit code goes to a file: `wait PID` would not
