@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { unique } from '@crud-master/test-support/env';
 import { hostsWithApps, onHost } from '@crud-master/test-support/hosts';
-import { eventually, request, untilReady } from '@crud-master/test-support/http';
-import { orderCounts, psqlBilling, psqlMovies } from '@crud-master/test-support/operator';
+import { eventually, request } from '@crud-master/test-support/http';
+import { orderCounts, psqlBilling, psqlMovies, startBillingConsumer } from '@crud-master/test-support/operator';
 import { stack } from '@crud-master/test-support/stack';
 import { expect } from 'chai';
 
@@ -14,7 +14,7 @@ import { expect } from 'chai';
  * Vagrant stage, on the VMs that `make up` made. The tables are compared row for row, every column.
  */
 const checkout = fileURLToPath(new URL('../..', import.meta.url));
-const { gateway, billingHealth } = stack;
+const { gateway } = stack;
 const make = (...args: string[]): string => execFileSync('make', ['--no-print-directory', ...args], { cwd: checkout, encoding: 'utf8' });
 const movieRows = () => psqlMovies('SELECT id, title, description, created_at, updated_at FROM movies ORDER BY id');
 const orderRows = () => psqlBilling('SELECT id, user_id, number_of_items, total_amount, message_id, created_at FROM orders ORDER BY id');
@@ -40,10 +40,7 @@ const stored = (keys: string[]) =>
   eventually(() => (orderCounts(psqlBilling, keys).every((count) => count === 1) ? true : undefined), 30_000, `orders ${keys.join(', ')} stored once each`);
 
 describe('make backup and make restore', () => {
-  after(async () => {
-    onHost('billing', 'pm2', ['start', 'billing-consumer']);
-    await untilReady(billingHealth, 30_000, 'billing-consumer ready');
-  });
+  after(startBillingConsumer);
 
   it('When data is backed up, then lost and changed, then the restore brings every movie and order back row for row, and keeps the orders queued at backup time', async function () {
     this.timeout(180_000);
@@ -67,8 +64,7 @@ describe('make backup and make restore', () => {
     expect(statSync(path).mode & 0o777, 'the folder holds password hashes: only its owner reads it').to.equal(0o700);
     expect(orderCounts(psqlBilling, queued), 'the queued orders, at backup time').to.deep.equal([0, 0]);
 
-    onHost('billing', 'pm2', ['start', 'billing-consumer']);
-    await untilReady(billingHealth, 30_000, 'billing-consumer ready');
+    await startBillingConsumer();
     await stored(queued);
     const ordersStoredSince = orderRows();
 

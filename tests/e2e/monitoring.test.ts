@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { appHosts, hostPrefix, hostsWithApps, onHost, type App, type Host } from '@crud-master/test-support/hosts';
-import { eventually, untilReady } from '@crud-master/test-support/http';
+import { eventually } from '@crud-master/test-support/http';
+import { startBillingConsumer } from '@crud-master/test-support/operator';
 import { pm2ProcessesOn } from '@crud-master/test-support/pm2';
-import { monitor, stack } from '@crud-master/test-support/stack';
+import { monitor } from '@crud-master/test-support/stack';
 import { expect } from 'chai';
 
 /**
@@ -53,8 +54,7 @@ describe('the monitor (Prometheus and Alertmanager: on this host after make loca
   describe('when billing-consumer stops', () => {
     after(async function () {
       this.timeout(40_000);
-      onHost('billing', 'pm2', ['start', 'billing-consumer']);
-      await untilReady(stack.billingHealth, 30_000, 'billing-consumer ready after its start');
+      await startBillingConsumer();
     });
 
     it('When billing-consumer is stopped, then BillingNotConsuming fires within 2 minutes, shows in make status, and resolves after pm2 start', async function () {

@@ -1,6 +1,6 @@
 import './env.js';
 import { onHost } from './hosts.js';
-import { request } from './http.js';
+import { request, untilReady } from './http.js';
 import { billingQueue, stack } from './stack.js';
 
 /**
@@ -38,3 +38,9 @@ export const psqlBilling = (query: string): string =>
 /** The same on movies_db, on inventory-api's host. */
 export const psqlMovies = (query: string): string =>
   onHost('inventory', 'sudo', ['-u', 'postgres', 'psql', '-d', env.INVENTORY_DB_NAME ?? 'movies_db', '-tAc', query]).trim();
+
+/** `pm2 start billing-consumer` on its host, then until its /readyz answers 200. */
+export async function startBillingConsumer(): Promise<void> {
+  onHost('billing', 'pm2', ['start', 'billing-consumer']);
+  await untilReady(stack.billingHealth, 30_000, 'billing-consumer ready after pm2 start');
+}
