@@ -128,6 +128,14 @@ fi
 check_reach billing-vm "$INVENTORY_VM_IP" "$INVENTORY_METRICS_PORT" "inventory-api's metrics" no
 check_reach inventory-vm "$GATEWAY_VM_IP" "$GATEWAY_METRICS_PORT" "api-gateway's metrics" no
 check_reach billing-vm "$GATEWAY_VM_IP" "$GATEWAY_PORT" api-gateway yes
+# The exporters and the monitor's UIs: monitor-vm scrapes (its targets are all up, stage-guests.sh); the other VMs
+# cannot, nor reach Prometheus.
+if [ "$MONITOR_VM" = true ]; then
+  check_reach monitor-vm "$INVENTORY_VM_IP" 9187 "PostgreSQL's exporter" yes
+  check_reach gateway-vm "$INVENTORY_VM_IP" 9187 "PostgreSQL's exporter" no
+  check_reach billing-vm "$GATEWAY_VM_IP" 9200 "the node exporter" no
+  check_reach gateway-vm "$MONITOR_VM_IP" "$PROMETHEUS_PORT" Prometheus no
+fi
 
 # Issue 23's slow flood against gateway-vm: inventory-vm opens 15,000 slow connections to :8080 (each a POST head,
 # then a body byte every 500 ms; tests/vagrant/slow-flood-stage.ts). gateway-vm's firewall holds that address to
