@@ -51,6 +51,7 @@ dump() {
 restore_database() {
   as_postgres dropdb --if-exists "$scratch"
   as_postgres createdb "$scratch"
+  scratch_made=1
   as_postgres pg_restore --no-owner --no-privileges --exit-on-error --dbname="$scratch" < "$3"
   as_postgres psql -X -q -v ON_ERROR_STOP=1 -d "$scratch" -c 'ALTER SCHEMA public RENAME TO backup'
   {
@@ -67,6 +68,7 @@ SQL
     echo 'DROP SCHEMA backup CASCADE;'
   } | as_postgres psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d "$1" -f - >/dev/null
   as_postgres dropdb "$scratch"
+  scratch_made=''
   say "$1: restored ($2)"
 }
 
@@ -93,8 +95,14 @@ restore() {
   fi
 }
 
+# A restore that fails leaves no copy of the backup's rows behind.
+scratch_made=''
+cleanup() {
+  rm -rf "$work"
+  [ -z "$scratch_made" ] || as_postgres dropdb --if-exists "$scratch"
+}
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap cleanup EXIT
 case ${1:-} in
   export)
     dump "$work"
