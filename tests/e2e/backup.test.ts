@@ -11,13 +11,15 @@ import { expect } from 'chai';
 
 /**
  * `make backup` and `make restore` as an operator runs them, from the checkout: on this host after `make local`; in the
- * Vagrant stage, on the VMs that `make up` made. The tables are compared row for row, every column.
+ * Vagrant stage, on the VMs that `make up` made. The tables are compared row for row, every column (by a digest).
  */
 const checkout = fileURLToPath(new URL('../..', import.meta.url));
 const { gateway } = stack;
 const make = (...args: string[]): string => execFileSync('make', ['--no-print-directory', ...args], { cwd: checkout, encoding: 'utf8' });
-const movieRows = () => psqlMovies('SELECT id, title, description, created_at, updated_at FROM movies ORDER BY id');
-const orderRows = () => psqlBilling('SELECT id, user_id, number_of_items, total_amount, message_id, created_at FROM orders ORDER BY id');
+/** A table's rows, every column, in id order, as their count and one digest: a table of any size compares in a line. */
+const rowsOf = (table: string) => `SELECT count(*) || ' rows, md5 ' || md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t.id), '')) FROM ${table} t`;
+const movieRows = () => psqlMovies(rowsOf('movies'));
+const orderRows = () => psqlBilling(rowsOf('orders'));
 
 async function postMovie(title: string): Promise<number> {
   const reply = await request(`${gateway}/api/movies`, { method: 'POST', json: { title, description: 'kept by the backup' } });
@@ -55,7 +57,6 @@ describe('make backup and make restore', () => {
     onHost('billing', 'pm2', ['stop', 'billing-consumer']);
     await postOrders(user, queued);
     const moviesAtBackup = movieRows();
-    const ordersAtBackup = orderRows();
     const said = make('backup');
     const folder = /make restore BACKUP=(\S+)/.exec(said)?.[1];
     expect(folder, `make backup said:\n${said}`).to.be.a('string');
@@ -79,7 +80,6 @@ describe('make backup and make restore', () => {
 
     expect(movieRows(), 'movies_db: as at the backup').to.equal(moviesAtBackup);
     expect(orderRows(), 'billing_db: the backup, and the orders stored since').to.equal(ordersStoredSince);
-    expect(ordersStoredSince.startsWith(ordersAtBackup), 'the orders stored since come after those of the backup').to.equal(true);
     expect(orderCounts(psqlBilling, [...backedUp, ...queued])).to.deep.equal([1, 1, 1, 1, 1]);
 
     // After it the services work on: no movie id comes again, and RabbitMQ's users kept their passwords.

@@ -30,10 +30,13 @@ export function hostsWithApps(): Array<{ host: Host; apps: App[] }> {
   return [...byPrefix.values()];
 }
 
+/** The most output a command may give (Node's default, 1 MiB, is a table of some 10,000 orders). */
+const MAX_OUTPUT = 64 * 2 ** 20;
+
 /** Runs a command on a host and returns its stdout; throws when it fails. */
 export function onHost(host: Host, command: string, args: string[]): string {
   const [file, ...rest] = [...hostPrefix(host), command, ...args];
-  return execFileSync(file!, rest, { encoding: 'utf8', cwd: '/' });
+  return execFileSync(file!, rest, { encoding: 'utf8', cwd: '/', maxBuffer: MAX_OUTPUT });
 }
 
 const execFileAsync = promisify(execFile);
@@ -41,14 +44,14 @@ const execFileAsync = promisify(execFile);
 /** Runs a command on a host without blocking the event loop (a test's load keeps running); rejects when it fails. */
 export async function onHostAsync(host: Host, command: string, args: string[]): Promise<string> {
   const [file, ...rest] = [...hostPrefix(host), command, ...args];
-  return (await execFileAsync(file!, rest, { encoding: 'utf8', cwd: '/' })).stdout;
+  return (await execFileAsync(file!, rest, { encoding: 'utf8', cwd: '/', maxBuffer: MAX_OUTPUT })).stdout;
 }
 
 /** Runs a command on a host and returns its outcome (status, stdout, stderr). Pass variables with `env NAME=value …`:
  * a host prefix does not carry this process's environment. */
 export function spawnOnHost(host: Host, command: string, args: string[], options: Partial<SpawnSyncOptionsWithStringEncoding> = {}): SpawnSyncReturns<string> {
   const [file, ...rest] = [...hostPrefix(host), command, ...args];
-  return spawnSync(file!, rest, { cwd: '/', ...options, encoding: 'utf8' });
+  return spawnSync(file!, rest, { cwd: '/', maxBuffer: MAX_OUTPUT, ...options, encoding: 'utf8' });
 }
 
 /**
