@@ -268,16 +268,19 @@ PROFILE ?= 0
 bench: .env build deps-bench ## Benchmark the deployed stack (make local) against its ceilings and nginx, side by side: prints a table, writes bench/results.json (PROFILE=1: CPU profiles)
 	BENCH_PROFILE=$(PROFILE) npx tsx bench/run.ts
 
-# The reference proxy that make bench starts with a configuration of its own. The package starts the distribution's
-# nginx service on :80 as it installs: that one is stopped and disabled again, so that nginx runs only while the bench
-# measures it.
+# The peer proxies that make bench starts with configurations of its own: nginx, and Go's httputil (golang-go builds
+# bench/peers/go-proxy.go). The nginx package starts the distribution's nginx service on :80 as it installs: that one
+# is stopped and disabled again, so that nginx runs only while the bench measures it.
 .PHONY: deps-bench
-deps-bench: ## Install what make bench runs besides the stack (nginx-light) when missing
-	@set -e; command -v dpkg-query >/dev/null || { echo "Not a Debian/Ubuntu host: install nginx yourself."; exit 0; }; \
-	if ! dpkg-query -W -f='$${Status}' nginx-light 2>/dev/null | grep -q 'ok installed'; then \
-	  echo "Installing: nginx-light (its own service is stopped and disabled: make bench starts nginx itself)"; \
+deps-bench: ## Install what make bench runs besides the stack (nginx-light, golang-go) when missing
+	@set -e; command -v dpkg-query >/dev/null || { echo "Not a Debian/Ubuntu host: install nginx and Go yourself."; exit 0; }; \
+	missing=; for p in nginx-light golang-go; do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing:$$missing (nginx's own service is stopped and disabled: make bench starts nginx itself)"; \
 	  $(SUDO) apt-get update -qq; \
-	  $(APT_INSTALL) nginx-light; \
+	  $(APT_INSTALL) $$missing; \
 	  $(SUDO) service nginx stop >/dev/null 2>&1 || true; \
 	  $(SUDO) update-rc.d nginx disable >/dev/null 2>&1 || true; \
 	fi

@@ -27,6 +27,11 @@ export const ORDER_JSON = JSON.stringify(ORDER);
 export const TARGETS = {
   proxy_ratio: 0.9,
   nginx_ratio: 0.85,
+  // gateway req/s / Go httputil proxy req/s, and the gateway's CPU per request / a bare Node http-proxy's
+  go_ratio: 1.0,
+  bare_node_cpu_ratio: 1.3,
+  // inventory-api's CPU per request through the gateway / direct
+  upstream_cpu_ratio: 1.1,
   added_p99_ms: 2,
   accept_ratio: 0.7,
   // 1 - req/s with the limiter on / req/s with it off, through two copies of the gateway side by side

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { eventually } from '@crud-master/test-support/http';
 import { closedPort } from '@crud-master/test-support/network';
 import { log } from './config.js';
+import { endWithBench } from './peers.js';
 import { trackProcessTree, untrackProcessTree } from './processes.js';
 
 export interface Nginx {
@@ -71,20 +72,8 @@ export async function startNginx(upstream: string): Promise<Nginx> {
   const child = spawn('nginx', [...args, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] });
   const pid = child.pid!;
   trackProcessTree(pid, 'nginx');
-  // whichever way the bench ends, nginx ends with it: SIGTERM, a fast stop in which the master still ends its
-  // workers (a master killed outright would leave them serving)
-  const killNow = () => {
-    child.kill('SIGTERM');
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const onSignal = (signal: NodeJS.Signals) => {
-    killNow();
-    process.removeListener(signal, onSignal);
-    process.kill(process.pid, signal);
-  };
-  process.on('exit', killNow);
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  // SIGTERM, a fast stop in which the master still ends its workers (a master killed outright would leave them serving)
+  const undo = endWithBench(child, 'SIGTERM', () => rmSync(dir, { recursive: true, force: true }));
   const url = `http://127.0.0.1:${port}`;
 
   const stop = async () => {
@@ -96,9 +85,7 @@ export async function startNginx(upstream: string): Promise<Nginx> {
       await exited;
       clearTimeout(timer);
     }
-    process.removeListener('exit', killNow);
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    undo();
     untrackProcessTree(pid);
     const refused = await fetch(url).then(
       () => false,

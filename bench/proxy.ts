@@ -1,27 +1,34 @@
 /**
- * The proxy phase: GET /api/movies/:id straight to inventory-api (direct), through api-gateway, and through nginx in
- * front of the same inventory-api, side by side. First closed loop (autocannon, 10 and 100 connections: capacity),
+ * The proxy phase: GET /api/movies/:id straight to inventory-api (direct), through api-gateway, and through nginx, Go's
+ * httputil proxy and a bare Node http-proxy in front of the same inventory-api, side by side. First closed loop (autocannon, 10 and 100 connections: capacity),
  * then open loop at half of direct's capacity measured just before (latency when not saturated).
  */
 import { request } from '@crud-master/test-support/http';
 import { DURATION_S, GATEWAY, INVENTORY, log, medianOf, paired, PROFILE, REPEATS, round, RUN, WARMUP_S } from './config.js';
 import { load, type LoadResult } from './load.js';
 import { startNginx } from './nginx.js';
+import { startPeer } from './peers.js';
 import { openLoop, type OpenLoopResult } from './open-loop.js';
 import { mergeMax, rssSampler, settle, type CpuGroups, type MemoryByApp } from './processes.js';
 import { PROFILED, profileWhile } from './profile.js';
 
-const SIDES = ['direct', 'gateway', 'nginx'] as const;
+const SIDES = ['direct', 'gateway', 'nginx', 'go', 'node'] as const;
 type Side = (typeof SIDES)[number];
 
+// the open loop compares latency at a rate all of these sustain; the peers are there for capacity and CPU
+const OPEN_LOOP_SIDES = ['direct', 'gateway', 'nginx'] as const;
+
 /** Each repeat runs the sides in turn, reversed every other time, so that a drift of the machine favours none. */
-const orderOf = (rep: number) => (rep % 2 === 0 ? SIDES : [...SIDES].reverse());
+const orderOf = <T>(rep: number, sides: readonly T[]) => (rep % 2 === 0 ? sides : [...sides].reverse());
 
 /** The per-group medians of CPU ms per request over runs. */
 function cpuMedians(runs: Array<{ cpu_ms_per_request: CpuGroups }>): CpuGroups {
   const groups = new Set(runs.flatMap((r) => Object.keys(r.cpu_ms_per_request)));
   return Object.fromEntries([...groups].map((g) => [g, medianOf(runs, (r) => r.cpu_ms_per_request[g] ?? 0, 3)]));
 }
+
+/** A process group's CPU ms per request in a run (NaN when it used none: a ratio of it is then no number). */
+const ownCpu = (run: LoadResult, group: string) => run.cpu_ms_per_request[group] ?? NaN;
 
 const summary = (runs: LoadResult[]) => ({
   rps: medianOf(runs, (r) => r.rps, 0),
@@ -93,26 +100,42 @@ export async function proxyPhase(memory: { load: MemoryByApp }) {
     direct: summary(runs.direct),
     gateway: summary(runs.gateway),
     nginx: summary(runs.nginx),
+    go: summary(runs.go),
+    node: summary(runs.node),
     /** gateway / direct */
     ratio: paired(runs.gateway, runs.direct, (g, d) => g.rps / d.rps),
     /** gateway / nginx */
     nginx_ratio: paired(runs.gateway, runs.nginx, (g, n) => g.rps / n.rps),
     nginx_vs_direct: paired(runs.nginx, runs.direct, (n, d) => n.rps / d.rps),
+    /** gateway / Go's httputil proxy */
+    go_ratio: paired(runs.gateway, runs.go, (g, go) => g.rps / go.rps),
+    /** the gateway's own CPU per request over the bare Node http-proxy's */
+    bare_node_cpu_ratio: paired(runs.gateway, runs.node, (g, n) => ownCpu(g, 'api-gateway') / ownCpu(n, 'node-proxy')),
+    /** inventory-api's CPU per request through the gateway over direct */
+    upstream_cpu_ratio: paired(runs.gateway, runs.direct, (g, d) => ownCpu(g, 'inventory-api') / ownCpu(d, 'inventory-api')),
     // on a machine whose cores are all busy, req/s goes as 1 / CPU per request: the best ratio these costs allow
     cpu_bound_ratio: round(medianOf(runs.direct, (r) => r.cpu_ms_per_request.total ?? 0, 3) / medianOf(runs.gateway, (r) => r.cpu_ms_per_request.total ?? 0, 3), 3),
     saturated_added_p99_ms: paired(runs.gateway, runs.direct, (g, d) => g.p99_ms - d.p99_ms, 2),
   });
   const nginx = await startNginx(INVENTORY);
-  const urls: Record<Side, string> = { direct: INVENTORY, gateway: GATEWAY, nginx: nginx.url };
+  const go = await startPeer('go', INVENTORY).catch(async (err: unknown) => {
+    await nginx.stop();
+    throw err;
+  });
+  const node = await startPeer('node', INVENTORY).catch(async (err: unknown) => {
+    await Promise.all([nginx.stop(), go.stop()]);
+    throw err;
+  });
+  const urls: Record<Side, string> = { direct: INVENTORY, gateway: GATEWAY, nginx: nginx.url, go: go.url, node: node.url };
   const closed: Partial<Record<'c10' | 'c100', ReturnType<typeof closedLoop>>> = {};
   let open;
   let profiles;
   let nginxRun;
   try {
     for (const connections of [10, 100]) {
-      const runs: Record<Side, LoadResult[]> = { direct: [], gateway: [], nginx: [] };
+      const runs: Record<Side, LoadResult[]> = { direct: [], gateway: [], nginx: [], go: [], node: [] };
       for (let rep = 0; rep < REPEATS; rep++) {
-        for (const side of orderOf(rep)) {
+        for (const side of orderOf(rep, SIDES)) {
           await getMovies(urls[side], connections, WARMUP_S);
           const sampler = connections === 100 && side === 'gateway' ? rssSampler(['api-gateway', 'inventory-api']) : undefined;
           const result = await getMovies(urls[side], connections, DURATION_S);
@@ -126,9 +149,9 @@ export async function proxyPhase(memory: { load: MemoryByApp }) {
 
     // open loop at half of direct's capacity at 100 connections, measured above in this run
     const rate = Math.max(1, Math.round(closed.c100!.direct.rps / 2));
-    const runs: Record<Side, Array<OpenLoopResult & { stack_cores_before: number }>> = { direct: [], gateway: [], nginx: [] };
+    const runs: Record<(typeof OPEN_LOOP_SIDES)[number], Array<OpenLoopResult & { stack_cores_before: number }>> = { direct: [], gateway: [], nginx: [] };
     for (let rep = 0; rep < REPEATS; rep++) {
-      for (const side of orderOf(rep)) {
+      for (const side of orderOf(rep, OPEN_LOOP_SIDES)) {
         const busy = await settle();
         const result = { ...(await openLoop(urls[side], await rows.paths(), rate, DURATION_S, WARMUP_S)), stack_cores_before: busy };
         runs[side].push(result);
@@ -142,7 +165,7 @@ export async function proxyPhase(memory: { load: MemoryByApp }) {
       nginx: openSummary(runs.nginx),
       added_p99_ms: paired(runs.gateway, runs.direct, (g, d) => g.p99_ms - d.p99_ms, 2),
       // above a side's closed-loop capacity its queue only grows: the p99 is then the run's length, not a proxy's cost
-      over_capacity: SIDES.filter((side) => closed.c100![side].rps < rate),
+      over_capacity: OPEN_LOOP_SIDES.filter((side) => closed.c100![side].rps < rate),
       nginx_added_p99_ms: paired(runs.nginx, runs.direct, (n, d) => n.p99_ms - d.p99_ms, 2),
     };
 
@@ -158,6 +181,7 @@ export async function proxyPhase(memory: { load: MemoryByApp }) {
     }
   } finally {
     nginxRun = { url: nginx.url, workers: nginx.workers, ...(await nginx.stop()) };
+    await Promise.all([go.stop(), node.stop()]);
     await rows.remove();
     log('proxy: seeded movies removed');
   }

@@ -31,6 +31,9 @@ const idleRssMb = (f: Footprint) => Math.max(...[f.idle_mb, f.idle_after_mb].fla
 export const summary = (r: Results) => ({
   proxy_ratio: r.proxy?.c100?.ratio ?? null,
   nginx_ratio: r.proxy?.c100?.nginx_ratio ?? null,
+  go_ratio: r.proxy?.c100?.go_ratio ?? null,
+  bare_node_cpu_ratio: r.proxy?.c100?.bare_node_cpu_ratio ?? null,
+  upstream_cpu_ratio: r.proxy?.c100?.upstream_cpu_ratio ?? null,
   added_p99_ms: r.proxy?.open_loop?.added_p99_ms ?? null,
   accept_ratio: r.accept?.ratio ?? null,
   limiter_proxy_cost: r.limiter?.get.cost ?? null,
@@ -74,8 +77,35 @@ function proxyRows(p: NonNullable<Results['proxy']>): string[][] {
       last ? mark(run.nginx_ratio >= TARGETS.nginx_ratio) : '',
     ]);
   }
+  const c = p.c100;
+  if (c) {
+    rows.push([
+      '  vs Go httputil, 100 conn',
+      `gateway ${c.gateway.rps} req/s`,
+      `go ${c.go.rps} req/s p50 ${c.go.p50_ms} p99 ${c.go.p99_ms} ms`,
+      `${c.go_ratio}x`,
+      `>= ${TARGETS.go_ratio}x`,
+      mark(c.go_ratio >= TARGETS.go_ratio),
+    ]);
+    rows.push([
+      '  own CPU vs bare Node http-proxy, 100 conn',
+      `gateway ${c.gateway.cpu_ms_per_request['api-gateway']} ms/req, ${c.gateway.rps} req/s`,
+      `node ${c.node.cpu_ms_per_request['node-proxy']} ms/req, ${c.node.rps} req/s p99 ${c.node.p99_ms} ms`,
+      `${c.bare_node_cpu_ratio}x`,
+      `<= ${TARGETS.bare_node_cpu_ratio}x`,
+      mark(c.bare_node_cpu_ratio <= TARGETS.bare_node_cpu_ratio),
+    ]);
+    rows.push([
+      '  inventory-api CPU via gateway / direct',
+      `${c.gateway.cpu_ms_per_request['inventory-api']} ms/req`,
+      `${c.direct.cpu_ms_per_request['inventory-api']} ms/req`,
+      `${c.upstream_cpu_ratio}x`,
+      `<= ${TARGETS.upstream_cpu_ratio}x`,
+      mark(c.upstream_cpu_ratio <= TARGETS.upstream_cpu_ratio),
+    ]);
+  }
   if (p.c100) {
-    for (const side of ['direct', 'gateway', 'nginx'] as const) {
+    for (const side of ['direct', 'gateway', 'nginx', 'go', 'node'] as const) {
       rows.push([`  CPU ms per GET via ${side}, 100 conn`, cpuLine(p.c100[side].cpu_ms_per_request), '', '', '', '']);
     }
     rows.push(['  CPU-bound ceiling (direct CPU / gateway CPU)', '', '', `${p.c100.cpu_bound_ratio}x`, '', '']);
