@@ -38,8 +38,7 @@ http {
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
-  # nginx closes a client connection after 1000 requests by default; the Node services never do
-  keepalive_requests 100000;
+  # keepalive_requests stays at nginx's default, 1000, which the Node services also use (HTTP_MAX_REQUESTS_PER_SOCKET)
   upstream inventory {
     server ${upstream.host};
     keepalive 64;
