@@ -70,8 +70,8 @@ check provision tests/provision/secrets-on-cmdline.sh ansible/local.sh
 check provision-idempotent ansible/check-idempotent.sh ansible/local.ini
 check install npm ci --no-audit --no-fund
 check build npm run build
-check typecheck npx tsc -p tsconfig.test.json
-# ESLint, knip (each workspace declares exactly what it imports), ansible-lint, yamllint, Redocly
+# tsc over the tests and the bench, ESLint, knip (each workspace declares exactly what it imports), ansible-lint,
+# yamllint, Redocly
 check lint make --no-print-directory lint
 # The alert rules of roles/monitor, against series made up for each alert (promtool comes with make local's monitor).
 check alert-rules promtool test rules tests/monitor/crud-master.rules.test.yml
