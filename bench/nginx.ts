@@ -5,14 +5,13 @@
  * writes a buffered access log, as a production nginx would. The bench stops it whichever way it exits.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { eventually } from '@crud-master/test-support/http';
 import { closedPort } from '@crud-master/test-support/network';
 import { log } from './config.js';
-import { endWithBench } from './peers.js';
+import { endWithBench, refuses, stopChild } from './peers.js';
 import { trackProcessTree, untrackProcessTree } from './processes.js';
 
 export interface Nginx {
@@ -76,21 +75,11 @@ export async function startNginx(upstream: string): Promise<Nginx> {
   const url = `http://127.0.0.1:${port}`;
 
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = once(child, 'exit');
-      // SIGQUIT: a graceful stop, which also writes out the access log's buffer
-      child.kill('SIGQUIT');
-      const timer = setTimeout(() => child.kill('SIGTERM'), 10_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    // SIGQUIT: a graceful stop, which also writes out the access log's buffer
+    await stopChild(child, 'SIGQUIT', 'SIGTERM');
     undo();
     untrackProcessTree(pid);
-    const refused = await fetch(url).then(
-      () => false,
-      () => true,
-    );
-    if (!refused) throw new Error(`nginx still answers on ${url} after it was stopped`);
+    if (!(await refuses(url))) throw new Error(`nginx still answers on ${url} after it was stopped`);
     const lines = readFileSync(`${dir}/access.log`, 'utf8').split('\n').filter(Boolean).length;
     rmSync(dir, { recursive: true, force: true });
     log(`nginx: stopped (${lines} lines in its access log)`);

@@ -44,6 +44,23 @@ export function endWithBench(child: ChildProcess, signal: NodeJS.Signals, cleanu
   };
 }
 
+/** Sends `signal`, `fallback` if the child still runs 10 s later, and waits until it has exited. */
+export async function stopChild(child: ChildProcess, signal: NodeJS.Signals, fallback: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill(fallback), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Whether nothing answers on `url` any more. */
+export const refuses = (url: string) =>
+  fetch(url).then(
+    () => false,
+    () => true,
+  );
+
 /** Builds the Go peer into a temporary directory (the standard library only: nothing is downloaded). */
 function buildGoProxy(dir: string): string {
   const binary = join(dir, 'go-proxy');
@@ -74,21 +91,11 @@ export async function startPeer(name: PeerName, upstream: string): Promise<Peer>
   const undo = endWithBench(child, 'SIGTERM', () => rmSync(dir, { recursive: true, force: true }));
   const url = `http://127.0.0.1:${port}`;
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = once(child, 'exit');
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await stopChild(child, 'SIGTERM', 'SIGKILL');
     undo();
     untrackProcessTree(child.pid!);
     rmSync(dir, { recursive: true, force: true });
-    const refused = await fetch(url).then(
-      () => false,
-      () => true,
-    );
-    if (!refused) throw new Error(`${group} still answers on ${url} after it was stopped`);
+    if (!(await refuses(url))) throw new Error(`${group} still answers on ${url} after it was stopped`);
     log(`${group}: stopped`);
   };
   try {
