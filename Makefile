@@ -30,8 +30,12 @@ DEPS_BASE := python3-apt sudo rsync openssl
 DEPS_LINT := ansible-lint yamllint ruby shellcheck posh
 # The end-to-end suite loads the Swagger UI in headless Chromium.
 DEPS_TEST := chromium curl
+# The peer proxies that make bench starts with configurations of its own: nginx, and Go's httputil (golang-go builds
+# bench/peers/go-proxy.go).
+DEPS_BENCH := nginx-light golang-go
 
-# Installs the packages named in $(1) that are not installed yet (one apt-get update, only when needed).
+# Installs the packages named in $(1) that are not installed yet (one apt-get update, only when needed), then runs the
+# shell commands $(2), if any, which see the list installed in $$missing.
 define apt_ensure
 	@set -e; command -v dpkg-query >/dev/null || { echo "Not a Debian/Ubuntu host: install $(1) yourself."; exit 0; }; \
 	missing=""; \
@@ -42,6 +46,7 @@ define apt_ensure
 	  echo "Installing:$$missing"; \
 	  $(SUDO) apt-get update -qq; \
 	  $(APT_INSTALL) $$missing; \
+	  $(2) \
 	fi
 endef
 
@@ -268,19 +273,10 @@ PROFILE ?= 0
 bench: .env build deps-bench ## Benchmark the deployed stack (make local) against its ceilings and nginx, side by side: prints a table, writes bench/results.json (PROFILE=1: CPU profiles)
 	BENCH_PROFILE=$(PROFILE) npx tsx bench/run.ts
 
-# The peer proxies that make bench starts with configurations of its own: nginx, and Go's httputil (golang-go builds
-# bench/peers/go-proxy.go). The nginx package starts the distribution's nginx service on :80 as it installs: that one
-# is stopped and disabled again, so that nginx runs only while the bench measures it.
+# The nginx package starts the distribution's nginx service on :80 as it installs: that one is stopped and disabled
+# again, so that nginx runs only while the bench measures it.
+NGINX_SERVICE_OFF = case "$$missing" in *nginx-light*) \
+  $(SUDO) service nginx stop >/dev/null 2>&1 || true; $(SUDO) update-rc.d nginx disable >/dev/null 2>&1 || true;; esac;
 .PHONY: deps-bench
 deps-bench: ## Install what make bench runs besides the stack (nginx-light, golang-go) when missing
-	@set -e; command -v dpkg-query >/dev/null || { echo "Not a Debian/Ubuntu host: install nginx and Go yourself."; exit 0; }; \
-	missing=; for p in nginx-light golang-go; do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "Installing:$$missing (nginx's own service is stopped and disabled: make bench starts nginx itself)"; \
-	  $(SUDO) apt-get update -qq; \
-	  $(APT_INSTALL) $$missing; \
-	  $(SUDO) service nginx stop >/dev/null 2>&1 || true; \
-	  $(SUDO) update-rc.d nginx disable >/dev/null 2>&1 || true; \
-	fi
+	$(call apt_ensure,$(DEPS_BENCH),$(NGINX_SERVICE_OFF))
