@@ -1,7 +1,8 @@
 /**
  * The proxy phase: GET /api/movies/:id straight to inventory-api (direct), through api-gateway, and through nginx, Go's
- * httputil proxy and a bare Node http-proxy in front of the same inventory-api, side by side. First closed loop (autocannon, 10 and 100 connections: capacity),
- * then open loop at half of direct's capacity measured just before (latency when not saturated).
+ * httputil proxy and a bare Node http-proxy in front of the same inventory-api, side by side. First closed loop
+ * (autocannon, 10 and 100 connections: capacity), then open loop at half of direct's capacity measured just before
+ * (latency when not saturated).
  */
 import { request } from '@crud-master/test-support/http';
 import { DURATION_S, GATEWAY, INVENTORY, log, medianOf, paired, PROFILE, REPEATS, round, RUN, WARMUP_S } from './config.js';

@@ -55,8 +55,8 @@ function upstreamHeaders(req: IncomingMessage): void {
 
 /**
  * koa-proxies settles its promise on the response's 'close' by building an Error, stack trace and all, which it throws
- * away after every response that finished (a finished response closes too): about a tenth of the gateway's own time
- * per request. Its listener runs only for a response that closed unfinished, the one case it is there for.
+ * away after every response that finished (a finished response closes too): about 15 µs of a request's 440 in a CPU
+ * profile (issue 27). Its listener runs only for a response that closed unfinished, the one case it is there for.
  */
 function onlyWhenUnfinished(res: ServerResponse, listener: ((...args: unknown[]) => void) | undefined): void {
   if (listener === undefined) return;
