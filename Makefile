@@ -192,6 +192,12 @@ HOST_SCRIPTS := ansible/dotenv.sh ansible/make-env.sh ansible/vm-inventory.sh an
   ansible/check-idempotent.sh box/build.sh ops/deployment.sh ops/status.sh ops/logs.sh ops/host-status.sh \
   ops/backup.sh ops/host-backup.sh
 
+# What GNU make 3.81 (macOS's) lacks: .SHELLFLAGS, .ONESHELL, .RECIPEPREFIX, undefine and `define NAME =` (3.82), `!=`
+# and `::=` (4.0), the functions file, let and intcmp (4.0, 4.4). docs/testing.md: the run under a real 3.81.
+MAKE_AFTER_381 := -e '^\.(SHELLFLAGS|ONESHELL|RECIPEPREFIX)' -e '^(undefine|private)[[:space:]]' \
+  -e '^define[[:space:]]+[^[:space:]]+[[:space:]]+[:+?!]?=' -e '^[A-Za-z_][A-Za-z0-9_.-]*[[:space:]]*(::=|!=)' \
+  -e '\$$\((file|let|intcmp|guile)[[:space:]]'
+
 .PHONY: lint-infra
 lint-infra: .env deps-lint ## Syntax-check the playbook and the shell scripts (the host-side ones under dash, posh and shellcheck -s sh), ansible-lint, yamllint, ruby -c Vagrantfile
 	ansible-playbook --syntax-check -i $(VM_INVENTORY) $(PLAYBOOK)
@@ -202,6 +208,7 @@ lint-infra: .env deps-lint ## Syntax-check the playbook and the shell scripts (t
 	set -e; for script in ansible/*.sh box/*.sh tests/*.sh tests/provision/*.sh tests/vagrant/*.sh; do bash -n "$$script"; done
 	set -e; for shell in dash posh; do for script in $(HOST_SCRIPTS); do $$shell -n "$$script"; done; done
 	shellcheck -s sh $(HOST_SCRIPTS)
+	@! grep -nE $(MAKE_AFTER_381) Makefile || { echo "Makefile: the lines above need a make newer than 3.81" >&2; exit 1; }
 
 .PHONY: lint
 lint: lint-infra lint-ts lint-openapi ## Every static check: the infrastructure's, the TypeScript's and the OpenAPI contract's
