@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,17 +32,24 @@ describe('the host-side scripts on a POSIX sh (no bash on PATH)', () => {
   const billingHosts = () => {
     const lines = readFileSync(path.join(checkout, 'inventory.ini'), 'utf8').split('\n');
     const start = lines.indexOf('[billing]') + 1;
-    return lines.slice(start, lines.findIndex((line, i) => i >= start && line.startsWith('['))).filter((line) => /^[^#;\s]/.test(line));
+    return lines
+      .slice(
+        start,
+        lines.findIndex((line, i) => i >= start && line.startsWith('[')),
+      )
+      .filter((line) => /^[^#;\s]/.test(line));
   };
 
   before(() => {
     for (const shell of ['dash', 'posh']) {
-      if (spawnSync('sh', ['-c', `command -v ${shell}`]).status !== 0) throw new Error(`${shell} is missing: make deps-lint installs it`);
+      if (spawnSync('sh', ['-c', `command -v ${shell}`]).status !== 0)
+        throw new Error(`${shell} is missing: make deps-lint installs it`);
     }
     expect(path.basename(realpathSync('/bin/sh')), '/bin/sh').to.equal('dash');
     work = mkdtempSync(path.join(tmpdir(), 'crud-master-host-'));
     checkout = path.join(work, 'checkout');
-    for (const entry of ['Makefile', '.env.example', 'inventory.ini', 'ansible']) cpSync(path.join(repo, entry), path.join(checkout, entry), { recursive: true });
+    for (const entry of ['Makefile', '.env.example', 'inventory.ini', 'ansible'])
+      cpSync(path.join(repo, entry), path.join(checkout, entry), { recursive: true });
     const bin = path.join(work, 'bin');
     execFileSync(path.join(repo, 'tests/support/no-bash-path.sh'), [bin]);
     noBash = { PATH: bin, HOME: work, LANG: 'C' };
@@ -50,30 +57,91 @@ describe('the host-side scripts on a POSIX sh (no bash on PATH)', () => {
 
   after(() => rmSync(work, { recursive: true, force: true }));
 
+  /** The Vagrantfile of a copy of the checkout, loaded by Ruby with ARGS as vagrant's command line (Vagrant stubbed). */
+  let vagrantCheckout: string;
+  const loadVagrantfile = (args: string[]) => {
+    const stub = 'module Vagrant; def self.configure(*) end; end; load "Vagrantfile"';
+    const result = spawnSync('ruby', ['-e', stub, '--', ...args], { cwd: vagrantCheckout, encoding: 'utf8' });
+    return { status: result.status, out: `${result.stdout}${result.stderr}` };
+  };
+  before(() => {
+    vagrantCheckout = path.join(work, 'vagrant-checkout');
+    for (const entry of ['Vagrantfile', '.env.example', '.gitignore', 'ansible']) {
+      cpSync(path.join(repo, entry), path.join(vagrantCheckout, entry), { recursive: true });
+    }
+  });
+
   it('When the PATH is set up, then it has no bash but has make (the control)', () => {
     expect(run('sh', ['-c', 'command -v bash']).status, 'bash on PATH').to.not.equal(0);
     expect(run('sh', ['-c', 'command -v make']).status).to.equal(0);
   });
 
-  it('When `make .env` runs, then .env is made from .env.example, private, each secret a random 32 hex digits', () => {
-    const made = run('make', ['.env']);
-    expect(made.status, made.out).to.equal(0);
-    const file = path.join(checkout, '.env');
+  /** FILE is .env.example's variables, private, and each of its empty secrets a random 32 hex digits. */
+  const expectFreshEnv = (file: string) => {
     expect(statSync(file).mode & 0o777).to.equal(0o600);
     const env = envOf(file);
-    const example = envOf(path.join(checkout, '.env.example'));
+    const example = envOf(path.join(repo, '.env.example'));
     expect(Object.keys(env)).to.have.members(Object.keys(example));
     const secrets = Object.keys(example).filter((name) => /_(PASSWORD|COOKIE)$/.test(name) && example[name] === '');
     expect(secrets).to.not.be.empty;
-    for (const name of secrets) expect(env[name], name).to.match(/^[0-9a-f]{32}$/);
+    for (const name of Object.keys(example)) {
+      if (secrets.includes(name)) expect(env[name], name).to.match(/^[0-9a-f]{32}$/);
+      else expect(env[name], name).to.equal(example[name]);
+    }
     expect(new Set(secrets.map((name) => env[name])).size, 'each secret its own').to.equal(secrets.length);
+  };
+
+  it('When `make .env` runs, then .env is made from .env.example, private, each secret a random 32 hex digits', () => {
+    const made = run('make', ['.env']);
+    expect(made.status, made.out).to.equal(0);
+    expectFreshEnv(path.join(checkout, '.env'));
+  });
+
+  it('When `vagrant up` runs with no .env (Windows has no make), then the Vagrantfile makes it as `make .env` does', () => {
+    const vagrant = loadVagrantfile(['status']);
+    expect(vagrant.status, vagrant.out).to.equal(0);
+    expect(vagrant.out).to.include('Made');
+    expectFreshEnv(path.join(vagrantCheckout, '.env'));
+  });
+
+  it("When a command that provisions loads the Vagrantfile, then /vagrant's archive is the checkout without .git and what .gitignore names", () => {
+    const planted = [
+      'backups/2026/billing_db.dump',
+      'node_modules/x/index.js',
+      'services/a/dist/main.js',
+      'services/a/b.tsbuildinfo',
+      'bench/results.json',
+      'bench/profiles/p.cpuprofile',
+      '.test-results/r.json',
+      'a.log',
+      '.vagrant/machines/k',
+      '.git/config',
+    ];
+    const kept = ['tests/bench/results.json', 'services/a/src/dist.ts', 'untracked.md'];
+    for (const file of [...planted, ...kept]) {
+      mkdirSync(path.dirname(path.join(vagrantCheckout, file)), { recursive: true });
+      writeFileSync(path.join(vagrantCheckout, file), file);
+    }
+    const vagrant = loadVagrantfile(['up', '--provider=docker']);
+    expect(vagrant.status, vagrant.out).to.equal(0);
+    const listed = execFileSync('tar', ['-tzf', path.join(vagrantCheckout, '.vagrant/provision/checkout.tar.gz')], {
+      encoding: 'utf8',
+    })
+      .split('\n')
+      .filter((entry) => !entry.endsWith('/') && entry !== '');
+    expect(listed).to.include.members([...kept, 'Vagrantfile', '.env.example', 'ansible/group_vars/all.yml']);
+    expect(listed.filter((entry) => [...planted, '.env'].includes(entry))).to.deep.equal([]);
   });
 
   it('When .env lacks variables and sets BILLING_VM_COUNT=3, then `make inventory` adds them, keeps the values, and lists three billing VMs', () => {
     const file = path.join(checkout, '.env');
     const before = envOf(file);
     const kept = Object.entries(before).filter(([name]) => name !== 'LOG_LEVEL' && name !== 'BILLING_VM_COUNT');
-    writeFileSync(file, `# mine\nexport BILLING_VM_COUNT="3"\n${kept.map(([name, value]) => `${name}=${value}`).join('\n')}\n`, { mode: 0o600 });
+    writeFileSync(
+      file,
+      `# mine\nexport BILLING_VM_COUNT="3"\n${kept.map(([name, value]) => `${name}=${value}`).join('\n')}\n`,
+      { mode: 0o600 },
+    );
     const made = run('make', ['inventory']);
     expect(made.status, made.out).to.equal(0);
     expect(made.out).to.include('Added to').and.include('LOG_LEVEL');
@@ -85,16 +153,44 @@ describe('the host-side scripts on a POSIX sh (no bash on PATH)', () => {
   it("When `make up` is planned (make -n), then the Makefile's own reader of .env names the billing VMs", () => {
     const planned = run('make', ['-n', 'up', 'PROVIDER=virtualbox']);
     expect(planned.status, planned.out).to.equal(0);
-    expect(planned.out).to.include('vagrant up --provider=virtualbox billing-vm billing-vm-2 billing-vm-3 inventory-vm');
+    expect(planned.out).to.include(
+      'vagrant up --provider=virtualbox billing-vm billing-vm-2 billing-vm-3 inventory-vm',
+    );
   });
 
   for (const shell of ['dash', 'posh']) {
     it(`When ${shell} runs the .env reader and make-env.sh, then they read and write what the Vagrantfile reads`, () => {
       const sample = path.join(work, `${shell}.env`);
-      writeFileSync(sample, ['# comment', '  export A="two words"  ', "B='x'", 'C=a=b', 'not a variable', 'BILLING_VM_COUNT=2', 'A=last\r', 'D="'].join('\n'));
-      const read = run(shell, ['-c', '. ansible/dotenv.sh && dotenv_pairs "$1" && billing_vm_names "$1" && dotenv_get "$1" C', shell, sample]);
+      writeFileSync(
+        sample,
+        [
+          '# comment',
+          '  export A="two words"  ',
+          "B='x'",
+          'C=a=b',
+          'not a variable',
+          'BILLING_VM_COUNT=2',
+          'A=last\r',
+          'D="',
+        ].join('\n'),
+      );
+      const read = run(shell, [
+        '-c',
+        '. ansible/dotenv.sh && dotenv_pairs "$1" && billing_vm_names "$1" && dotenv_get "$1" C',
+        shell,
+        sample,
+      ]);
       expect(read.status, read.out).to.equal(0);
-      expect(read.out.split('\n')).to.deep.equal(['A=last', 'B=x', 'C=a=b', 'BILLING_VM_COUNT=2', 'D="', 'billing-vm billing-vm-2', 'a=b', '']);
+      expect(read.out.split('\n')).to.deep.equal([
+        'A=last',
+        'B=x',
+        'C=a=b',
+        'BILLING_VM_COUNT=2',
+        'D="',
+        'billing-vm billing-vm-2',
+        'a=b',
+        '',
+      ]);
       writeFileSync(sample, 'BILLING_VM_COUNT=02\n');
       const bad = run(shell, ['-c', '. ansible/dotenv.sh && billing_vm_names "$1"', shell, sample]);
       expect(bad.status, 'BILLING_VM_COUNT=02').to.not.equal(0);

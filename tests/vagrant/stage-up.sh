@@ -46,8 +46,6 @@ rsync -a --filter=':- .gitignore' --exclude=.git/ --exclude=.vagrant/ --exclude=
 on_host() { in_sandbox env PATH="$tmp/no-bash" "$@"; }
 on_host "$checkout/ansible/make-env.sh" "BILLING_VM_COUNT=$billing_vm_count" > /dev/null \
   || abort "setup" "ansible/make-env.sh failed in $checkout (no bash on PATH)"
-# As a user's own checkout: the guests' vagrant user (uid 1000) owns /vagrant, as on VirtualBox's shared folder.
-chown -R 1000:1000 "$checkout"
 dotenv_export "$checkout/.env"
 # The machines of the Vagrantfile: billing-vm-2 … billing-vm-N after billing-vm.
 read -ra billing_vms <<<"$(billing_vm_names "$checkout/.env")"
