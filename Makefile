@@ -219,6 +219,7 @@ lint-openapi: node_modules ## Lint openapi.yaml with Redocly (redocly.yaml: reco
 
 .PHONY: lint-ts
 lint-ts: build ## Type-check (tsc), lint (ESLint with typescript-eslint) and check what each npm workspace declares (knip)
+	npx prettier --check '**/*.{ts,js,cjs}'
 	npx tsc -p tsconfig.test.json
 	npx eslint .
 	npx knip

@@ -34,5 +34,9 @@ const http = { exec_mode: 'cluster', instances: 2 };
 const single = { exec_mode: 'fork', instances: 1 };
 
 module.exports = {
-  apps: [app('api-gateway', 'gateway', http, 16), app('inventory-api', 'inventory', http), app('billing-consumer', 'billing', single)],
+  apps: [
+    app('api-gateway', 'gateway', http, 16),
+    app('inventory-api', 'inventory', http),
+    app('billing-consumer', 'billing', single),
+  ],
 };

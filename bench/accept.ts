@@ -4,7 +4,19 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConfirmChannel } from 'amqplib';
 import type pg from 'pg';
 import { countBenchRows, deleteBenchRows, publishConfirmed, queueEmpty } from './billing.js';
-import { DURATION_S, GATEWAY, log, medianOf, ORDER, ORDER_JSON, paired, QUEUE, REPEATS, round, WARMUP_S } from './config.js';
+import {
+  DURATION_S,
+  GATEWAY,
+  log,
+  medianOf,
+  ORDER,
+  ORDER_JSON,
+  paired,
+  QUEUE,
+  REPEATS,
+  round,
+  WARMUP_S,
+} from './config.js';
 import { load, type LoadResult } from './load.js';
 import { cpuPerRequest, cpuSnapshot, mergeMax, rssSampler, type CpuGroups, type MemoryByApp } from './processes.js';
 
@@ -14,7 +26,11 @@ export const ORDER_REQUESTS = [
 ];
 
 /** `concurrency` publishers, each waiting for its confirm before the next: what the gateway does per request. */
-async function rawPublish(channel: ConfirmChannel, concurrency: number, seconds: number): Promise<{ rate: number; confirmed: number; cpu_ms_per_message: CpuGroups }> {
+async function rawPublish(
+  channel: ConfirmChannel,
+  concurrency: number,
+  seconds: number,
+): Promise<{ rate: number; confirmed: number; cpu_ms_per_message: CpuGroups }> {
   const deadline = performance.now() + seconds * 1000;
   const cpuBefore = cpuSnapshot();
   let confirmed = 0;
@@ -29,7 +45,11 @@ async function rawPublish(channel: ConfirmChannel, concurrency: number, seconds:
     }),
   );
   const elapsed = (performance.now() - started) / 1000;
-  return { rate: round(confirmed / elapsed, 0), confirmed, cpu_ms_per_message: cpuPerRequest(cpuBefore, cpuSnapshot(), confirmed) };
+  return {
+    rate: round(confirmed / elapsed, 0),
+    confirmed,
+    cpu_ms_per_message: cpuPerRequest(cpuBefore, cpuSnapshot(), confirmed),
+  };
 }
 
 export async function acceptPhase(db: pg.Pool, channel: ConfirmChannel, memory: { load: MemoryByApp }) {
@@ -61,7 +81,9 @@ export async function acceptPhase(db: pg.Pool, channel: ConfirmChannel, memory: 
         const result = await postOrder(DURATION_S);
         Object.assign(memory.load, mergeMax(memory.load, sampler.stop()));
         gateway.push(result);
-        log(`accept gateway: ${result.rps} 202/s p99 ${result.p99_ms} ms (${result.non_ok} other statuses, ${result.errors} errors)`);
+        log(
+          `accept gateway: ${result.rps} 202/s p99 ${result.p99_ms} ms (${result.non_ok} other statuses, ${result.errors} errors)`,
+        );
       } else {
         count(await rawPublish(channel, concurrency, WARMUP_S));
         const result = count(await rawPublish(channel, concurrency, DURATION_S));
@@ -85,6 +107,18 @@ export async function acceptPhase(db: pg.Pool, channel: ConfirmChannel, memory: 
     'api-gateway_cpu_ms_per_request': medianOf(gateway, (r) => r.cpu_ms_per_request['api-gateway'] ?? 0, 3),
     runs: gateway,
   };
-  const r = { rate: medianOf(raw, (x) => x.rate, 0), cpu_ms_per_message: medianOf(raw, (x) => x.cpu_ms_per_message.total ?? 0, 3), runs: raw };
-  return { concurrency, gateway: g, raw: r, ratio: paired(gateway, raw, (g, r) => g.rps / r.rate), accepted, stored_rows: stored, lost: 0 };
+  const r = {
+    rate: medianOf(raw, (x) => x.rate, 0),
+    cpu_ms_per_message: medianOf(raw, (x) => x.cpu_ms_per_message.total ?? 0, 3),
+    runs: raw,
+  };
+  return {
+    concurrency,
+    gateway: g,
+    raw: r,
+    ratio: paired(gateway, raw, (g, r) => g.rps / r.rate),
+    accepted,
+    stored_rows: stored,
+    lost: 0,
+  };
 }

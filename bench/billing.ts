@@ -19,13 +19,20 @@ export const billingDb = () =>
 
 /** The bench's orders (user_id 'bench') in billing_db. */
 export const countBenchRows = async (db: pg.Pool) =>
-  Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM orders WHERE user_id = $1', [BENCH_USER])).rows[0]!.n);
+  Number(
+    (await db.query<{ n: string }>('SELECT count(*) AS n FROM orders WHERE user_id = $1', [BENCH_USER])).rows[0]!.n,
+  );
 
-export const deleteBenchRows = async (db: pg.Pool) => (await db.query('DELETE FROM orders WHERE user_id = $1', [BENCH_USER])).rowCount ?? 0;
+export const deleteBenchRows = async (db: pg.Pool) =>
+  (await db.query('DELETE FROM orders WHERE user_id = $1', [BENCH_USER])).rowCount ?? 0;
 
 /** Resolves once `queue` holds no message. */
 export const queueEmpty = (channel: ConfirmChannel, queue: string, timeoutMs: number) =>
-  eventually(async () => ((await channel.checkQueue(queue)).messageCount === 0 ? true : undefined), timeoutMs, `${queue} to be empty`);
+  eventually(
+    async () => ((await channel.checkQueue(queue)).messageCount === 0 ? true : undefined),
+    timeoutMs,
+    `${queue} to be empty`,
+  );
 
 /** Publishes one message on a confirm channel and resolves on the broker's confirm. */
 export const publishConfirmed = (channel: ConfirmChannel, queue: string, body: Buffer, messageId: string) =>
@@ -36,7 +43,13 @@ export const publishConfirmed = (channel: ConfirmChannel, queue: string, body: B
   });
 
 /** Publishes `count` messages with `window` confirms outstanding; ids are `${prefix}-${i}`. */
-export async function preload(channel: ConfirmChannel, queue: string, count: number, prefix: string, window = 500): Promise<void> {
+export async function preload(
+  channel: ConfirmChannel,
+  queue: string,
+  count: number,
+  prefix: string,
+  window = 500,
+): Promise<void> {
   const body = Buffer.from(ORDER_JSON);
   let next = 0;
   await Promise.all(
@@ -52,9 +65,14 @@ export async function preload(channel: ConfirmChannel, queue: string, count: num
 /** The prefetch of billing-consumer's channel, as the broker sees it (management API), so the raw loop uses the same. */
 export async function consumerPrefetch(): Promise<number> {
   const url = `${management}/queues/${encodeURIComponent(billingQueue.vhost)}/${encodeURIComponent(QUEUE)}`;
-  const queue = (await (await fetch(url, { headers: managementAuth })).json()) as { consumer_details?: Array<{ prefetch_count: number }> };
+  const queue = (await (await fetch(url, { headers: managementAuth })).json()) as {
+    consumer_details?: Array<{ prefetch_count: number }>;
+  };
   const prefetch = queue.consumer_details?.[0]?.prefetch_count;
-  if (!prefetch) throw new Error(`billing-consumer has no consumer on ${QUEUE} (management API: ${JSON.stringify(queue).slice(0, 200)})`);
+  if (!prefetch)
+    throw new Error(
+      `billing-consumer has no consumer on ${QUEUE} (management API: ${JSON.stringify(queue).slice(0, 200)})`,
+    );
   return prefetch;
 }
 

@@ -44,7 +44,8 @@ export const TARGETS = {
 };
 
 export const round = (value: number, digits = 2) => Math.round(value * 10 ** digits) / 10 ** digits;
-export const log = (message: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+export const log = (message: string) =>
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
 export const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
@@ -56,6 +57,7 @@ export const percentile = (sorted: Float64Array, p: number) =>
 /** The median over runs of one number of each run. */
 export const medianOf = <T>(runs: T[], of: (run: T) => number, digits = 2) => round(median(runs.map(of)), digits);
 /** The median over repeats of a ratio (or difference) of two sides' runs taken side by side. */
-export const paired = <T, U>(a: T[], b: U[], of: (x: T, y: U) => number, digits = 3) => round(median(a.map((x, i) => of(x, b[i]!))), digits);
+export const paired = <T, U>(a: T[], b: U[], of: (x: T, y: U) => number, digits = 3) =>
+  round(median(a.map((x, i) => of(x, b[i]!))), digits);
 /** The env file that provisioning wrote for a PM2 app: the copies and candidates the bench starts read it too. */
 export const deployedEnvFile = (app: string) => `/etc/crud-master/${app}.env`;

@@ -8,8 +8,28 @@ import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import type pg from 'pg';
 import { eventually } from '@crud-master/test-support/http';
 import { pm2, pm2Processes } from '@crud-master/test-support/pm2';
-import { consumerPrefetch, countBenchRows, deleteBenchRows, preload, queueEmpty, removeBenchOrders } from './billing.js';
-import { BENCH_USER, CONSUMER, deployedEnvFile, DRAIN_MESSAGES, DRAIN_RUNS, env, log, median, QUEUE, root, round, RUN } from './config.js';
+import {
+  consumerPrefetch,
+  countBenchRows,
+  deleteBenchRows,
+  preload,
+  queueEmpty,
+  removeBenchOrders,
+} from './billing.js';
+import {
+  BENCH_USER,
+  CONSUMER,
+  deployedEnvFile,
+  DRAIN_MESSAGES,
+  DRAIN_RUNS,
+  env,
+  log,
+  median,
+  QUEUE,
+  root,
+  round,
+  RUN,
+} from './config.js';
 import { cpuPerRequest, cpuSnapshot, mergeMax, procRssMb, type CpuGroups, type MemoryByApp } from './processes.js';
 
 /** Starts the deployed billing-consumer again unless it is online (whatever failed, the bench leaves it running). */
@@ -27,9 +47,17 @@ function startConsumerUnderTest(): { pid: () => number; stop: () => Promise<void
     pm2('start', CONSUMER);
     return { pid: () => pm2Processes().find((p) => p.name === CONSUMER)?.pid ?? 0, stop: () => Promise.resolve() };
   }
-  const args = [...(env.BENCH_CANDIDATE_NODE_ARGS ?? '').split(' ').filter(Boolean), `--env-file=${deployedEnvFile(CONSUMER)}`, 'services/billing/dist/main.js'];
+  const args = [
+    ...(env.BENCH_CANDIDATE_NODE_ARGS ?? '').split(' ').filter(Boolean),
+    `--env-file=${deployedEnvFile(CONSUMER)}`,
+    'services/billing/dist/main.js',
+  ];
   log(`drain: candidate consumer: node ${args.join(' ')}`);
-  const child = spawn('node', args, { cwd: root, env: { ...env, BILLING_HEALTH_PORT: '18092', BILLING_METRICS_PORT: '0' }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn('node', args, {
+    cwd: root,
+    env: { ...env, BILLING_HEALTH_PORT: '18092', BILLING_METRICS_PORT: '0' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   return {
     pid: () => child.pid ?? 0,
     stop: async () => {
@@ -70,7 +98,11 @@ async function consumerDrain(db: pg.Pool, channel: ConfirmChannel, prefix: strin
       );
       memory.load = mergeMax(memory.load, { [CONSUMER]: { instances_mb: [peakRss], max_mb: peakRss } });
       // the management API lists a consumer some seconds after it started
-      const prefetch = await eventually(() => consumerPrefetch().catch(() => undefined), 30_000, 'the consumer to show in the management API');
+      const prefetch = await eventually(
+        () => consumerPrefetch().catch(() => undefined),
+        30_000,
+        'the consumer to show in the management API',
+      );
       const seconds = (done.at - first!.at) / 1000;
       return {
         prefetch,
@@ -99,21 +131,27 @@ async function rawDrain(connection: ChannelModel, channel: ConfirmChannel, prefe
     const consumer = await connection.createChannel();
     await consumer.prefetch(prefetch);
     const cpuBefore = cpuSnapshot();
-    const raw = await new Promise<{ rate: number; seconds: number; cpu_ms_per_message: CpuGroups }>((resolve, reject) => {
-      let acked = 0;
-      let first = 0;
-      consumer
-        .consume(scratch, (message) => {
-          if (message === null) return;
-          if (acked === 0) first = performance.now();
-          consumer.ack(message);
-          if (++acked === count) {
-            const seconds = (performance.now() - first) / 1000;
-            resolve({ rate: round((count - 1) / seconds, 0), seconds: round(seconds, 2), cpu_ms_per_message: cpuPerRequest(cpuBefore, cpuSnapshot(), count) });
-          }
-        })
-        .catch(reject);
-    });
+    const raw = await new Promise<{ rate: number; seconds: number; cpu_ms_per_message: CpuGroups }>(
+      (resolve, reject) => {
+        let acked = 0;
+        let first = 0;
+        consumer
+          .consume(scratch, (message) => {
+            if (message === null) return;
+            if (acked === 0) first = performance.now();
+            consumer.ack(message);
+            if (++acked === count) {
+              const seconds = (performance.now() - first) / 1000;
+              resolve({
+                rate: round((count - 1) / seconds, 0),
+                seconds: round(seconds, 2),
+                cpu_ms_per_message: cpuPerRequest(cpuBefore, cpuSnapshot(), count),
+              });
+            }
+          })
+          .catch(reject);
+      },
+    );
     await consumer.close();
     return raw;
   } finally {
@@ -121,7 +159,13 @@ async function rawDrain(connection: ChannelModel, channel: ConfirmChannel, prefe
   }
 }
 
-async function drainOnce(db: pg.Pool, connection: ChannelModel, channel: ConfirmChannel, run: number, memory: { load: MemoryByApp }) {
+async function drainOnce(
+  db: pg.Pool,
+  connection: ChannelModel,
+  channel: ConfirmChannel,
+  run: number,
+  memory: { load: MemoryByApp },
+) {
   const prefix = `bench-drain-${RUN}-${run}`;
   const consumer = await consumerDrain(db, channel, prefix, memory);
   const drained = await countBenchRows(db);
@@ -134,10 +178,21 @@ async function drainOnce(db: pg.Pool, connection: ChannelModel, channel: Confirm
   log(`drain: removed ${await deleteBenchRows(db)} bench orders`);
   const raw = await rawDrain(connection, channel, consumer.prefetch);
   log(`drain raw: ${raw.rate} msg/s`);
-  return { consumer, raw, ratio: round(consumer.rate / raw.rate, 3), drained_rows: drained, duplicate_rows: Number(dupes[0]!.n) };
+  return {
+    consumer,
+    raw,
+    ratio: round(consumer.rate / raw.rate, 3),
+    drained_rows: drained,
+    duplicate_rows: Number(dupes[0]!.n),
+  };
 }
 
-export async function drainPhase(db: pg.Pool, connection: ChannelModel, channel: ConfirmChannel, memory: { load: MemoryByApp }) {
+export async function drainPhase(
+  db: pg.Pool,
+  connection: ChannelModel,
+  channel: ConfirmChannel,
+  memory: { load: MemoryByApp },
+) {
   const runs = [];
   for (let run = 1; run <= DRAIN_RUNS; run++) {
     log(`drain: run ${run} of ${DRAIN_RUNS}`);

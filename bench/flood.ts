@@ -41,18 +41,31 @@ export async function floodPhase() {
     log(`flood: no flood, ${quiet.gets} GETs p50 ${quiet.p50_ms} p99 ${quiet.p99_ms} ms`);
     const url = new URL(GATEWAY);
     const { probe, report } = await probeDuringFlood(
-      { host: url.hostname, port: Number(url.port), localAddress: FLOOD_FROM, count: FLOOD_CONNECTIONS, trickleMs: FLOOD_TRICKLE_MS },
+      {
+        host: url.hostname,
+        port: Number(url.port),
+        localAddress: FLOOD_FROM,
+        count: FLOOD_CONNECTIONS,
+        trickleMs: FLOOD_TRICKLE_MS,
+      },
       { base: GATEWAY, path, agent, pauseMs: PAUSE_MS },
       FLOOD_LIMIT_MS,
     );
     const during = latency(probe);
-    log(`flood: ${FLOOD_CONNECTIONS} slow connections, ${during.gets} GETs p50 ${during.p50_ms} p99 ${during.p99_ms} ms`);
+    log(
+      `flood: ${FLOOD_CONNECTIONS} slow connections, ${during.gets} GETs p50 ${during.p50_ms} p99 ${during.p99_ms} ms`,
+    );
     return {
       connections: FLOOD_CONNECTIONS,
       quiet,
       during,
       added_p99_ms: round(during.p99_ms - quiet.p99_ms),
-      flood: { connected: report.connected, open_at_end: report.openNow, longest_ms: Math.round(report.longestMs), answers: report.answers },
+      flood: {
+        connected: report.connected,
+        open_at_end: report.openNow,
+        longest_ms: Math.round(report.longestMs),
+        answers: report.answers,
+      },
     };
   } finally {
     agent.destroy();

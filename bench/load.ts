@@ -22,7 +22,9 @@ export async function load(options: autocannon.Options, okStatus: number): Promi
   let nonOk = 0;
   const cpuBefore = cpuSnapshot();
   const result = await new Promise<autocannon.Result>((resolve, reject) => {
-    const instance = autocannon(options, (err, res) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(res)));
+    const instance = autocannon(options, (err, res) =>
+      err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(res),
+    );
     instance.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => {
       if (status === okStatus) {
         ok++;

@@ -65,7 +65,9 @@ export async function startNginx(upstream: string): Promise<Nginx> {
   const check = spawnSync('nginx', [...args, '-t'], { encoding: 'utf8' });
   if (check.error || check.status !== 0) {
     rmSync(dir, { recursive: true, force: true });
-    throw new Error(`nginx -t failed (is nginx-light installed? make bench installs it): ${check.error?.message ?? check.stderr}`);
+    throw new Error(
+      `nginx -t failed (is nginx-light installed? make bench installs it): ${check.error?.message ?? check.stderr}`,
+    );
   }
   const child = spawn('nginx', [...args, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] });
   const pid = child.pid!;
@@ -90,7 +92,8 @@ export async function startNginx(upstream: string): Promise<Nginx> {
     // up, and really nginx proxying to inventory-api: nginx puts its own name in Server
     await eventually(
       async () => {
-        if (child.exitCode !== null) throw new Error(`nginx exited with ${child.exitCode}: ${readFileSync(`${dir}/error.log`, 'utf8')}`);
+        if (child.exitCode !== null)
+          throw new Error(`nginx exited with ${child.exitCode}: ${readFileSync(`${dir}/error.log`, 'utf8')}`);
         const reply = await fetch(`${url}/readyz`).catch(() => undefined);
         await reply?.arrayBuffer();
         return reply?.status === 200 && reply.headers.get('server')?.startsWith('nginx') ? true : undefined;

@@ -30,7 +30,14 @@ export interface OpenLoopResult {
  * ones, over a pool of at most `connections` keep-alive connections (a request that finds them all busy waits, and
  * that wait counts in its latency).
  */
-export async function openLoop(origin: string, paths: string[], rate: number, seconds: number, warmupS: number, connections = 100): Promise<OpenLoopResult> {
+export async function openLoop(
+  origin: string,
+  paths: string[],
+  rate: number,
+  seconds: number,
+  warmupS: number,
+  connections = 100,
+): Promise<OpenLoopResult> {
   const pool = new Pool(origin, { connections, headersTimeout: 10_000, bodyTimeout: 10_000 });
   const interval = 1000 / rate;
   const warmup = Math.round(rate * warmupS);

@@ -68,7 +68,9 @@ function buildGoProxy(dir: string): string {
   const env = { ...process.env, GOTOOLCHAIN: 'local', GOCACHE: join(dir, 'cache'), GOPATH: join(dir, 'gopath') };
   const built = spawnSync('go', ['build', '-o', binary, `${root}bench/peers/go-proxy.go`], { encoding: 'utf8', env });
   if (built.error || built.status !== 0) {
-    throw new Error(`go build of bench/peers/go-proxy.go failed (is golang-go installed? make bench installs it): ${built.error?.message ?? built.stderr}`);
+    throw new Error(
+      `go build of bench/peers/go-proxy.go failed (is golang-go installed? make bench installs it): ${built.error?.message ?? built.stderr}`,
+    );
   }
   return binary;
 }
@@ -76,7 +78,13 @@ function buildGoProxy(dir: string): string {
 export const PEERS = {
   go: (dir: string, port: number, upstream: string) => [buildGoProxy(dir), `127.0.0.1:${port}`, upstream],
   // http-proxy calls util._extend, which Node deprecates with a warning
-  node: (_dir: string, port: number, upstream: string) => [process.execPath, '--no-deprecation', `${root}bench/peers/node-proxy.ts`, String(port), upstream],
+  node: (_dir: string, port: number, upstream: string) => [
+    process.execPath,
+    '--no-deprecation',
+    `${root}bench/peers/node-proxy.ts`,
+    String(port),
+    upstream,
+  ],
 };
 export type PeerName = keyof typeof PEERS;
 

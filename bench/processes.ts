@@ -15,7 +15,8 @@ const addInstance = (out: MemoryByApp, app: string, mb: number) => {
 /** RSS of every instance from `pm2 jlist` (monit.memory). */
 export function pm2Memory(): MemoryByApp {
   const out: MemoryByApp = {};
-  for (const p of pm2Processes().filter((p) => (APPS as readonly string[]).includes(p.name))) addInstance(out, p.name, round(p.memory / 2 ** 20, 1));
+  for (const p of pm2Processes().filter((p) => (APPS as readonly string[]).includes(p.name)))
+    addInstance(out, p.name, round(p.memory / 2 ** 20, 1));
   return out;
 }
 
@@ -126,7 +127,10 @@ export async function settle(cores = 0.25, timeoutMs = 20_000): Promise<number> 
     const before = cpuSnapshot(apps);
     await sleep(1000);
     const after = cpuSnapshot(apps);
-    const used = Object.entries(after).reduce((sum, [group, s]) => (group === 'load-generator' ? sum : sum + s - (before[group] ?? 0)), 0);
+    const used = Object.entries(after).reduce(
+      (sum, [group, s]) => (group === 'load-generator' ? sum : sum + s - (before[group] ?? 0)),
+      0,
+    );
     if (used < cores || Date.now() > deadline) return round(used, 2);
   }
 }

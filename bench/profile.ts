@@ -28,7 +28,11 @@ export const PROFILED: Profiled[] = [
   {
     app: 'inventory-api',
     script: 'services/inventory/dist/main.js',
-    listen: (port) => ({ INVENTORY_API_HOST: '127.0.0.1', INVENTORY_API_PORT: String(port), INVENTORY_METRICS_PORT: '0' }),
+    listen: (port) => ({
+      INVENTORY_API_HOST: '127.0.0.1',
+      INVENTORY_API_PORT: String(port),
+      INVENTORY_METRICS_PORT: '0',
+    }),
   },
 ];
 
@@ -96,7 +100,8 @@ export async function startCopy(service: Profiled, nodeArgs: string[], logFile: 
     await exited;
   };
   try {
-    const ready = async () => ((await fetch(`${url}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined);
+    const ready = async () =>
+      (await fetch(`${url}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined;
     await eventually(ready, 30_000, `${service.app} (copy) to be ready`);
   } catch (err) {
     await stop();

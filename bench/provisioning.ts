@@ -9,10 +9,22 @@ function deployDrift(): string[] {
   const dest = '/opt/crud-master/';
   if (!existsSync(dest)) return ['/opt/crud-master does not exist'];
   // what the build role leaves out of its copy
-  const excludes = (parse(readFileSync(`${root}roles/crud_build/defaults/main.yml`, 'utf8')) as { crud_build_sync_excludes: string[] }).crud_build_sync_excludes;
+  const excludes = (
+    parse(readFileSync(`${root}roles/crud_build/defaults/main.yml`, 'utf8')) as { crud_build_sync_excludes: string[] }
+  ).crud_build_sync_excludes;
   const out = execFileSync(
     'rsync',
-    ['-rlpn', '--checksum', '--delete', '-i', '--omit-dir-times', '--filter=:-_.gitignore', ...excludes.map((e) => `--exclude=${e}`), root, dest],
+    [
+      '-rlpn',
+      '--checksum',
+      '--delete',
+      '-i',
+      '--omit-dir-times',
+      '--filter=:-_.gitignore',
+      ...excludes.map((e) => `--exclude=${e}`),
+      root,
+      dest,
+    ],
     { encoding: 'utf8' },
   );
   return out.split('\n').filter((line) => line.trim() && !/^\.d/.test(line) && !/^cd\+\+/.test(line));

@@ -5,7 +5,19 @@
  * (latency when not saturated).
  */
 import { request } from '@crud-master/test-support/http';
-import { DURATION_S, GATEWAY, INVENTORY, log, medianOf, paired, PROFILE, REPEATS, round, RUN, WARMUP_S } from './config.js';
+import {
+  DURATION_S,
+  GATEWAY,
+  INVENTORY,
+  log,
+  medianOf,
+  paired,
+  PROFILE,
+  REPEATS,
+  round,
+  RUN,
+  WARMUP_S,
+} from './config.js';
 import { load, type LoadResult } from './load.js';
 import { startNginx } from './nginx.js';
 import { startPeer } from './peers.js';
@@ -59,13 +71,17 @@ export function movies() {
   let paths: string[] = [];
   let reseeded = 0;
   const remove = async () => {
-    for (const id of ids.splice(0)) await request(`${INVENTORY}/api/movies/${id}`, { method: 'DELETE' }).catch(() => undefined);
+    for (const id of ids.splice(0))
+      await request(`${INVENTORY}/api/movies/${id}`, { method: 'DELETE' }).catch(() => undefined);
   };
   const seed = async () => {
     log(`proxy: seeding 100 movies straight into inventory-api (${INVENTORY})`);
     await remove();
     for (let i = 0; i < 100; i++) {
-      const reply = await request(`${INVENTORY}/api/movies`, { method: 'POST', json: { title: `bench-${RUN}-${i}`, description: 'benchmark row' } });
+      const reply = await request(`${INVENTORY}/api/movies`, {
+        method: 'POST',
+        json: { title: `bench-${RUN}-${i}`, description: 'benchmark row' },
+      });
       if (reply.status !== 201) throw new Error(`seeding a movie gave ${reply.status}: ${JSON.stringify(reply.body)}`);
       ids.push((reply.body as { id: number }).id);
     }
@@ -74,7 +90,11 @@ export function movies() {
   return {
     /** The movies' paths, seeded again first when they vanished (another suite emptied movies_db). */
     paths: async () => {
-      const there = ids.length > 0 && (await Promise.all(ids.map((id) => fetch(`${INVENTORY}/api/movies/${id}`).then((r) => r.status)))).every((s) => s === 200);
+      const there =
+        ids.length > 0 &&
+        (await Promise.all(ids.map((id) => fetch(`${INVENTORY}/api/movies/${id}`).then((r) => r.status)))).every(
+          (s) => s === 200,
+        );
       if (!there) {
         if (ids.length) reseeded++;
         await seed();
@@ -113,9 +133,17 @@ export async function proxyPhase(memory: { load: MemoryByApp }) {
     /** the gateway's own CPU per request over the bare Node http-proxy's */
     bare_node_cpu_ratio: paired(runs.gateway, runs.node, (g, n) => ownCpu(g, 'api-gateway') / ownCpu(n, 'node-proxy')),
     /** inventory-api's CPU per request through the gateway over direct */
-    upstream_cpu_ratio: paired(runs.gateway, runs.direct, (g, d) => ownCpu(g, 'inventory-api') / ownCpu(d, 'inventory-api')),
+    upstream_cpu_ratio: paired(
+      runs.gateway,
+      runs.direct,
+      (g, d) => ownCpu(g, 'inventory-api') / ownCpu(d, 'inventory-api'),
+    ),
     // on a machine whose cores are all busy, req/s goes as 1 / CPU per request: the best ratio these costs allow
-    cpu_bound_ratio: round(medianOf(runs.direct, (r) => r.cpu_ms_per_request.total ?? 0, 3) / medianOf(runs.gateway, (r) => r.cpu_ms_per_request.total ?? 0, 3), 3),
+    cpu_bound_ratio: round(
+      medianOf(runs.direct, (r) => r.cpu_ms_per_request.total ?? 0, 3) /
+        medianOf(runs.gateway, (r) => r.cpu_ms_per_request.total ?? 0, 3),
+      3,
+    ),
     saturated_added_p99_ms: paired(runs.gateway, runs.direct, (g, d) => g.p99_ms - d.p99_ms, 2),
   });
   const nginx = await startNginx(INVENTORY);
@@ -127,7 +155,13 @@ export async function proxyPhase(memory: { load: MemoryByApp }) {
     await Promise.all([nginx.stop(), go.stop()]);
     throw err;
   });
-  const urls: Record<Side, string> = { direct: INVENTORY, gateway: GATEWAY, nginx: nginx.url, go: go.url, node: node.url };
+  const urls: Record<Side, string> = {
+    direct: INVENTORY,
+    gateway: GATEWAY,
+    nginx: nginx.url,
+    go: go.url,
+    node: node.url,
+  };
   const closed: Partial<Record<'c10' | 'c100', ReturnType<typeof closedLoop>>> = {};
   let open;
   let profiles;
@@ -138,11 +172,14 @@ export async function proxyPhase(memory: { load: MemoryByApp }) {
       for (let rep = 0; rep < REPEATS; rep++) {
         for (const side of orderOf(rep, SIDES)) {
           await getMovies(urls[side], connections, WARMUP_S);
-          const sampler = connections === 100 && side === 'gateway' ? rssSampler(['api-gateway', 'inventory-api']) : undefined;
+          const sampler =
+            connections === 100 && side === 'gateway' ? rssSampler(['api-gateway', 'inventory-api']) : undefined;
           const result = await getMovies(urls[side], connections, DURATION_S);
           if (sampler) Object.assign(memory.load, mergeMax(memory.load, sampler.stop()));
           runs[side].push(result);
-          log(`proxy c=${connections} ${side}: ${result.rps} req/s p50 ${result.p50_ms} ms p99 ${result.p99_ms} ms (${result.non_ok} non-200, ${result.errors} errors)`);
+          log(
+            `proxy c=${connections} ${side}: ${result.rps} req/s p50 ${result.p50_ms} ms p99 ${result.p99_ms} ms (${result.non_ok} non-200, ${result.errors} errors)`,
+          );
         }
       }
       closed[connections === 10 ? 'c10' : 'c100'] = closedLoop(runs);
@@ -150,13 +187,22 @@ export async function proxyPhase(memory: { load: MemoryByApp }) {
 
     // open loop at half of direct's capacity at 100 connections, measured above in this run
     const rate = Math.max(1, Math.round(closed.c100!.direct.rps / 2));
-    const runs: Record<(typeof OPEN_LOOP_SIDES)[number], Array<OpenLoopResult & { stack_cores_before: number }>> = { direct: [], gateway: [], nginx: [] };
+    const runs: Record<(typeof OPEN_LOOP_SIDES)[number], Array<OpenLoopResult & { stack_cores_before: number }>> = {
+      direct: [],
+      gateway: [],
+      nginx: [],
+    };
     for (let rep = 0; rep < REPEATS; rep++) {
       for (const side of orderOf(rep, OPEN_LOOP_SIDES)) {
         const busy = await settle();
-        const result = { ...(await openLoop(urls[side], await rows.paths(), rate, DURATION_S, WARMUP_S)), stack_cores_before: busy };
+        const result = {
+          ...(await openLoop(urls[side], await rows.paths(), rate, DURATION_S, WARMUP_S)),
+          stack_cores_before: busy,
+        };
         runs[side].push(result);
-        log(`open loop ${rate}/s ${side}: p50 ${result.p50_ms} ms p99 ${result.p99_ms} ms max ${result.max_ms} ms (${result.non_ok} non-200, ${result.errors} errors, send lag p99 ${result.send_lag_p99_ms} ms)`);
+        log(
+          `open loop ${rate}/s ${side}: p50 ${result.p50_ms} ms p99 ${result.p99_ms} ms max ${result.max_ms} ms (${result.non_ok} non-200, ${result.errors} errors, send lag p99 ${result.send_lag_p99_ms} ms)`,
+        );
       }
     }
     open = {

@@ -25,7 +25,8 @@ export interface Results {
 }
 
 /** The largest RSS of any instance of any app, idle before the load and 30 s after it. */
-const idleRssMb = (f: Footprint) => Math.max(...[f.idle_mb, f.idle_after_mb].flatMap((m) => Object.values(m).map((app) => app.max_mb)));
+const idleRssMb = (f: Footprint) =>
+  Math.max(...[f.idle_mb, f.idle_after_mb].flatMap((m) => Object.values(m).map((app) => app.max_mb)));
 
 /** The keys results.json starts with: one number per target (null when its phase did not run). */
 export const summary = (r: Results) => ({
@@ -159,14 +160,19 @@ export function table(results: Results): string {
   }
   if (results.flood) {
     const f = results.flood;
-    const figures = (l: typeof f.quiet) => `${l.gets} GETs p50 ${l.p50_ms} p99 ${l.p99_ms} max ${l.max_ms} ms, ${l.errors} errors`;
+    const figures = (l: typeof f.quiet) =>
+      `${l.gets} GETs p50 ${l.p50_ms} p99 ${l.p99_ms} max ${l.max_ms} ms, ${l.errors} errors`;
     rows.push([
       `GET /api/movies, new connections, while ${f.connections} slow ones hold on`,
       `${figures(f.during)}; statuses ${JSON.stringify(f.during.statuses)}`,
       `no flood: ${figures(f.quiet)}`,
       `p99 +${f.added_p99_ms} ms`,
       `p99 <= ${TARGETS.flood_p99_ms} ms`,
-      mark(f.during.p99_ms <= TARGETS.flood_p99_ms && f.during.errors === 0 && Object.keys(f.during.statuses).every((s) => s === '200')),
+      mark(
+        f.during.p99_ms <= TARGETS.flood_p99_ms &&
+          f.during.errors === 0 &&
+          Object.keys(f.during.statuses).every((s) => s === '200'),
+      ),
     ]);
   }
   if (results.drain) {
@@ -196,7 +202,14 @@ export function table(results: Results): string {
       ]);
     }
     const pr = f.provisioning;
-    rows.push(['provisioning, nothing to change', 'skipped' in pr ? `skipped: ${pr.skipped}` : `${pr.seconds} s`, '', 'skipped' in pr ? '' : `changed=0: ${pr.changed_0}`, '', '']);
+    rows.push([
+      'provisioning, nothing to change',
+      'skipped' in pr ? `skipped: ${pr.skipped}` : `${pr.seconds} s`,
+      '',
+      'skipped' in pr ? '' : `changed=0: ${pr.changed_0}`,
+      '',
+      '',
+    ]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   const line = (r: string[]) => `| ${r.map((cell, i) => cell.padEnd(widths[i]!)).join(' | ')} |`;

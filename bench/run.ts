@@ -21,7 +21,23 @@ import { openBroker } from '@crud-master/test-support/broker';
 import { pm2Processes } from '@crud-master/test-support/pm2';
 import { acceptPhase } from './accept.js';
 import { billingDb, removeBenchOrders } from './billing.js';
-import { APPS, BILLING_HEALTH, CONSUMER, deployedEnvFile, DURATION_S, GATEWAY, INVENTORY, log, ONLY, PROFILE, REPEATS, root, round, TARGETS, WARMUP_S } from './config.js';
+import {
+  APPS,
+  BILLING_HEALTH,
+  CONSUMER,
+  deployedEnvFile,
+  DURATION_S,
+  GATEWAY,
+  INVENTORY,
+  log,
+  ONLY,
+  PROFILE,
+  REPEATS,
+  root,
+  round,
+  TARGETS,
+  WARMUP_S,
+} from './config.js';
 import { drainPhase, restoreConsumer } from './drain.js';
 import { floodPhase } from './flood.js';
 import { limiterPhase } from './limiter.js';
@@ -52,11 +68,15 @@ async function refusal(): Promise<string | undefined> {
     ['inventory-api', `${INVENTORY}/readyz`],
     [CONSUMER, `${BILLING_HEALTH}/readyz`],
   ] as const) {
-    const status = await fetch(url).then((r) => r.status, (err: Error) => err.message);
+    const status = await fetch(url).then(
+      (r) => r.status,
+      (err: Error) => err.message,
+    );
     if (status !== 200) return `${name} is not ready (${url}: ${status}). Run \`make local\` first.`;
   }
   const offline = pm2Processes().filter((p) => (APPS as readonly string[]).includes(p.name) && p.status !== 'online');
-  if (offline.length) return `PM2 apps not online: ${offline.map((p) => `${p.name}#${p.pm_id} ${p.status}`).join(', ')}`;
+  if (offline.length)
+    return `PM2 apps not online: ${offline.map((p) => `${p.name}#${p.pm_id} ${p.status}`).join(', ')}`;
   const limits = limitsInTheWay();
   if (limits.length) {
     return (
@@ -78,7 +98,14 @@ async function main(): Promise<void> {
   const results: Results = {
     run_at: new Date().toISOString(),
     machine: { cpus: os.cpus().length, node: process.version, load_average_1m: round(os.loadavg()[0]!) },
-    settings: { duration_s: DURATION_S, warmup_s: WARMUP_S, repeats: REPEATS, gateway: GATEWAY, inventory: INVENTORY, profile: PROFILE },
+    settings: {
+      duration_s: DURATION_S,
+      warmup_s: WARMUP_S,
+      repeats: REPEATS,
+      gateway: GATEWAY,
+      inventory: INVENTORY,
+      profile: PROFILE,
+    },
     targets: TARGETS,
   };
   // a PM2 instance that restarted during the run (someone else's deploy or chaos test) makes the run suspect
@@ -96,28 +123,45 @@ async function main(): Promise<void> {
       // V8's memory reducer gives the heap back some 20 s after a load ends: idle means after that
       log('memory: 30 s idle before reading RSS again');
       await sleep(30_000);
-      results.footprint = { idle_mb: idle, load_mb: memory.load, idle_after_mb: pm2Memory(), provisioning: await provisioningRun() };
+      results.footprint = {
+        idle_mb: idle,
+        load_mb: memory.load,
+        idle_after_mb: pm2Memory(),
+        provisioning: await provisioningRun(),
+      };
     }
   } catch (err) {
     log(`failed (${err instanceof Error ? err.message : String(err)}); removing the bench orders before exiting`);
     restoreConsumer();
-    await removeBenchOrders(db, channel).catch((cleanup: unknown) => log(`could not remove the bench orders: ${String(cleanup)}`));
+    await removeBenchOrders(db, channel).catch((cleanup: unknown) =>
+      log(`could not remove the bench orders: ${String(cleanup)}`),
+    );
     throw err;
   } finally {
     await db.end();
     await connection.close().catch(() => undefined);
   }
   const restarted = pm2Processes()
-    .filter((p) => p.name !== CONSUMER && pidsAtStart.has(`${p.name}#${p.pm_id}`) && pidsAtStart.get(`${p.name}#${p.pm_id}`) !== p.pid)
+    .filter(
+      (p) =>
+        p.name !== CONSUMER &&
+        pidsAtStart.has(`${p.name}#${p.pm_id}`) &&
+        pidsAtStart.get(`${p.name}#${p.pm_id}`) !== p.pid,
+    )
     .map((p) => `${p.name}#${p.pm_id}`);
   results.restarted_during_run = restarted;
   results.machine = { ...(results.machine as object), load_average_1m_end: round(os.loadavg()[0]!) };
   const seconds = Math.round((Date.now() - started) / 1000);
   results.seconds = seconds;
   writeFileSync(`${root}bench/results.json`, `${JSON.stringify({ ...summary(results), ...results }, null, 2)}\n`);
-  console.log(`\n${table(results)}\n\nratios measured side by side in this run; details in bench/results.json (${seconds} s)`);
+  console.log(
+    `\n${table(results)}\n\nratios measured side by side in this run; details in bench/results.json (${seconds} s)`,
+  );
   if (PROFILE) console.log(`\n${profileReport(results)}`);
-  if (restarted.length) console.log(`WARNING: restarted during the run (someone else's deploy or test?): ${restarted.join(', ')}; run again.`);
+  if (restarted.length)
+    console.log(
+      `WARNING: restarted during the run (someone else's deploy or test?): ${restarted.join(', ')}; run again.`,
+    );
 }
 
 main().catch((err: unknown) => {

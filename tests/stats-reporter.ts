@@ -14,7 +14,11 @@ export default class StatsReporter extends Mocha.reporters.Spec {
     const file = (options?.reporterOptions as { stats?: string } | undefined)?.stats;
     if (!file) return;
     const failedTitles: string[] = [];
-    runner.on(Mocha.Runner.constants.EVENT_TEST_FAIL, (test, error: Error) => failedTitles.push(`${test.fullTitle()}: ${error.message}`));
-    runner.once(Mocha.Runner.constants.EVENT_RUN_END, () => writeFileSync(file, `${JSON.stringify({ ...this.stats, failedTitles })}\n`));
+    runner.on(Mocha.Runner.constants.EVENT_TEST_FAIL, (test, error: Error) =>
+      failedTitles.push(`${test.fullTitle()}: ${error.message}`),
+    );
+    runner.once(Mocha.Runner.constants.EVENT_RUN_END, () =>
+      writeFileSync(file, `${JSON.stringify({ ...this.stats, failedTitles })}\n`),
+    );
   }
 }

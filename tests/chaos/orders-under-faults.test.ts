@@ -1,7 +1,13 @@
 import { execFile } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { countsWhenDrained, sendOrdersUnderFaults, tally, unexpected, type Fault } from '@crud-master/test-support/chaos';
+import {
+  countsWhenDrained,
+  sendOrdersUnderFaults,
+  tally,
+  unexpected,
+  type Fault,
+} from '@crud-master/test-support/chaos';
 import { unique } from '@crud-master/test-support/env';
 import { untilReady } from '@crud-master/test-support/http';
 import { openOrders, type TestOrders } from '@crud-master/test-support/orders';
@@ -45,7 +51,8 @@ const killConsumer = () => {
  * optionally doing something while it is down.
  */
 const restartWithOutage =
-  (service: string, downSeconds: number, whileDown?: Fault): Fault => async () => {
+  (service: string, downSeconds: number, whileDown?: Fault): Fault =>
+  async () => {
     await asRoot('service', service, 'stop');
     await sleep(downSeconds * 500);
     const during = whileDown ? `, ${await whileDown()} while it was down` : '';
@@ -92,7 +99,13 @@ describe('orders under faults (chaos)', function () {
     await untilReady(gateway, RECOVERY_LIMIT_MS, 'the gateway to be ready again after the faults');
     // /readyz answers from one instance of the cluster; each reconnects on its own, a second apart at most
     await sleep(RECONNECT_MS);
-    const after = await sendOrdersUnderFaults({ gateway, rate, orders: rate * AFTER_FAULTS_SECONDS, faults: [], keyOf: () => unique('chaos') });
+    const after = await sendOrdersUnderFaults({
+      gateway,
+      rate,
+      orders: rate * AFTER_FAULTS_SECONDS,
+      faults: [],
+      keyOf: () => unique('chaos'),
+    });
     const outcomes = new Map([...during.outcomes, ...after.outcomes]);
     const accepted = [...outcomes].filter(([, outcome]) => outcome === 202).map(([key]) => key);
     const { counts, drainSeconds } = await countsWhenDrained((keys) => orders.countsOf(keys), accepted, DRAIN_LIMIT_MS);

@@ -20,13 +20,19 @@ describe('billing flow: gateway → RabbitMQ → billing-consumer → PostgreSQL
   let billingUrl: string;
 
   const launchConsumer = () =>
-    startConsumer(loadBillingConfig(testEnv({ BILLING_HEALTH_HOST: '127.0.0.1', BILLING_HEALTH_PORT: 0, RABBITMQ_QUEUE: queue })));
+    startConsumer(
+      loadBillingConfig(testEnv({ BILLING_HEALTH_HOST: '127.0.0.1', BILLING_HEALTH_PORT: 0, RABBITMQ_QUEUE: queue })),
+    );
 
   const post = (key: string, body: unknown = { user_id: 'usr_flow', number_of_items: 2, total_amount: '10.5' }) =>
     request(billingUrl, { method: 'POST', headers: { 'Idempotency-Key': key }, json: body });
 
   const storedOnce = (keys: string[]) =>
-    eventually(async () => ((await orders.countsOf(keys)).every((n) => n === 1) ? true : undefined), 15_000, `${keys.length} orders stored once`);
+    eventually(
+      async () => ((await orders.countsOf(keys)).every((n) => n === 1) ? true : undefined),
+      15_000,
+      `${keys.length} orders stored once`,
+    );
 
   before(async () => {
     await migrate(loadBillingConfig(testEnv()).db, MIGRATIONS_DIR);
@@ -34,7 +40,14 @@ describe('billing flow: gateway → RabbitMQ → billing-consumer → PostgreSQL
     broker = await openBroker();
     await broker.declare(queue);
     gateway = await startGateway(
-      loadGatewayConfig(testEnv({ GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: 0, INVENTORY_API_URL: 'http://127.0.0.1:9', RABBITMQ_QUEUE: queue })),
+      loadGatewayConfig(
+        testEnv({
+          GATEWAY_HOST: '127.0.0.1',
+          GATEWAY_PORT: 0,
+          INVENTORY_API_URL: 'http://127.0.0.1:9',
+          RABBITMQ_QUEUE: queue,
+        }),
+      ),
     );
     billingUrl = urlOf(gateway.server, '/api/billing');
     consumer = await launchConsumer();
@@ -52,7 +65,9 @@ describe('billing flow: gateway → RabbitMQ → billing-consumer → PostgreSQL
     const key = unique('flow');
     expect((await post(key)).status).to.equal(202);
     await storedOnce([key]);
-    expect(await orders.rowsOf([key])).to.deep.equal([{ user_id: 'usr_flow', number_of_items: 2, total_amount: '10.50', message_id: key }]);
+    expect(await orders.rowsOf([key])).to.deep.equal([
+      { user_id: 'usr_flow', number_of_items: 2, total_amount: '10.50', message_id: key },
+    ]);
   });
 
   it('When a client retries with the same Idempotency-Key, then both get 202 and one order is stored', async () => {

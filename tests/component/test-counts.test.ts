@@ -33,12 +33,20 @@ describe('the counts of a test run', function () {
   it('When a mocha test fails, then what failed names it with its error on one line, cut short', () => {
     const stats = path.join(work, 'stats.json');
     const reporter = path.join(repo, 'tests', 'stats-reporter.ts');
-    const mocha = spawnSync('npx', ['mocha', '--reporter', reporter, '--reporter-option', `stats=${stats}`, path.join(work, 'sample.test.ts')], {
-      cwd: repo,
-      encoding: 'utf8',
-    });
+    const mocha = spawnSync(
+      'npx',
+      ['mocha', '--reporter', reporter, '--reporter-option', `stats=${stats}`, path.join(work, 'sample.test.ts')],
+      {
+        cwd: repo,
+        encoding: 'utf8',
+      },
+    );
     expect(mocha.status, mocha.stderr).to.equal(2);
-    const counts = spawnSync('bash', ['-c', '. tests/counts.sh; report_counts mocha "$1"; report_failures mocha "$1"', 'sh', stats], { cwd: repo, encoding: 'utf8' });
+    const counts = spawnSync(
+      'bash',
+      ['-c', '. tests/counts.sh; report_counts mocha "$1"; report_failures mocha "$1"', 'sh', stats],
+      { cwd: repo, encoding: 'utf8' },
+    );
     const [total, ...failures] = counts.stdout.trim().split('\n');
     expect(total).to.equal('1 2');
     expect(failures[0]).to.equal('a sample fails on a status: Expected values to be strictly equal: 503 !== 200');

@@ -15,14 +15,19 @@ import { expect } from 'chai';
  */
 const checkout = fileURLToPath(new URL('../..', import.meta.url));
 const { gateway } = stack;
-const make = (...args: string[]): string => execFileSync('make', ['--no-print-directory', ...args], { cwd: checkout, encoding: 'utf8' });
+const make = (...args: string[]): string =>
+  execFileSync('make', ['--no-print-directory', ...args], { cwd: checkout, encoding: 'utf8' });
 /** A table's rows, every column, in id order, as their count and one digest: a table of any size compares in a line. */
-const rowsOf = (table: string) => `SELECT count(*) || ' rows, md5 ' || md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t.id), '')) FROM ${table} t`;
+const rowsOf = (table: string) =>
+  `SELECT count(*) || ' rows, md5 ' || md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t.id), '')) FROM ${table} t`;
 const movieRows = () => psqlMovies(rowsOf('movies'));
 const orderRows = () => psqlBilling(rowsOf('orders'));
 
 async function postMovie(title: string): Promise<number> {
-  const reply = await request(`${gateway}/api/movies`, { method: 'POST', json: { title, description: 'kept by the backup' } });
+  const reply = await request(`${gateway}/api/movies`, {
+    method: 'POST',
+    json: { title, description: 'kept by the backup' },
+  });
   expect(reply.status, `POST ${title}`).to.equal(201);
   return reply.body.id;
 }
@@ -39,7 +44,11 @@ async function postOrders(user: string, keys: string[]): Promise<void> {
 }
 
 const stored = (keys: string[]) =>
-  eventually(() => (orderCounts(psqlBilling, keys).every((count) => count === 1) ? true : undefined), 30_000, `orders ${keys.join(', ')} stored once each`);
+  eventually(
+    () => (orderCounts(psqlBilling, keys).every((count) => count === 1) ? true : undefined),
+    30_000,
+    `orders ${keys.join(', ')} stored once each`,
+  );
 
 describe('make backup and make restore', () => {
   after(startBillingConsumer);
@@ -71,9 +80,18 @@ describe('make backup and make restore', () => {
 
     // The damage: movies deleted, changed and added; the backed-up orders lost.
     expect((await request(`${gateway}/api/movies/${movies[0]}`, { method: 'DELETE' })).status).to.equal(204);
-    expect((await request(`${gateway}/api/movies/${movies[1]}`, { method: 'PUT', json: { title: 'changed', description: '' } })).status).to.equal(200);
+    expect(
+      (
+        await request(`${gateway}/api/movies/${movies[1]}`, {
+          method: 'PUT',
+          json: { title: 'changed', description: '' },
+        })
+      ).status,
+    ).to.equal(200);
     const added = await postMovie(unique('after-backup'));
-    psqlBilling(`DELETE FROM orders WHERE user_id = '${user}' AND message_id IN (${backedUp.map((key) => `'${key}'`).join(',')})`);
+    psqlBilling(
+      `DELETE FROM orders WHERE user_id = '${user}' AND message_id IN (${backedUp.map((key) => `'${key}'`).join(',')})`,
+    );
     expect(orderCounts(psqlBilling, backedUp)).to.deep.equal([0, 0, 0]);
 
     make('restore', `BACKUP=${folder}`);
@@ -89,7 +107,7 @@ describe('make backup and make restore', () => {
     await stored(afterRestore);
   });
 
-  it('When the daily backup job runs on each database host, as its timer or cron would, then a dated folder holds that host\'s parts, and those older than BACKUP_KEEP_DAYS go', function () {
+  it("When the daily backup job runs on each database host, as its timer or cron would, then a dated folder holds that host's parts, and those older than BACKUP_KEEP_DAYS go", function () {
     this.timeout(60_000);
     const keep = Number(process.env.BACKUP_KEEP_DAYS);
     expect(keep, 'BACKUP_KEEP_DAYS of .env').to.be.above(0);
@@ -107,10 +125,16 @@ describe('make backup and make restore', () => {
       rmdir "$dir/recent"`;
     const parts = { inventory: ['movies_db.dump'], billing: ['billing_db.dump', 'rabbitmq-definitions.json'] } as const;
     for (const { host, apps } of hostsWithApps().filter(({ apps }) => apps.some((app) => app !== 'api-gateway'))) {
-      const [mode, ...names] = onHost(host, 'sh', ['-c', runJob, 'sh', String(keep)]).trim().split('\n');
-      const expected = apps.flatMap((app) => (app === 'inventory-api' ? parts.inventory : app === 'billing-consumer' ? parts.billing : []));
+      const [mode, ...names] = onHost(host, 'sh', ['-c', runJob, 'sh', String(keep)])
+        .trim()
+        .split('\n');
+      const expected = apps.flatMap((app) =>
+        app === 'inventory-api' ? parts.inventory : app === 'billing-consumer' ? parts.billing : [],
+      );
       expect(mode, `${host}: the folder's mode`).to.equal('700');
-      expect(names, `${host}: the folder older than ${keep} days is gone, the younger one kept`).to.include('recent').and.not.include('old');
+      expect(names, `${host}: the folder older than ${keep} days is gone, the younger one kept`)
+        .to.include('recent')
+        .and.not.include('old');
       expect(names.slice(-expected.length).sort(), `${host}: the newest backup`).to.deep.equal([...expected].sort());
     }
   });

@@ -18,7 +18,8 @@ const queueUrl = `${management}/queues/${encodeURIComponent(vhost)}/${encodeURIC
 const billingDb = env.BILLING_DB_NAME ?? 'billing_db';
 
 const rabbitmqctl = (...args: string[]) => onHost('billing', 'sudo', ['-n', 'rabbitmqctl', ...args]).trim();
-const psqlAsPostgres = (database: string, query: string) => onHost('billing', 'sudo', ['-u', 'postgres', 'psql', '-d', database, '-tAc', query]).trim();
+const psqlAsPostgres = (database: string, query: string) =>
+  onHost('billing', 'sudo', ['-u', 'postgres', 'psql', '-d', database, '-tAc', query]).trim();
 const countsOf = (keys: string[]) => orderCounts((query) => psqlAsPostgres(billingDb, query), keys);
 
 const postOrder = (key: string | undefined, user = 'usr_broker_faults') =>
@@ -48,7 +49,11 @@ describe('the deployed stack under broker faults', function () {
   this.timeout(180_000);
 
   before(async () => {
-    await eventually(async () => ((await consumersOfQueue()) >= 1 ? true : undefined), 30_000, 'billing_queue with a consumer');
+    await eventually(
+      async () => ((await consumersOfQueue()) >= 1 ? true : undefined),
+      30_000,
+      'billing_queue with a consumer',
+    );
   });
 
   it('When billing_queue is deleted while orders arrive, then no 202 is lost but the one in flight at the delete, and the queue is back with a consumer within seconds', async () => {
@@ -68,7 +73,11 @@ describe('the deployed stack under broker faults', function () {
     const deleted = await request(queueUrl, { method: 'DELETE', headers: managementAuth });
     expect(deleted.status, 'the management API deleted billing_queue').to.equal(204);
     const deletedAt = Date.now();
-    await eventually(async () => ((await consumersOfQueue()) >= 1 ? true : undefined), 15_000, 'billing_queue back with a consumer');
+    await eventually(
+      async () => ((await consumersOfQueue()) >= 1 ? true : undefined),
+      15_000,
+      'billing_queue back with a consumer',
+    );
     const backSeconds = (Date.now() - deletedAt) / 1000;
     await sending;
 
@@ -78,12 +87,19 @@ describe('the deployed stack under broker faults', function () {
     const counts = countsOf(accepted);
     // RabbitMQ confirms a message it routed to a queue that an operator deletes before the message reaches it: the
     // order whose publish overlapped the DELETE may be lost with the queue, as the messages in it would be
-    const overlapping = new Set(accepted.filter((key) => spans.get(key)![0] < deletedAt && spans.get(key)![1] > deleteStarted));
+    const overlapping = new Set(
+      accepted.filter((key) => spans.get(key)![0] < deletedAt && spans.get(key)![1] > deleteStarted),
+    );
     const lostWithQueue = accepted.filter((key, i) => counts[i] === 0 && overlapping.has(key));
-    console.log(`      sent ${outcomes.size}: ${accepted.length} × 202, ${outcomes.size - accepted.length - others.length} × 503, ${lostWithQueue.length} lost with the queue; back with a consumer (as the management API shows it) after ${backSeconds} s`);
+    console.log(
+      `      sent ${outcomes.size}: ${accepted.length} × 202, ${outcomes.size - accepted.length - others.length} × 503, ${lostWithQueue.length} lost with the queue; back with a consumer (as the management API shows it) after ${backSeconds} s`,
+    );
     expect(others, 'answers other than 202 or 503').to.deep.equal([]);
     expect(counts.filter((n) => n > 1).length, 'orders stored more than once').to.equal(0);
-    expect(accepted.filter((key, i) => counts[i] === 0 && !overlapping.has(key)), 'orders answered 202 but not stored, that were not in flight at the delete').to.deep.equal([]);
+    expect(
+      accepted.filter((key, i) => counts[i] === 0 && !overlapping.has(key)),
+      'orders answered 202 but not stored, that were not in flight at the delete',
+    ).to.deep.equal([]);
     expect(lostWithQueue.length, 'orders lost with the queue (sent one at a time)').to.be.at.most(1);
     expect((await request(`${billingHealth}/readyz`)).status).to.equal(200);
   });
@@ -111,10 +127,14 @@ describe('the deployed stack under broker faults', function () {
     // A retry that meets a closed connection retries again, as a client would: the synchronous rabbitmqctl above
     // holds this process's event loop for seconds, past the gateway's keep-alive timeout, so a pooled connection can
     // be closed by the gateway just as a retry is sent on it ("other side closed").
-    const retries = await eventually(async () => {
-      const replies = await Promise.all([postOrder(keyed), postOrder(generated)]).catch(() => undefined);
-      return replies?.every((reply) => reply.status === 202) ? replies : undefined;
-    }, 30_000, 'the retries accepted once the alarm cleared');
+    const retries = await eventually(
+      async () => {
+        const replies = await Promise.all([postOrder(keyed), postOrder(generated)]).catch(() => undefined);
+        return replies?.every((reply) => reply.status === 202) ? replies : undefined;
+      },
+      30_000,
+      'the retries accepted once the alarm cleared',
+    );
     expect(retries.map((reply) => reply.body.message_id)).to.deep.equal([keyed, generated]);
     await everyOnce([keyed, generated], 30_000, 'both orders in billing_db');
     await sleep(2_000); // the publishes that timed out may be confirmed late: still one order each
@@ -125,13 +145,24 @@ describe('the deployed stack under broker faults', function () {
     // the deployed bound is 10,000: a policy of the test's, above the deployed one, makes the real queue full now
     const vhostPath = encodeURIComponent(vhost);
     const deadLetterQueue = `${queue}.dead-letter`;
-    const depth = Number((await request(`${management}/queues/${vhostPath}/${encodeURIComponent(deadLetterQueue)}`, { headers: managementAuth })).body.messages ?? 0);
+    const depth = Number(
+      (
+        await request(`${management}/queues/${vhostPath}/${encodeURIComponent(deadLetterQueue)}`, {
+          headers: managementAuth,
+        })
+      ).body.messages ?? 0,
+    );
     const policyUrl = `${management}/policies/${vhostPath}/${encodeURIComponent(unique('e2e-full'))}`;
     const pattern = `^${deadLetterQueue.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`;
     const full = await request(policyUrl, {
       method: 'PUT',
       headers: managementAuth,
-      json: { pattern, 'apply-to': 'queues', priority: 100, definition: { 'max-length': depth, overflow: 'reject-publish' } },
+      json: {
+        pattern,
+        'apply-to': 'queues',
+        priority: 100,
+        definition: { 'max-length': depth, overflow: 'reject-publish' },
+      },
     });
     expect(full.status).to.be.oneOf([201, 204]);
     const key = unique('flooded-key');
@@ -143,7 +174,12 @@ describe('the deployed stack under broker faults', function () {
       const published = await request(`${management}/exchanges/${vhostPath}/amq.default/publish`, {
         method: 'POST',
         headers: managementAuth,
-        json: { properties: { message_id: poison, delivery_mode: 2 }, routing_key: queue, payload: 'not an order', payload_encoding: 'string' },
+        json: {
+          properties: { message_id: poison, delivery_mode: 2 },
+          routing_key: queue,
+          payload: 'not an order',
+          payload_encoding: 'string',
+        },
       });
       expect(published.body).to.deep.equal({ routed: true });
       const accepted: number[] = [];
@@ -159,18 +195,37 @@ describe('the deployed stack under broker faults', function () {
       const started = Date.now();
       await everyOnce(others, 15_000, "the other users' orders");
       const seconds = (Date.now() - started) / 1000;
-      const stored = psqlAsPostgres(billingDb, `SELECT number_of_items FROM orders WHERE message_id = '${key}'`).split('\n').filter(Boolean).map(Number);
-      const rejected = await eventually(() => {
-        const rows = psqlAsPostgres(billingDb, `SELECT number_of_items FROM rejected_orders WHERE message_id = '${key}'`).split('\n').filter(Boolean).map(Number);
-        return rows.length + stored.length >= accepted.length ? rows : undefined;
-      }, 15_000, "every 202 of the flood in orders or rejected_orders");
-      console.log(`      flood: ${accepted.length} × 202 of 300, 1 stored and ${rejected.length} recorded as rejected; the 20 others stored within ${seconds} s`);
+      const stored = psqlAsPostgres(billingDb, `SELECT number_of_items FROM orders WHERE message_id = '${key}'`)
+        .split('\n')
+        .filter(Boolean)
+        .map(Number);
+      const rejected = await eventually(
+        () => {
+          const rows = psqlAsPostgres(
+            billingDb,
+            `SELECT number_of_items FROM rejected_orders WHERE message_id = '${key}'`,
+          )
+            .split('\n')
+            .filter(Boolean)
+            .map(Number);
+          return rows.length + stored.length >= accepted.length ? rows : undefined;
+        },
+        15_000,
+        'every 202 of the flood in orders or rejected_orders',
+      );
+      console.log(
+        `      flood: ${accepted.length} × 202 of 300, 1 stored and ${rejected.length} recorded as rejected; the 20 others stored within ${seconds} s`,
+      );
       expect(stored, 'the first order of the key').to.have.length(1);
       expect([...stored, ...rejected].sort((a, b) => a - b)).to.deep.equal(accepted);
-      const readiness = await eventually(async () => {
-        const reply = await request(`${billingHealth}/readyz`);
-        return reply.status === 503 && reply.body.details?.deadLetterQueue?.blocked ? reply.body.details : undefined;
-      }, 15_000, '/readyz to say that dead-lettering is blocked');
+      const readiness = await eventually(
+        async () => {
+          const reply = await request(`${billingHealth}/readyz`);
+          return reply.status === 503 && reply.body.details?.deadLetterQueue?.blocked ? reply.body.details : undefined;
+        },
+        15_000,
+        '/readyz to say that dead-lettering is blocked',
+      );
       expect(readiness.deadLetterQueue.held).to.be.at.least(1);
     } finally {
       await request(policyUrl, { method: 'DELETE', headers: managementAuth });
@@ -187,29 +242,48 @@ describe('the deployed stack under broker faults', function () {
     rabbitmqctl('eval', 'application:set_env(rabbit, consumer_timeout, 2000).');
     // a channel reads consumer_timeout when it opens: close the consumer's connection, so that it opens a new one
     const old = await consumerConnection();
-    await request(`${management}/connections/${encodeURIComponent(old!)}`, { method: 'DELETE', headers: managementAuth });
-    const before = await eventually(async () => {
-      const now = await consumerConnection();
-      return now !== undefined && now !== old ? now : undefined;
-    }, 30_000, 'the consumer on a new connection');
+    await request(`${management}/connections/${encodeURIComponent(old!)}`, {
+      method: 'DELETE',
+      headers: managementAuth,
+    });
+    const before = await eventually(
+      async () => {
+        const now = await consumerConnection();
+        return now !== undefined && now !== old ? now : undefined;
+      },
+      30_000,
+      'the consumer on a new connection',
+    );
     psqlAsPostgres('postgres', `ALTER DATABASE ${billingDb} ALLOW_CONNECTIONS false`);
     let closedAfter: number;
     try {
-      psqlAsPostgres('postgres', `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '${billingDb}'`);
+      psqlAsPostgres(
+        'postgres',
+        `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '${billingDb}'`,
+      );
       expect((await postOrder(key)).status).to.equal(202);
       const started = Date.now();
-      await eventually(async () => {
-        const now = await consumerConnection();
-        return now !== undefined && now !== before ? now : undefined;
-      }, 150_000, 'the broker to close the channel and the consumer to consume on a new connection');
+      await eventually(
+        async () => {
+          const now = await consumerConnection();
+          return now !== undefined && now !== before ? now : undefined;
+        },
+        150_000,
+        'the broker to close the channel and the consumer to consume on a new connection',
+      );
       closedAfter = (Date.now() - started) / 1000;
     } finally {
       psqlAsPostgres('postgres', `ALTER DATABASE ${billingDb} ALLOW_CONNECTIONS true`);
-      const restored = previous === undefined ? 'application:unset_env(rabbit, consumer_timeout).' : `application:set_env(rabbit, consumer_timeout, ${previous}).`;
+      const restored =
+        previous === undefined
+          ? 'application:unset_env(rabbit, consumer_timeout).'
+          : `application:set_env(rabbit, consumer_timeout, ${previous}).`;
       rabbitmqctl('eval', restored);
     }
     await everyOnce([key], 60_000, 'the order in billing_db once the database is back');
     await untilReady(billingHealth, 30_000, 'billing-consumer ready');
-    console.log(`      consuming on a new connection ${closedAfter} s after the order; consumer_timeout restored to ${previous ?? 'unset'}`);
+    console.log(
+      `      consuming on a new connection ${closedAfter} s after the order; consumer_timeout restored to ${previous ?? 'unset'}`,
+    );
   });
 });

@@ -31,7 +31,10 @@ async function connectAs(username: string | undefined, password: string | undefi
 }
 
 /** The broker's answer to one operation on a fresh channel: '' when it was allowed, else the error's text. */
-async function outcome<C extends Channel>(open: () => Promise<C>, operation: (channel: C) => Promise<unknown>): Promise<string> {
+async function outcome<C extends Channel>(
+  open: () => Promise<C>,
+  operation: (channel: C) => Promise<unknown>,
+): Promise<string> {
   const channel = await open();
   // a refusal closes the channel: the operation's promise rejects, or (a publish) only the channel says so
   const closed = new Promise<string>((resolve) => channel.on('error', (error: Error) => resolve(error.message)));
@@ -51,12 +54,18 @@ const publishTo = (connection: ChannelModel, routingKey: string, body: unknown) 
     (channel: ConfirmChannel) =>
       new Promise<void>((resolve, reject) => {
         channel.on('return', () => reject(new Error('returned: no queue took it')));
-        channel.sendToQueue(routingKey, Buffer.from(JSON.stringify(body)), {
-          persistent: true,
-          mandatory: true,
-          contentType: 'application/json',
-          messageId: unique('e2e-publisher'),
-        }, (error: unknown) => (error ? reject(new Error(`nacked: ${JSON.stringify(error)}`)) : setTimeout(resolve, 100)));
+        channel.sendToQueue(
+          routingKey,
+          Buffer.from(JSON.stringify(body)),
+          {
+            persistent: true,
+            mandatory: true,
+            contentType: 'application/json',
+            messageId: unique('e2e-publisher'),
+          },
+          (error: unknown) =>
+            error ? reject(new Error(`nacked: ${JSON.stringify(error)}`)) : setTimeout(resolve, 100),
+        );
       }),
   );
 
@@ -81,7 +90,13 @@ describe('RabbitMQ users and policies of the deployed stack', () => {
     after(() => publisher?.close());
 
     it(`When the publisher publishes an order to ${queue}, then the broker confirms and routes it`, async () => {
-      expect(await publishTo(publisher, queue, { user_id: unique('e2e-publisher'), number_of_items: 1, total_amount: '1.00' })).to.equal('');
+      expect(
+        await publishTo(publisher, queue, {
+          user_id: unique('e2e-publisher'),
+          number_of_items: 1,
+          total_amount: '1.00',
+        }),
+      ).to.equal('');
     });
 
     for (const [what, operation] of [
@@ -106,11 +121,18 @@ describe('RabbitMQ users and policies of the deployed stack', () => {
     after(() => consumer?.close());
 
     it(`When the consumer publishes to ${queue} (the default exchange), then the broker refuses (ACCESS_REFUSED)`, async () => {
-      expect(await publishTo(consumer, queue, { user_id: unique('e2e-consumer'), number_of_items: 1, total_amount: '1.00' })).to.match(/ACCESS_REFUSED/);
+      expect(
+        await publishTo(consumer, queue, { user_id: unique('e2e-consumer'), number_of_items: 1, total_amount: '1.00' }),
+      ).to.match(/ACCESS_REFUSED/);
     });
 
     it(`When the consumer declares a queue other than ${queue} and its dead-letter pair, then the broker refuses (ACCESS_REFUSED)`, async () => {
-      expect(await outcome(() => consumer.createChannel(), (channel) => channel.assertQueue(unique('e2e-consumer'), { autoDelete: true }))).to.match(/ACCESS_REFUSED/);
+      expect(
+        await outcome(
+          () => consumer.createChannel(),
+          (channel) => channel.assertQueue(unique('e2e-consumer'), { autoDelete: true }),
+        ),
+      ).to.match(/ACCESS_REFUSED/);
     });
   });
 
@@ -119,8 +141,13 @@ describe('RabbitMQ users and policies of the deployed stack', () => {
     const consumer = envFileOf('billing', 'billing-consumer');
     expect(gateway.RABBITMQ_USER, 'api-gateway.env').to.equal(env.RABBITMQ_PUBLISHER_USER);
     expect(consumer.RABBITMQ_USER, 'billing-consumer.env').to.equal(env.RABBITMQ_CONSUMER_USER);
-    for (const [app, file] of [['api-gateway', gateway], ['billing-consumer', consumer]] as const) {
-      expect(Object.values(file), `${app}.env holds the administrator's password`).to.not.include(env.RABBITMQ_PASSWORD);
+    for (const [app, file] of [
+      ['api-gateway', gateway],
+      ['billing-consumer', consumer],
+    ] as const) {
+      expect(Object.values(file), `${app}.env holds the administrator's password`).to.not.include(
+        env.RABBITMQ_PASSWORD,
+      );
     }
   });
 
@@ -130,8 +157,13 @@ describe('RabbitMQ users and policies of the deployed stack', () => {
     it(`When ${deadLetterQueue} is looked at, then the ${policyName} policy bounds it: max-length, overflow reject-publish`, async () => {
       const policy = await request(`${management}/policies/${vhostPath}/${policyName}`, { headers: managementAuth });
       expect(policy.status, `the policy ${policyName}`).to.equal(200);
-      expect(policy.body).to.include({ 'apply-to': 'queues', pattern: `^${queue.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.dead-letter$` });
-      const dlq = await request(`${management}/queues/${vhostPath}/${encodeURIComponent(deadLetterQueue)}`, { headers: managementAuth });
+      expect(policy.body).to.include({
+        'apply-to': 'queues',
+        pattern: `^${queue.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.dead-letter$`,
+      });
+      const dlq = await request(`${management}/queues/${vhostPath}/${encodeURIComponent(deadLetterQueue)}`, {
+        headers: managementAuth,
+      });
       expect(dlq.status, deadLetterQueue).to.equal(200);
       expect(dlq.body.policy).to.equal(policyName);
       expect(dlq.body.effective_policy_definition).to.include({ overflow: 'reject-publish' });
@@ -140,13 +172,19 @@ describe('RabbitMQ users and policies of the deployed stack', () => {
 
     it('When a queue under the same bound is full, then a publish beyond the bound is refused (nack), not dropped silently', async () => {
       // the real dead-letter queue holds 10,000: a throwaway queue gets the deployed definition with a bound of 2
-      const deployed = (await request(`${management}/policies/${vhostPath}/${policyName}`, { headers: managementAuth })).body.definition;
+      const deployed = (await request(`${management}/policies/${vhostPath}/${policyName}`, { headers: managementAuth }))
+        .body.definition;
       const name = unique('e2e-bound');
       const policyUrl = `${management}/policies/${vhostPath}/${encodeURIComponent(name)}`;
       const created = await request(policyUrl, {
         method: 'PUT',
         headers: managementAuth,
-        json: { pattern: `^${name}$`, 'apply-to': 'queues', priority: 100, definition: { ...deployed, 'max-length': 2 } },
+        json: {
+          pattern: `^${name}$`,
+          'apply-to': 'queues',
+          priority: 100,
+          definition: { ...deployed, 'max-length': 2 },
+        },
       });
       expect(created.status).to.be.oneOf([201, 204]);
       const admin = await connectAs(env.RABBITMQ_USER, env.RABBITMQ_PASSWORD);
@@ -155,7 +193,11 @@ describe('RabbitMQ users and policies of the deployed stack', () => {
         await channel.assertQueue(name, { durable: false, autoDelete: false });
         const confirms: boolean[] = [];
         for (let i = 0; i < 3; i += 1) {
-          confirms.push(await new Promise<boolean>((resolve) => channel.sendToQueue(name, Buffer.from(`m${i}`), {}, (error) => resolve(!error))));
+          confirms.push(
+            await new Promise<boolean>((resolve) =>
+              channel.sendToQueue(name, Buffer.from(`m${i}`), {}, (error) => resolve(!error)),
+            ),
+          );
         }
         expect(confirms, 'confirmed (true) or refused (false), in order').to.deep.equal([true, true, false]);
         expect((await channel.checkQueue(name)).messageCount).to.equal(2);

@@ -32,7 +32,11 @@ const postOrder = (key: string, body: unknown) =>
 
 describe('the deployed stack (make local)', () => {
   describe('health', () => {
-    for (const [name, url] of [['api-gateway', gateway], ['inventory-api', inventory], ['billing-consumer', billingHealth]]) {
+    for (const [name, url] of [
+      ['api-gateway', gateway],
+      ['inventory-api', inventory],
+      ['billing-consumer', billingHealth],
+    ]) {
       it(`When ${name} runs under PM2, then /healthz and /readyz answer 200`, async () => {
         for (const probe of ['healthz', 'readyz']) {
           const reply = await request(`${url}/${probe}`);
@@ -44,16 +48,24 @@ describe('the deployed stack (make local)', () => {
     it('When pm2 lists the apps, then the three run online with the seed names', () => {
       const status: Record<string, string> = {};
       for (const [app, host] of Object.entries(appHosts)) {
-        status[app] = pm2ProcessesOn(host).find((entry) => entry.name === app)?.status ?? `not in the pm2 list of the ${host} host`;
+        status[app] =
+          pm2ProcessesOn(host).find((entry) => entry.name === app)?.status ?? `not in the pm2 list of the ${host} host`;
       }
-      expect(status).to.deep.equal({ 'api-gateway': 'online', 'inventory-api': 'online', 'billing-consumer': 'online' });
+      expect(status).to.deep.equal({
+        'api-gateway': 'online',
+        'inventory-api': 'online',
+        'billing-consumer': 'online',
+      });
     });
   });
 
   describe('movies through :8080', () => {
     it('When a movie is created, read, searched, updated and deleted, then each step answers as the contract says', async () => {
       const title = unique('E2E 100% Movie_');
-      const created = await request(`${gateway}/api/movies`, { method: 'POST', json: { title, description: 'end to end' } });
+      const created = await request(`${gateway}/api/movies`, {
+        method: 'POST',
+        json: { title, description: 'end to end' },
+      });
       expect(created.status).to.equal(201);
       const location = created.headers.get('location');
       expect(location).to.equal(`/api/movies/${created.body.id}`);
@@ -70,7 +82,14 @@ describe('the deployed stack (make local)', () => {
       expectProblem(await request(`${gateway}/api/movies/abc`), 400);
       expectProblem(await request(`${gateway}/api/movies/9000000000000000000`), 404);
       expectProblem(await request(`${gateway}/api/movies`, { method: 'POST', json: { title: '' } }), 400);
-      expectProblem(await request(`${gateway}/api/movies`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' }), 415);
+      expectProblem(
+        await request(`${gateway}/api/movies`, {
+          method: 'POST',
+          headers: { 'content-type': 'text/plain' },
+          body: 'x',
+        }),
+        415,
+      );
       expectProblem(await request(`${gateway}/api/movies?limit=1000`), 400);
     });
 
@@ -86,7 +105,11 @@ describe('the deployed stack (make local)', () => {
       const keys = [unique('e2e-typed'), unique('e2e-strings')];
       expect((await postOrder(keys[0]!, typedOrder)).status).to.equal(202);
       expect((await postOrder(keys[1]!, allStringsOrder)).status).to.equal(202);
-      await eventually(() => (countsOf(keys).every((n) => n === 1) ? true : undefined), 15_000, 'both orders in billing_db');
+      await eventually(
+        () => (countsOf(keys).every((n) => n === 1) ? true : undefined),
+        15_000,
+        'both orders in billing_db',
+      );
       expect(psqlBilling(`SELECT total_amount FROM orders WHERE message_id = '${keys[1]}'`)).to.equal('180.00');
     });
 
@@ -107,21 +130,36 @@ describe('the deployed stack (make local)', () => {
       const before = await readyInQueue();
       const keys = Array.from({ length: 5 }, () => unique('resilience'));
       for (const key of keys) {
-        expect((await postOrder(key, { user_id: 'usr_resilience', number_of_items: 1, total_amount: '12.34' })).status).to.equal(202);
+        expect(
+          (await postOrder(key, { user_id: 'usr_resilience', number_of_items: 1, total_amount: '12.34' })).status,
+        ).to.equal(202);
       }
-      await eventually(async () => ((await readyInQueue()) === before + 5 ? true : undefined), 15_000, 'the management API to show 5 more Ready');
+      await eventually(
+        async () => ((await readyInQueue()) === before + 5 ? true : undefined),
+        15_000,
+        'the management API to show 5 more Ready',
+      );
       expect(countsOf(keys)).to.deep.equal([0, 0, 0, 0, 0]);
 
       pm2('restart', 'billing-consumer');
-      await eventually(() => (countsOf(keys).every((n) => n === 1) ? true : undefined), 30_000, 'all 5 orders in billing_db');
+      await eventually(
+        () => (countsOf(keys).every((n) => n === 1) ? true : undefined),
+        30_000,
+        'all 5 orders in billing_db',
+      );
       await eventually(async () => ((await readyInQueue()) === 0 ? true : undefined), 15_000, 'an empty queue');
     });
   });
 
   describe('RabbitMQ', () => {
     it('When the management API lists users, then guest is gone and the .env user is an administrator', async () => {
-      const users = (await request(`${management}/users`, { headers: managementAuth })).body as Array<{ name: string; tags: string | string[] }>;
-      expect(users.map((user) => user.name)).to.include(env.RABBITMQ_USER).and.not.include('guest');
+      const users = (await request(`${management}/users`, { headers: managementAuth })).body as Array<{
+        name: string;
+        tags: string | string[];
+      }>;
+      expect(users.map((user) => user.name))
+        .to.include(env.RABBITMQ_USER)
+        .and.not.include('guest');
     });
   });
 });

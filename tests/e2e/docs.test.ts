@@ -40,7 +40,9 @@ function renderedDom(url: string): string {
 describe('the deployed Swagger UI (GET /docs in headless Chromium)', () => {
   it('When /docs is rendered, then every operation of openapi.yaml is listed', () => {
     const dom = renderedDom(`${gateway}/docs`);
-    const listed = [...dom.matchAll(/opblock-summary-method">(\w+)<\/span>.*?data-path="([^"]+)"/g)].map(([, method, path]) => `${method} ${path}`);
+    const listed = [...dom.matchAll(/opblock-summary-method">(\w+)<\/span>.*?data-path="([^"]+)"/g)].map(
+      ([, method, path]) => `${method} ${path}`,
+    );
     const operations = Object.entries<Record<string, unknown>>(spec.paths).flatMap(([path, item]) =>
       Object.keys(item)
         .filter((key) => HTTP_METHODS.includes(key))

@@ -18,7 +18,10 @@ function listenersOn(host: Host): Map<number, string[]> {
   for (const line of onHost(host, 'ss', ['-ltnH']).split('\n').filter(Boolean)) {
     const local = line.trim().split(/\s+/)[3]!;
     const at = local.lastIndexOf(':');
-    const address = local.slice(0, at).replace(/^\[|\]$/g, '').replace(/%.*$/, '');
+    const address = local
+      .slice(0, at)
+      .replace(/^\[|\]$/g, '')
+      .replace(/%.*$/, '');
     const port = Number(local.slice(at + 1));
     byPort.set(port, [...(byPort.get(port) ?? []), address]);
   }
@@ -37,12 +40,27 @@ interface Listener {
 
 /** The metrics listener of each PM2 instance of an app: the app's metrics port + the instance number. */
 const metricsListeners = (app: string, host: Host, port: number, vmIp: string): Listener[] =>
-  Array.from({ length: instancesOf(app) }, (_, instance) => ({ name: `${app}'s /metrics (instance ${instance})`, host, port: port + instance, alsoOn: oneHost ? [] : [vmIp] }));
+  Array.from({ length: instancesOf(app) }, (_, instance) => ({
+    name: `${app}'s /metrics (instance ${instance})`,
+    host,
+    port: port + instance,
+    alsoOn: oneHost ? [] : [vmIp],
+  }));
 
 const listeners: Listener[] = [
-  { name: 'inventory-api', host: 'inventory', port: Number(oneHost ? env.LOCAL_INVENTORY_API_PORT : env.INVENTORY_API_PORT), alsoOn: oneHost ? [] : [env.INVENTORY_VM_IP!] },
+  {
+    name: 'inventory-api',
+    host: 'inventory',
+    port: Number(oneHost ? env.LOCAL_INVENTORY_API_PORT : env.INVENTORY_API_PORT),
+    alsoOn: oneHost ? [] : [env.INVENTORY_VM_IP!],
+  },
   { name: "billing-consumer's /healthz", host: 'billing', port: Number(env.BILLING_HEALTH_PORT), alsoOn: [] },
-  { name: 'RabbitMQ AMQP', host: 'billing', port: Number(env.RABBITMQ_PORT), alsoOn: oneHost ? [] : [env.BILLING_VM_IP!] },
+  {
+    name: 'RabbitMQ AMQP',
+    host: 'billing',
+    port: Number(env.RABBITMQ_PORT),
+    alsoOn: oneHost ? [] : [env.BILLING_VM_IP!],
+  },
   { name: 'epmd', host: 'billing', port: 4369, alsoOn: [] },
   { name: 'Erlang distribution', host: 'billing', port: 25672, alsoOn: [] },
   { name: 'PostgreSQL (movies_db)', host: 'inventory', port: 5432, alsoOn: [] },
@@ -52,9 +70,16 @@ const listeners: Listener[] = [
   ...metricsListeners('api-gateway', 'gateway', Number(env.GATEWAY_METRICS_PORT), env.GATEWAY_VM_IP!),
   ...metricsListeners('inventory-api', 'inventory', Number(env.INVENTORY_METRICS_PORT), env.INVENTORY_VM_IP!),
   ...metricsListeners('billing-consumer', 'billing', Number(env.BILLING_METRICS_PORT), env.BILLING_VM_IP!),
-  { name: "RabbitMQ's Prometheus exporter", host: 'billing', port: Number(env.RABBITMQ_PROMETHEUS_PORT), alsoOn: oneHost ? [] : [env.BILLING_VM_IP!] },
+  {
+    name: "RabbitMQ's Prometheus exporter",
+    host: 'billing',
+    port: Number(env.RABBITMQ_PROMETHEUS_PORT),
+    alsoOn: oneHost ? [] : [env.BILLING_VM_IP!],
+  },
   // on the VMs the UI listens on every interface: the host reaches it through a forwarded port, the firewall limits it
-  ...(oneHost ? [{ name: 'RabbitMQ management', host: 'billing' as const, port: Number(env.RABBITMQ_UI_PORT), alsoOn: [] }] : []),
+  ...(oneHost
+    ? [{ name: 'RabbitMQ management', host: 'billing' as const, port: Number(env.RABBITMQ_UI_PORT), alsoOn: [] }]
+    : []),
   // the monitor's exporters, on the address it scrapes (group_vars: crud_master_node_exporter_port, …)
   { name: 'node exporter', host: 'gateway', port: 9200, alsoOn: oneHost ? [] : [env.GATEWAY_VM_IP!] },
   { name: "PostgreSQL's exporter", host: 'inventory', port: 9187, alsoOn: oneHost ? [] : [env.INVENTORY_VM_IP!] },
@@ -72,7 +97,10 @@ describe('listening addresses of the deployed stack', () => {
     it(`When ss lists the listeners on the ${host} host, then ${name} (:${port}) binds ${where} only`, () => {
       const addresses = listenersOn(host).get(port) ?? [];
       expect(addresses, `nothing listens on :${port}`).to.not.be.empty;
-      expect(addresses.filter((address) => !isLoopback(address) && !alsoOn.includes(address)), `${name} also listens on`).to.deep.equal([]);
+      expect(
+        addresses.filter((address) => !isLoopback(address) && !alsoOn.includes(address)),
+        `${name} also listens on`,
+      ).to.deep.equal([]);
     });
   }
 });
@@ -86,7 +114,11 @@ describe('listening addresses of the deployed stack', () => {
 describe('who accepts the connections of the PM2 cluster-mode apps', () => {
   for (const { app, host, port } of [
     { app: 'api-gateway', host: 'gateway' as const, port: Number(env.GATEWAY_PORT) },
-    { app: 'inventory-api', host: 'inventory' as const, port: Number(oneHost ? env.LOCAL_INVENTORY_API_PORT : env.INVENTORY_API_PORT) },
+    {
+      app: 'inventory-api',
+      host: 'inventory' as const,
+      port: Number(oneHost ? env.LOCAL_INVENTORY_API_PORT : env.INVENTORY_API_PORT),
+    },
   ]) {
     it(`When the fds of ${app}'s instances are listed, then each holds its listening socket (:${port})`, () => {
       // the socket's inode and owner from ss (-p would need CAP_SYS_PTRACE, which the docker provider's guests lack);

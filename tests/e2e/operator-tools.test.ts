@@ -14,7 +14,8 @@ import { expect } from 'chai';
  */
 const checkout = fileURLToPath(new URL('../..', import.meta.url));
 const { gateway, billingHealth } = stack;
-const make = (...args: string[]): string => execFileSync('make', ['--no-print-directory', ...args], { cwd: checkout, encoding: 'utf8' });
+const make = (...args: string[]): string =>
+  execFileSync('make', ['--no-print-directory', ...args], { cwd: checkout, encoding: 'utf8' });
 /** A classic terminal's height: what `make status` must fit in. */
 const SCREEN_LINES = 24;
 
@@ -40,10 +41,14 @@ describe("the operator's make targets", () => {
         });
         expect(reply.status).to.equal(202);
       }
-      const status = await eventually(() => {
-        const now = make('status');
-        return readyIn(now) === before + 4 ? now : undefined;
-      }, 30_000, 'make status to show billing_queue 4 deeper');
+      const status = await eventually(
+        () => {
+          const now = make('status');
+          return readyIn(now) === before + 4 ? now : undefined;
+        },
+        30_000,
+        'make status to show billing_queue 4 deeper',
+      );
       console.log(status.replace(/^/gm, '      '));
       const lines = status.trimEnd().split('\n');
       expect(lines.length, 'lines of make status').to.be.at.most(SCREEN_LINES);
@@ -62,26 +67,38 @@ describe("the operator's make targets", () => {
   describe('make logs', () => {
     it('When make logs follows the gateway, then a new request shows as a readable line, and Ctrl-C stops it all', async function () {
       this.timeout(30_000);
-      const follower = spawn('make', ['--no-print-directory', 'logs', 'LOG_LINES=0', 'APP=api-gateway'], { cwd: checkout, detached: true });
+      const follower = spawn('make', ['--no-print-directory', 'logs', 'LOG_LINES=0', 'APP=api-gateway'], {
+        cwd: checkout,
+        detached: true,
+      });
       let out = '';
       // pino-pretty colours its lines
       const read = (chunk: Buffer) => (out += stripVTControlCharacters(chunk.toString()));
       follower.stdout.on('data', read);
       follower.stderr.on('data', read);
-      const exited = new Promise<number | null>((resolve) => follower.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : null))));
+      const exited = new Promise<number | null>((resolve) =>
+        follower.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : null))),
+      );
       try {
         const path = `/api/movies?title=${unique('logs')}`;
         // until the follower is attached, a request may come before it: ask again
-        const line = await eventually(async () => {
-          await request(`${gateway}${path}`);
-          return out.split('\n').find((l) => l.includes(path));
-        }, 20_000, `the request of ${path} in make logs`);
+        const line = await eventually(
+          async () => {
+            await request(`${gateway}${path}`);
+            return out.split('\n').find((l) => l.includes(path));
+          },
+          20_000,
+          `the request of ${path} in make logs`,
+        );
         expect(line).to.match(/INFO.*\(api-gateway\): request/);
         expect(out, 'no raw JSON line').to.not.match(/^(\S+ \| )?\{"level":/m);
       } finally {
         process.kill(-follower.pid!, 'SIGINT');
       }
-      const code = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve('still running'), 5_000))]);
+      const code = await Promise.race([
+        exited,
+        new Promise((resolve) => setTimeout(() => resolve('still running'), 5_000)),
+      ]);
       expect(code, 'make logs after Ctrl-C').to.not.equal('still running');
     });
   });

@@ -64,14 +64,17 @@ function run(block: Block): string {
 
 /** Each command's exit code, stdout and stderr, from a run's markers. */
 const outcomes = (stdout: string): Array<{ code: number; output: string; errors: string }> =>
-  [...stdout.matchAll(/\n@@@ \d+ (\d+)\n([\s\S]*?)\n@@@ stderr\n([\s\S]*?)(?=\n@@@ \d|$)/g)].map(([, code, output, errors]) => ({
-    code: Number(code),
-    output: output!,
-    errors: errors!,
-  }));
+  [...stdout.matchAll(/\n@@@ \d+ (\d+)\n([\s\S]*?)\n@@@ stderr\n([\s\S]*?)(?=\n@@@ \d|$)/g)].map(
+    ([, code, output, errors]) => ({
+      code: Number(code),
+      output: output!,
+      errors: errors!,
+    }),
+  );
 
 /** The statuses a command's output shows: curl -i's status lines, or the codes curl -w '%{http_code}' prints. */
-const statusesIn = (output: string): string[] => [...output.matchAll(/^(?:HTTP\/[\d.]+ (\d{3})\b.*|(\d{3}))$/gm)].map((m) => (m[1] ?? m[2])!);
+const statusesIn = (output: string): string[] =>
+  [...output.matchAll(/^(?:HTTP\/[\d.]+ (\d{3})\b.*|(\d{3}))$/gm)].map((m) => (m[1] ?? m[2])!);
 
 const ordersOfUser3 = () => Number(psqlBilling("SELECT count(*) FROM orders WHERE user_id = '3'"));
 
@@ -98,17 +101,24 @@ describe("README.md's audit walkthrough, typed as written", function () {
       block.commands.forEach((command, index) => {
         const { code, output, errors } = results[index]!;
         const what = `${command.line.split('\n')[0]} (on ${block.host})`;
-        if (code !== 0 && !(command.ctrlC && code === 124)) failures.push(`exit code ${code}: ${what}: ${errors.slice(0, 200)}`);
+        if (code !== 0 && !(command.ctrlC && code === 124))
+          failures.push(`exit code ${code}: ${what}: ${errors.slice(0, 200)}`);
         if (command.status !== undefined) {
           const statuses = statusesIn(output);
           if (statuses.length === 0 || statuses.some((status) => status !== command.status)) {
-            failures.push(`statuses ${statuses.join(', ') || 'none'}, not ${command.status}: ${what}: ${output.slice(0, 200)}`);
+            failures.push(
+              `statuses ${statuses.join(', ') || 'none'}, not ${command.status}: ${what}: ${output.slice(0, 200)}`,
+            );
           }
         }
       });
     }
     expect(failures.length, failures.join('\n')).to.equal(0);
     // the walkthrough's promise: the restart drains the queue, and each order lands exactly once
-    await eventually(() => (ordersOfUser3() === before + 3 ? true : undefined), 30_000, "three more orders of user '3'");
+    await eventually(
+      () => (ordersOfUser3() === before + 3 ? true : undefined),
+      30_000,
+      "three more orders of user '3'",
+    );
   });
 });

@@ -21,7 +21,8 @@ describe('graceful reload under load', function () {
   this.timeout(120_000);
 
   it('When api-gateway and then inventory-api are reloaded under a steady load, then no request fails', async () => {
-    const movie = (await request(`${gateway}/api/movies`, { method: 'POST', json: { title: unique('Reload') } })).body as { id: number };
+    const movie = (await request(`${gateway}/api/movies`, { method: 'POST', json: { title: unique('Reload') } }))
+      .body as { id: number };
     const failures: string[] = [];
     let answered = 0;
     let reloading = true;
@@ -53,7 +54,10 @@ describe('graceful reload under load', function () {
     await request(`${gateway}/api/movies/${movie.id}`, { method: 'DELETE' });
 
     console.log(`      reload: ${answered} answered 200, ${failures.length} failed`);
-    expect(failures.length, `requests that failed during the reloads, the first: ${failures.slice(0, 3).join('; ')}`).to.equal(0);
+    expect(
+      failures.length,
+      `requests that failed during the reloads, the first: ${failures.slice(0, 3).join('; ')}`,
+    ).to.equal(0);
     expect(answered, 'the load really ran').to.be.above(200);
   });
 });

@@ -19,7 +19,8 @@ describe('security of the deployed stack', () => {
     [env.BILLING_DB_USER, env.BILLING_DB_NAME, 'billing'],
   ] as const) {
     /** psql over TCP on the database's own host, with `password`. */
-    const psqlWith = (password: string) => psqlAsOnHost(host, { user: user!, password, database: database! }, 'SELECT 1');
+    const psqlWith = (password: string) =>
+      psqlAsOnHost(host, { user: user!, password, database: database! }, 'SELECT 1');
 
     it(`When ${user} connects over TCP without a password, then PostgreSQL refuses`, () => {
       const attempt = psqlWith('');
@@ -37,13 +38,24 @@ describe('security of the deployed stack', () => {
   it('When the env files are listed, then each is root:crud-master 0640 and the folder root:crud-master, closed to others', () => {
     for (const { host, apps } of hostsWithApps()) {
       // `<mode in octal> <owner>:<group> <path>` of the folder, then of each file in it (a host has the env files of its own apps only).
-      const [folder, ...files] = onHost(host, 'sh', ['-c', 'cd "$1" && stat -c "%a %U:%G %n" . *.env', 'sh', ENV_DIR]).trim().split('\n');
-      const modes = Object.fromEntries(files.map((line) => line.split(' ')).map(([mode, owner, file]) => [file!, `${mode} ${owner}`]));
+      const [folder, ...files] = onHost(host, 'sh', ['-c', 'cd "$1" && stat -c "%a %U:%G %n" . *.env', 'sh', ENV_DIR])
+        .trim()
+        .split('\n');
+      const modes = Object.fromEntries(
+        files.map((line) => line.split(' ')).map(([mode, owner, file]) => [file!, `${mode} ${owner}`]),
+      );
       expect(Object.keys(modes), `the env files on the ${host} host`).to.have.members(apps.map((app) => `${app}.env`));
-      for (const [file, mode] of Object.entries(modes)) expect(mode, `${file} on the ${host} host`).to.equal('640 root:crud-master');
+      for (const [file, mode] of Object.entries(modes))
+        expect(mode, `${file} on the ${host} host`).to.equal('640 root:crud-master');
       const [folderMode, folderOwner] = folder!.split(' ');
-      expect(folderOwner, `the owner of ${ENV_DIR} on the ${host} host: the service user may not plant a link there`).to.equal('root:crud-master');
-      expect(Number.parseInt(folderMode!, 8) & 0o027, `others may not list ${ENV_DIR}, nor the group write it, on the ${host} host`).to.equal(0);
+      expect(
+        folderOwner,
+        `the owner of ${ENV_DIR} on the ${host} host: the service user may not plant a link there`,
+      ).to.equal('root:crud-master');
+      expect(
+        Number.parseInt(folderMode!, 8) & 0o027,
+        `others may not list ${ENV_DIR}, nor the group write it, on the ${host} host`,
+      ).to.equal(0);
     }
   });
 
@@ -54,7 +66,10 @@ describe('security of the deployed stack', () => {
       .filter(([name, value]) => /_(PASSWORD|COOKIE)$/.test(name) && value && value.length >= 8)
       .map(([, value]) => value!);
     expect(secrets, 'the .env passwords and cookie to look for').to.have.length.of.at.least(3);
-    const hits = spawnSync('git', ['grep', '-l', '-F', ...secrets.flatMap((s) => ['-e', s])], { cwd: repo, encoding: 'utf8' });
+    const hits = spawnSync('git', ['grep', '-l', '-F', ...secrets.flatMap((s) => ['-e', s])], {
+      cwd: repo,
+      encoding: 'utf8',
+    });
     expect(hits.stdout.trim(), 'tracked files that hold a secret').to.equal('');
     expect(hits.status, 'git grep found nothing (1), rather than failing').to.equal(1);
   });

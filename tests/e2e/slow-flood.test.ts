@@ -62,14 +62,23 @@ describe('slow connections against the deployed gateway', () => {
 
     const before = gatewayInstances();
     const online = Array(instancesOf('api-gateway')).fill('online');
-    expect(before.map((p) => p.status), 'api-gateway instances before').to.deep.equal(online);
+    expect(
+      before.map((p) => p.status),
+      'api-gateway instances before',
+    ).to.deep.equal(online);
     const url = new URL(stack.gateway);
     // each GET on a new connection, as a new visitor comes: it is accepted by either instance, among the flood's
     const client = new Agent({ keepAlive: false, localAddress: CLIENT_FROM });
     try {
       // from the flood's first connect until the last of its connections is closed (or it is late for that)
       const { probe, report, settledMs } = await probeDuringFlood(
-        { host: url.hostname, port: Number(url.port), localAddress: FLOOD_FROM, count: FLOOD, trickleMs: FLOOD_TRICKLE_MS },
+        {
+          host: url.hostname,
+          port: Number(url.port),
+          localAddress: FLOOD_FROM,
+          count: FLOOD,
+          trickleMs: FLOOD_TRICKLE_MS,
+        },
         { base: stack.gateway, path: '/api/movies?limit=1', agent: client, pauseMs: PAUSE_MS },
         CONNECTING_MS + closedWithinMs + 2_000,
       );
@@ -77,7 +86,9 @@ describe('slow connections against the deployed gateway', () => {
       // what delays the answers and the closes: each instance's event loop (its max since Prometheus' last scrape)
       const metrics = instanceUrls('api-gateway', url.hostname, Number(env.GATEWAY_METRICS_PORT ?? 9100));
       const lags = (await Promise.all(metrics.map(scrape))).map((m) => m.get('nodejs_eventloop_lag_max_seconds')!);
-      console.log(`      slow flood, settled in ${settledMs === undefined ? 'more than the limit' : `${Math.round(settledMs)} ms`}: ${describeFlood(probe, report, CLIENT_FROM)}`);
+      console.log(
+        `      slow flood, settled in ${settledMs === undefined ? 'more than the limit' : `${Math.round(settledMs)} ms`}: ${describeFlood(probe, report, CLIENT_FROM)}`,
+      );
       console.log(
         `      api-gateway before ${JSON.stringify(before)}, after ${JSON.stringify(after)}; ` +
           `event loop lag, max: ${lags.map((lag) => `${Math.round(lag * 1_000)} ms`).join(', ')}`,
@@ -87,9 +98,7 @@ describe('slow connections against the deployed gateway', () => {
       expect(report.connected, 'flood connections that connected').to.be.above(0);
       // those the gateway turned away (no answer) show how late it picked a connection up
       const late = `ms the longest flood connection lived, from its connect (turned away: ${report.longestByAnswer.none} ms)`;
-      expect(report.longestMs, late).to.be.below(
-        closedWithinMs + report.lagMs,
-      );
+      expect(report.longestMs, late).to.be.below(closedWithinMs + report.lagMs);
       expect(report.answers, 'the flood: closed by the request timeout (408)').to.have.property('408');
       expect(Object.keys(report.answers), 'the flood: answers (none: closed by a cap)').to.have.members([
         '408',

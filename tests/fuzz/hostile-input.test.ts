@@ -14,15 +14,47 @@ const runs = Number(process.env.FUZZ_RUNS ?? 2_000);
 const MOVIES_BODY_LIMIT = 64 * 1024;
 const BILLING_BODY_LIMIT = 16 * 1024;
 
-const sqlInjection = ["' OR '1'='1", "1; DROP TABLE movies; --", "1' UNION SELECT * FROM pg_user --", '$$; SELECT pg_sleep(5); $$'];
+const sqlInjection = [
+  "' OR '1'='1",
+  '1; DROP TABLE movies; --',
+  "1' UNION SELECT * FROM pg_user --",
+  '$$; SELECT pg_sleep(5); $$',
+];
 const nasty = fc.oneof(
-  fc.constantFrom('%', '_', '%%', '_%_', '\\', '\\%', '\u0000', 'a\u0000b', '😀', 'é', '\u202e', '', ' ', ...sqlInjection),
+  fc.constantFrom(
+    '%',
+    '_',
+    '%%',
+    '_%_',
+    '\\',
+    '\\%',
+    '\u0000',
+    'a\u0000b',
+    '😀',
+    'é',
+    '\u202e',
+    '',
+    ' ',
+    ...sqlInjection,
+  ),
   fc.string({ unit: 'binary', maxLength: 40 }),
   fc.string({ unit: 'grapheme', maxLength: 40 }),
 );
 
 const ids = fc.oneof(
-  fc.constantFrom('0', '-1', '1.5', '1e3', '0x10', '9223372036854775807', '9223372036854775808', '99999999999999999999999', 'null', 'NaN', 'Infinity'),
+  fc.constantFrom(
+    '0',
+    '-1',
+    '1.5',
+    '1e3',
+    '0x10',
+    '9223372036854775807',
+    '9223372036854775808',
+    '99999999999999999999999',
+    'null',
+    'NaN',
+    'Infinity',
+  ),
   fc.integer({ min: -1_000_000, max: 1_000_000 }).map(String),
   fc.bigInt({ min: 1n, max: 2n ** 80n }).map(String),
   nasty.map(encodeURIComponent),
@@ -30,11 +62,17 @@ const ids = fc.oneof(
 
 const query = fc
   .record(
-    { title: nasty, limit: fc.oneof(fc.integer({ min: -5, max: 500 }).map(String), nasty), offset: fc.oneof(fc.integer().map(String), nasty) },
+    {
+      title: nasty,
+      limit: fc.oneof(fc.integer({ min: -5, max: 500 }).map(String), nasty),
+      offset: fc.oneof(fc.integer().map(String), nasty),
+    },
     { requiredKeys: [] },
   )
   .map((params) => {
-    const search = Object.entries(params).map(([name, value]) => `${name}=${encodeURIComponent(value)}`).join('&');
+    const search = Object.entries(params)
+      .map(([name, value]) => `${name}=${encodeURIComponent(value)}`)
+      .join('&');
     return search ? `?${search}` : '';
   });
 
@@ -42,11 +80,29 @@ const paths = fc.oneof(
   query.map((q) => `/api/movies${q}`),
   ids.map((id) => `/api/movies/${id}`),
   fc.constant('/api/billing'),
-  fc.constantFrom('/healthz', '/readyz', '/', '/api', '/api/movies/', '/api/movies/1/extra', '/api/billing/1', '/api/moviesX', '/%2e%2e/etc/passwd'),
+  fc.constantFrom(
+    '/healthz',
+    '/readyz',
+    '/',
+    '/api',
+    '/api/movies/',
+    '/api/movies/1/extra',
+    '/api/billing/1',
+    '/api/moviesX',
+    '/%2e%2e/etc/passwd',
+  ),
   nasty.map((segment) => `/${encodeURIComponent(segment)}`),
 );
 
-const anyValue = fc.oneof(fc.string(), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(fc.string()), nasty);
+const anyValue = fc.oneof(
+  fc.string(),
+  fc.integer(),
+  fc.double(),
+  fc.boolean(),
+  fc.constant(null),
+  fc.array(fc.string()),
+  nasty,
+);
 const bodies = fc.oneof(
   fc.constantFrom('{', '{"title":', '[', '"', '{"a":1,}', 'nul', 'undefined', '', '\u0000', '{"title":"\\u0000"}'),
   fc.string({ maxLength: 200 }),
@@ -56,7 +112,9 @@ const bodies = fc.oneof(
     .record({ user_id: anyValue, number_of_items: anyValue, total_amount: anyValue }, { requiredKeys: [] })
     .map((value) => JSON.stringify(value)),
   fc.integer({ min: 1_000, max: 20_000 }).map((depth) => `${'['.repeat(depth)}${']'.repeat(depth)}`),
-  fc.integer({ min: 70_000, max: 300_000 }).map((size) => JSON.stringify({ title: 'big', description: 'x'.repeat(size) })),
+  fc
+    .integer({ min: 70_000, max: 300_000 })
+    .map((size) => JSON.stringify({ title: 'big', description: 'x'.repeat(size) })),
 );
 
 const contentTypes = fc.constantFrom(
@@ -73,24 +131,33 @@ const contentTypes = fc.constantFrom(
 const printable = (req: RawRequest): RawRequest =>
   Object.assign(req, {
     [fc.toStringMethod]: () => {
-      const body = req.body === undefined ? '' : ` body(${Buffer.byteLength(req.body)} bytes)=${String(req.body).slice(0, 120)}`;
+      const body =
+        req.body === undefined ? '' : ` body(${Buffer.byteLength(req.body)} bytes)=${String(req.body).slice(0, 120)}`;
       return `${req.method} ${req.path} ${JSON.stringify(req.headers ?? {})}${body}`;
     },
   });
 
-const requests: fc.Arbitrary<RawRequest> = fc.oneof(
-  fc.record({ method: fc.constantFrom('GET', 'HEAD', 'OPTIONS', 'TRACE', 'PROPFIND'), path: paths }),
-  fc
-    .record({ method: fc.constantFrom('POST', 'PUT', 'PATCH', 'DELETE'), path: paths, type: contentTypes, body: bodies })
-    .map(({ method, path, type, body }) => ({ method, path, body, headers: { 'content-type': type } })),
-).map(printable);
+const requests: fc.Arbitrary<RawRequest> = fc
+  .oneof(
+    fc.record({ method: fc.constantFrom('GET', 'HEAD', 'OPTIONS', 'TRACE', 'PROPFIND'), path: paths }),
+    fc
+      .record({
+        method: fc.constantFrom('POST', 'PUT', 'PATCH', 'DELETE'),
+        path: paths,
+        type: contentTypes,
+        body: bodies,
+      })
+      .map(({ method, path, type, body }) => ({ method, path, body, headers: { 'content-type': type } })),
+  )
+  .map(printable);
 
 const isJsonType = (type: string | undefined) => /^application\/([\w.-]+\+)?json\b/.test(type ?? '');
 
 /** A JSON body over the route's limit must be refused with 413 before anything else looks at it. */
 function bodyLimitOf({ method, path, headers }: RawRequest): number | undefined {
   if (!isJsonType(headers?.['content-type'])) return undefined;
-  if (path.startsWith('/api/movies/') || path === '/api/movies' || path.startsWith('/api/movies?')) return MOVIES_BODY_LIMIT;
+  if (path.startsWith('/api/movies/') || path === '/api/movies' || path.startsWith('/api/movies?'))
+    return MOVIES_BODY_LIMIT;
   if (path === '/api/billing' && method === 'POST') return BILLING_BODY_LIMIT;
   return undefined;
 }
@@ -131,6 +198,8 @@ describe('hostile input against :8080', function () {
     expect(restartsByApp(), 'PM2 restarts per app').to.deep.equal(before);
     const sent = [...statuses.values()].reduce((a, b) => a + b, 0);
     const fiveXx = [...statuses].filter(([status]) => status >= 500).reduce((a, [, n]) => a + n, 0);
-    console.log(`      fuzz: ${sent} requests, 5xx=${fiveXx}, by status ${JSON.stringify(Object.fromEntries(statuses))}`);
+    console.log(
+      `      fuzz: ${sent} requests, 5xx=${fiveXx}, by status ${JSON.stringify(Object.fromEntries(statuses))}`,
+    );
   });
 });

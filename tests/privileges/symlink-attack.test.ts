@@ -15,7 +15,13 @@ import { expect } from 'chai';
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const USERS = ['crud-master', 'crud-master-build'];
 /** The folders of the deployment: the release, root's state, the env files, the PM2 home, the build folder. */
-const ROOTS = ['/opt/crud-master', '/var/lib/crud-master-deploy', '/etc/crud-master', '/var/lib/crud-master', '/var/lib/crud-master-build'];
+const ROOTS = [
+  '/opt/crud-master',
+  '/var/lib/crud-master-deploy',
+  '/etc/crud-master',
+  '/var/lib/crud-master',
+  '/var/lib/crud-master-build',
+];
 /** Where "outside" is looked at: what root owns on the system (not /tmp, /var/tmp, /work: the other users' scratch). */
 const OUTSIDE = ['/etc', '/usr', '/opt', '/var/lib', '/root', '/srv', '/home', '/boot'];
 /** Names that a deploy role might create in a folder: planted where missing. */
@@ -33,25 +39,70 @@ function provision(...ansibleArgs: string[]): { status: number | null; tail: str
 }
 /** Undoes one plant: the link goes, the entry set aside comes back. */
 const unplant = ({ user, path }: { user: string; path: string }) =>
-  spawnSync('runuser', ['-u', user, '--', 'sh', '-c', 'rm -f -- "$1"; if [ -e "$1$2" ] || [ -L "$1$2" ]; then mv -T -- "$1$2" "$1"; fi', 'sh', path, ASIDE]);
+  spawnSync('runuser', [
+    '-u',
+    user,
+    '--',
+    'sh',
+    '-c',
+    'rm -f -- "$1"; if [ -e "$1$2" ] || [ -L "$1$2" ]; then mv -T -- "$1$2" "$1"; fi',
+    'sh',
+    path,
+    ASIDE,
+  ]);
 
 /** `owner:group:mode path` of everything outside the deployment's folders. */
 function snapshot(): Map<string, string> {
   const prune = ROOTS.flatMap((root) => ['-path', root, '-o']).concat(['-path', '/var/lib/crud-master-deploy']);
-  const out = spawnSync('find', [...OUTSIDE, '-xdev', '(', ...prune, ')', '-prune', '-o', '-printf', '%u:%g:%m %p\\n'], {
-    encoding: 'utf8',
-    maxBuffer: 1 << 28,
-  }).stdout;
-  return new Map(out.split('\n').filter(Boolean).map((line) => [line.slice(line.indexOf(' ') + 1), line.slice(0, line.indexOf(' '))]));
+  const out = spawnSync(
+    'find',
+    [...OUTSIDE, '-xdev', '(', ...prune, ')', '-prune', '-o', '-printf', '%u:%g:%m %p\\n'],
+    {
+      encoding: 'utf8',
+      maxBuffer: 1 << 28,
+    },
+  ).stdout;
+  return new Map(
+    out
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => [line.slice(line.indexOf(' ') + 1), line.slice(0, line.indexOf(' '))]),
+  );
 }
 
 /** The folders under ROOTS that `user` can write, deepest first (node_modules and caches as one entry each). */
 function writableFolders(user: string): string[] {
-  const found = spawnSync('runuser', ['-u', user, '--', 'find', ...ROOTS, '(', '-name', 'node_modules', '-o', '-name', '.npm', ')', '-prune', '-o', '-type', 'd', '-writable', '-print'], {
-    encoding: 'utf8',
-    maxBuffer: 1 << 28,
-  }).stdout;
-  return found.split('\n').filter(Boolean).sort((a, b) => b.split('/').length - a.split('/').length);
+  const found = spawnSync(
+    'runuser',
+    [
+      '-u',
+      user,
+      '--',
+      'find',
+      ...ROOTS,
+      '(',
+      '-name',
+      'node_modules',
+      '-o',
+      '-name',
+      '.npm',
+      ')',
+      '-prune',
+      '-o',
+      '-type',
+      'd',
+      '-writable',
+      '-print',
+    ],
+    {
+      encoding: 'utf8',
+      maxBuffer: 1 << 28,
+    },
+  ).stdout;
+  return found
+    .split('\n')
+    .filter(Boolean)
+    .sort((a, b) => b.split('/').length - a.split('/').length);
 }
 
 describe('privileges of the deployment (a re-provisioning with links planted by the service and build users)', function () {
@@ -69,21 +120,27 @@ describe('privileges of the deployment (a re-provisioning with links planted by 
     outsideBefore = snapshot();
     for (const user of USERS) {
       for (const folder of writableFolders(user)) {
-        const names = run('ls', ['-A', folder]).split('\n').filter((name) => name && !LIVE.has(name) && !name.endsWith(ASIDE));
+        const names = run('ls', ['-A', folder])
+          .split('\n')
+          .filter((name) => name && !LIVE.has(name) && !name.endsWith(ASIDE));
         for (const name of [...new Set([...names, ...STATE_NAMES])]) {
           const path = `${folder}/${name}`;
           const exists = names.includes(name);
           const isDir = exists && statSync(path, { throwIfNoEntry: false })?.isDirectory();
-          const target = isDir || name === '.deploy' || name === 'source' || name === 'unpacked' ? canaryDir : canaryFile;
+          const target =
+            isDir || name === '.deploy' || name === 'source' || name === 'unpacked' ? canaryDir : canaryFile;
           const script = exists ? 'mv -T -- "$1" "$1$2" && ln -sT -- "$3" "$1"' : 'ln -sT -- "$3" "$1"';
-          if (spawnSync('runuser', ['-u', user, '--', 'sh', '-c', script, 'sh', path, ASIDE, target]).status === 0) planted.push({ user, path });
+          if (spawnSync('runuser', ['-u', user, '--', 'sh', '-c', script, 'sh', path, ASIDE, target]).status === 0)
+            planted.push({ user, path });
         }
       }
     }
     // The whole play, then the deploy alone: a role that stops on a planted link (which is fine) must not hide
     // what the later roles would do.
     attacks = [provision(), provision('--tags', 'deploy')];
-    console.log(`      provisioning runs with the links in place: ${planted.length} links, exit codes ${attacks.map((a) => a.status).join(', ')}`);
+    console.log(
+      `      provisioning runs with the links in place: ${planted.length} links, exit codes ${attacks.map((a) => a.status).join(', ')}`,
+    );
   });
 
   after(() => {
@@ -106,7 +163,10 @@ describe('privileges of the deployment (a re-provisioning with links planted by 
   });
 
   it('When the host is provisioned with the links in place, then the canaries are untouched', () => {
-    expect(run('stat', ['-c', '%u:%g:%a', canaryDir, canaryFile]).trim().split('\n')).to.deep.equal(['0:0:755', '0:0:644']);
+    expect(run('stat', ['-c', '%u:%g:%a', canaryDir, canaryFile]).trim().split('\n')).to.deep.equal([
+      '0:0:755',
+      '0:0:644',
+    ]);
     expect(readFileSync(canaryFile, 'utf8')).to.equal('canary\n');
     expect(run('ls', ['-A', canaryDir]).trim()).to.equal('canary');
   });

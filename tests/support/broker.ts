@@ -34,7 +34,8 @@ export async function openBroker() {
     /** Declares a billing queue and its dead-letter exchange and queue, as billing-consumer does. */
     declare: (queue: string, type: QueueType = 'classic') => declareBillingTopology(channel, queue, type),
     /** Takes the next message off a queue, or undefined when it is empty. */
-    take: async (queue: string): Promise<GetMessage | undefined> => (await channel.get(queue, { noAck: true })) || undefined,
+    take: async (queue: string): Promise<GetMessage | undefined> =>
+      (await channel.get(queue, { noAck: true })) || undefined,
     count: async (queue: string): Promise<number> => (await channel.checkQueue(queue)).messageCount,
     /** A queue's messages and consumers, undefined when it does not exist (asked on a throwaway channel, which a
      * missing queue closes). */
@@ -50,7 +51,11 @@ export async function openBroker() {
       }
     },
     publish: async (queue: string, content: string | Buffer, options: amqplib.Options.Publish = {}) => {
-      channel.sendToQueue(queue, Buffer.from(content), { persistent: true, contentType: 'application/json', ...options });
+      channel.sendToQueue(queue, Buffer.from(content), {
+        persistent: true,
+        contentType: 'application/json',
+        ...options,
+      });
       await channel.waitForConfirms();
     },
     deleteQueues: async (...queues: string[]) => {
@@ -61,7 +66,9 @@ export async function openBroker() {
 }
 
 /** A queue's type and x-arguments as the management API shows them, or undefined when it does not exist. */
-export async function queueOf(queue: string): Promise<{ type: string; arguments: Record<string, unknown> } | undefined> {
+export async function queueOf(
+  queue: string,
+): Promise<{ type: string; arguments: Record<string, unknown> } | undefined> {
   const vhost = encodeURIComponent(billingQueue.vhost);
   const reply = await fetch(`${management}/queues/${vhost}/${encodeURIComponent(queue)}`, { headers: managementAuth });
   if (reply.status === 404) return undefined;

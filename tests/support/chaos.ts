@@ -14,7 +14,8 @@ export type Outcome = number | string;
 export type Fault = () => Promise<string>;
 
 /** Each order is its own user's (as many clients are): the per-user rate limit is not what these runs measure. */
-const orderOf = (key: string) => JSON.stringify({ user_id: `usr_${key}`.slice(0, 100), number_of_items: 1, total_amount: '1.00' });
+const orderOf = (key: string) =>
+  JSON.stringify({ user_id: `usr_${key}`.slice(0, 100), number_of_items: 1, total_amount: '1.00' });
 /**
  * A socket for every order in flight (open loop): with a cap, orders sent while the broker is down would wait for a
  * socket behind those the gateway holds for up to PUBLISH_TIMEOUT_MS, and reach it only once it is back, hiding 503s.
@@ -27,14 +28,23 @@ const openLoop = keepAliveAgent();
 const retries = keepAliveAgent({ maxSockets: 256 });
 
 /** Posts one order with its Idempotency-Key; a 503's problem body carries the message_id to retry with. */
-export async function postOrder(gateway: string, key: string, agent = openLoop): Promise<{ outcome: Outcome; messageId?: string }> {
+export async function postOrder(
+  gateway: string,
+  key: string,
+  agent = openLoop,
+): Promise<{ outcome: Outcome; messageId?: string }> {
   try {
-    const reply = await rawRequest(gateway, {
-      method: 'POST',
-      path: '/api/billing',
-      headers: { 'content-type': 'application/json', 'idempotency-key': key },
-      body: orderOf(key),
-    }, undefined, agent);
+    const reply = await rawRequest(
+      gateway,
+      {
+        method: 'POST',
+        path: '/api/billing',
+        headers: { 'content-type': 'application/json', 'idempotency-key': key },
+        body: orderOf(key),
+      },
+      undefined,
+      agent,
+    );
     if (reply.status === 202) return { outcome: 202 };
     if (reply.status === 503) {
       const messageId = (() => {
@@ -80,7 +90,14 @@ export interface Sent {
 const since = (started: number) => ((Date.now() - started) / 1000).toFixed(1);
 
 /** Sends the orders at a steady rate, starting each fault at its time, and waits for every answer and fault. */
-export async function sendOrdersUnderFaults({ gateway, rate, orders, faults, untilFaultsDone = false, keyOf }: OrdersUnderFaults): Promise<Sent> {
+export async function sendOrdersUnderFaults({
+  gateway,
+  rate,
+  orders,
+  faults,
+  untilFaultsDone = false,
+  keyOf,
+}: OrdersUnderFaults): Promise<Sent> {
   const outcomes = new Map<string, Outcome>();
   const messageIds = new Map<string, string>();
   const log: string[] = [];
@@ -119,7 +136,12 @@ export async function sendOrdersUnderFaults({ gateway, rate, orders, faults, unt
  * most 256 of them on the wire at once.
  * Returns each order's final outcome.
  */
-export async function retryUntilAccepted(gateway: string, sent: Sent, attempts = 30, delayMs = 1000): Promise<Map<string, Outcome>> {
+export async function retryUntilAccepted(
+  gateway: string,
+  sent: Sent,
+  attempts = 30,
+  delayMs = 1000,
+): Promise<Map<string, Outcome>> {
   const final = new Map(sent.outcomes);
   await Promise.all(
     [...sent.outcomes]
@@ -141,7 +163,11 @@ export async function retryUntilAccepted(gateway: string, sent: Sent, attempts =
  * Polls until every key has at least one row in billing_db (or `limitMs` passes), then returns each key's number of
  * rows and how long that took.
  */
-export async function countsWhenDrained(countsOf: (keys: string[]) => Promise<number[]>, keys: string[], limitMs: number) {
+export async function countsWhenDrained(
+  countsOf: (keys: string[]) => Promise<number[]>,
+  keys: string[],
+  limitMs: number,
+) {
   const started = Date.now();
   let counts: number[] = [];
   for (;;) {
@@ -154,7 +180,8 @@ export async function countsWhenDrained(countsOf: (keys: string[]) => Promise<nu
 }
 
 /** How many orders had each outcome. */
-export const tally = (outcomes: Map<string, Outcome>, outcome: Outcome) => [...outcomes.values()].filter((o) => o === outcome).length;
+export const tally = (outcomes: Map<string, Outcome>, outcome: Outcome) =>
+  [...outcomes.values()].filter((o) => o === outcome).length;
 
 /** How many of these outcomes there are of each kind, e.g. { '503': 12, 'connection error': 2 }. */
 export const outcomeCounts = (outcomes: Iterable<Outcome>): Record<string, number> => {
@@ -164,4 +191,5 @@ export const outcomeCounts = (outcomes: Iterable<Outcome>): Record<string, numbe
 };
 
 /** The outcomes that are neither a 202, nor one a client retries (a 503, a connection error). */
-export const unexpected = (outcomes: Map<string, Outcome>) => [...outcomes.values()].filter((o) => o !== 202 && o !== 503 && o !== 'connection error');
+export const unexpected = (outcomes: Map<string, Outcome>) =>
+  [...outcomes.values()].filter((o) => o !== 202 && o !== 503 && o !== 'connection error');

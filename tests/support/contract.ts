@@ -42,18 +42,27 @@ function resolve(pointer: string): { node: Node; pointer: string } {
 
 const templates = Object.keys(spec.paths).map((template: string) => ({
   template,
-  pattern: new RegExp(`^${template.split(/\{[^}]+\}/).map((part) => part.replace(/[.*+?^$()|[\]\\]/g, '\\$&')).join('[^/]+')}$`),
+  pattern: new RegExp(
+    `^${template
+      .split(/\{[^}]+\}/)
+      .map((part) => part.replace(/[.*+?^$()|[\]\\]/g, '\\$&'))
+      .join('[^/]+')}$`,
+  ),
 }));
 
 /** The spec's path for a request path: a literal one first, then a templated one. */
 const pathOf = (path: string) =>
-  templates.find(({ template }) => template === path)?.template ?? templates.find(({ pattern }) => pattern.test(path))?.template;
+  templates.find(({ template }) => template === path)?.template ??
+  templates.find(({ pattern }) => pattern.test(path))?.template;
 
 function check(ajv: Ajv2020, schemaPointer: string, data: unknown, what: string): string[] {
   const validate = ajv.getSchema(`${SPEC_KEY}${encodeURI(schemaPointer)}`);
   if (!validate) return [`${what}: openapi.yaml has no schema at ${schemaPointer}`];
   if (validate(data)) return [];
-  return validate.errors!.map(({ instancePath, message, params }) => `${what}${instancePath} ${message}${params.additionalProperty ? ` (${params.additionalProperty})` : ''}`);
+  return validate.errors!.map(
+    ({ instancePath, message, params }) =>
+      `${what}${instancePath} ${message}${params.additionalProperty ? ` (${params.additionalProperty})` : ''}`,
+  );
 }
 
 function checkResponse(responsePointer: string, status: number, headers: Headers, body: unknown): string[] {
@@ -65,18 +74,22 @@ function checkResponse(responsePointer: string, status: number, headers: Headers
     if (value === null) {
       if (header.required) problems.push(`header ${name} is missing`);
     } else {
-      problems.push(...check(headerValues, `${headerPointer}/schema`, value, `header ${name}`).map((p) => `${p} (${value})`));
+      problems.push(
+        ...check(headerValues, `${headerPointer}/schema`, value, `header ${name}`).map((p) => `${p} (${value})`),
+      );
     }
   }
   const mediaType = (headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
   if (response.content === undefined) {
-    if (body !== '' || mediaType !== '') problems.push(`a ${status} has no body, but it came with ${mediaType || 'one'}`);
+    if (body !== '' || mediaType !== '')
+      problems.push(`a ${status} has no body, but it came with ${mediaType || 'one'}`);
   } else if (response.content[mediaType] === undefined) {
     problems.push(`content type "${mediaType}" is not one of ${Object.keys(response.content).join(', ')}`);
   } else {
     problems.push(...check(bodies, `${pointer}/content/${escapePointer(mediaType)}/schema`, body, 'body'));
     // RFC 9457: a problem's status is the response's; a schema cannot say so
-    if (mediaType === 'application/problem+json' && (body as Node).status !== status) problems.push(`the problem's status is ${(body as Node).status}`);
+    if (mediaType === 'application/problem+json' && (body as Node).status !== status)
+      problems.push(`the problem's status is ${(body as Node).status}`);
   }
   return problems;
 }
@@ -92,14 +105,24 @@ export function assertContract(method: string, url: string, status: number, head
   if (operation === undefined) {
     // an unlisted path (404) or method (405 with Allow): the server must say so, as a problem
     const expected = template === undefined ? 404 : 405;
-    problems = status === expected ? checkResponse('#/components/responses/NotFound', status, headers, body) : [`${method} ${template ?? pathname} is not in openapi.yaml, yet it answered ${status}`];
+    problems =
+      status === expected
+        ? checkResponse('#/components/responses/NotFound', status, headers, body)
+        : [`${method} ${template ?? pathname} is not in openapi.yaml, yet it answered ${status}`];
     if (expected === 405 && !headers.get('allow')) problems.push('a 405 without an Allow header');
   } else {
     const responses = `#/paths/${escapePointer(template!)}/${method.toLowerCase()}/responses`;
-    const code = [String(status), `${String(status)[0]}XX`, 'default'].find((key) => operation.responses[key] !== undefined);
-    problems = code === undefined ? [`status ${status} is not documented`] : checkResponse(`${responses}/${code}`, status, headers, body);
+    const code = [String(status), `${String(status)[0]}XX`, 'default'].find(
+      (key) => operation.responses[key] !== undefined,
+    );
+    problems =
+      code === undefined
+        ? [`status ${status} is not documented`]
+        : checkResponse(`${responses}/${code}`, status, headers, body);
   }
   if (problems.length > 0) {
-    throw new Error(`contract: ${method} ${pathname} → ${status} does not match openapi.yaml: ${problems.join('; ')}\n${JSON.stringify(body)?.slice(0, 500)}`);
+    throw new Error(
+      `contract: ${method} ${pathname} → ${status} does not match openapi.yaml: ${problems.join('; ')}\n${JSON.stringify(body)?.slice(0, 500)}`,
+    );
   }
 }

@@ -17,4 +17,5 @@ export const testEnv = (overrides: Record<string, string | number> = {}): NodeJS
 });
 
 /** A name no other test run uses, for queues and rows. */
-export const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+export const unique = (prefix: string): string =>
+  `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;

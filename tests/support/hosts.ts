@@ -1,4 +1,10 @@
-import { execFile, execFileSync, spawnSync, type SpawnSyncOptionsWithStringEncoding, type SpawnSyncReturns } from 'node:child_process';
+import {
+  execFile,
+  execFileSync,
+  spawnSync,
+  type SpawnSyncOptionsWithStringEncoding,
+  type SpawnSyncReturns,
+} from 'node:child_process';
 import { promisify } from 'node:util';
 
 /**
@@ -10,10 +16,15 @@ import { promisify } from 'node:util';
 export type Host = 'gateway' | 'inventory' | 'billing';
 
 /** The PM2 apps and the host of each. */
-export const appHosts = { 'api-gateway': 'gateway', 'inventory-api': 'inventory', 'billing-consumer': 'billing' } as const;
+export const appHosts = {
+  'api-gateway': 'gateway',
+  'inventory-api': 'inventory',
+  'billing-consumer': 'billing',
+} as const;
 export type App = keyof typeof appHosts;
 
-export const hostPrefix = (host: Host): string[] => (process.env[`E2E_${host.toUpperCase()}_EXEC`] ?? '').split(' ').filter(Boolean);
+export const hostPrefix = (host: Host): string[] =>
+  (process.env[`E2E_${host.toUpperCase()}_EXEC`] ?? '').split(' ').filter(Boolean);
 
 /** Whether a service's host is this one (no E2E_*_EXEC): its PM2, its kernel and its listeners are this machine's. */
 export const isThisHost = (host: Host): boolean => hostPrefix(host).length === 0;
@@ -49,7 +60,12 @@ export async function onHostAsync(host: Host, command: string, args: string[]): 
 
 /** Runs a command on a host and returns its outcome (status, stdout, stderr). Pass variables with `env NAME=value …`:
  * a host prefix does not carry this process's environment. */
-export function spawnOnHost(host: Host, command: string, args: string[], options: Partial<SpawnSyncOptionsWithStringEncoding> = {}): SpawnSyncReturns<string> {
+export function spawnOnHost(
+  host: Host,
+  command: string,
+  args: string[],
+  options: Partial<SpawnSyncOptionsWithStringEncoding> = {},
+): SpawnSyncReturns<string> {
   const [file, ...rest] = [...hostPrefix(host), command, ...args];
   return spawnSync(file!, rest, { cwd: '/', maxBuffer: MAX_OUTPUT, ...options, encoding: 'utf8' });
 }
@@ -58,10 +74,19 @@ export function spawnOnHost(host: Host, command: string, args: string[], options
  * psql over TCP on a host's own PostgreSQL as `user` with `password`, which goes on stdin: a command line is readable by
  * every process and sudo logs it (the Vagrant stage's host prefix runs sudo).
  */
-export function psqlAsOnHost(host: Host, login: { user: string; password: string; database: string }, sql: string): SpawnSyncReturns<string> {
+export function psqlAsOnHost(
+  host: Host,
+  login: { user: string; password: string; database: string },
+  sql: string,
+): SpawnSyncReturns<string> {
   const script = 'IFS= read -r PGPASSWORD; export PGPASSWORD PGCONNECT_TIMEOUT=5; exec psql "$@"';
-  return spawnOnHost(host, 'sh', ['-c', script, 'psql', '-h', '127.0.0.1', '-U', login.user, '-d', login.database, '-XwtAc', sql], {
-    input: `${login.password}\n`,
-    env: { PATH: process.env.PATH },
-  });
+  return spawnOnHost(
+    host,
+    'sh',
+    ['-c', script, 'psql', '-h', '127.0.0.1', '-U', login.user, '-d', login.database, '-XwtAc', sql],
+    {
+      input: `${login.password}\n`,
+      env: { PATH: process.env.PATH },
+    },
+  );
 }

@@ -18,10 +18,17 @@ export async function request(url: string, init: RequestInit & { json?: unknown 
   const headers = new Headers(rest.headers);
   if (json !== undefined) headers.set('content-type', 'application/json');
   const started = performance.now();
-  const response = await fetch(url, { ...rest, headers, body: json !== undefined ? JSON.stringify(json) : rest.body }).catch((error: Error) => {
+  const response = await fetch(url, {
+    ...rest,
+    headers,
+    body: json !== undefined ? JSON.stringify(json) : rest.body,
+  }).catch((error: Error) => {
     // fetch says only "fetch failed": say what failed, and why (ECONNREFUSED, other side closed…)
     const cause = error.cause as { code?: string; message?: string } | undefined;
-    throw new Error(`${rest.method ?? 'GET'} ${url}: ${error.message} (${cause?.code ?? cause?.message ?? 'no cause'})`, { cause: error });
+    throw new Error(
+      `${rest.method ?? 'GET'} ${url}: ${error.message} (${cause?.code ?? cause?.message ?? 'no cause'})`,
+      { cause: error },
+    );
   });
   const text = await response.text();
   const isJson = /json/.test(response.headers.get('content-type') ?? '');
@@ -31,7 +38,11 @@ export async function request(url: string, init: RequestInit & { json?: unknown 
 }
 
 /** Polls until `probe` returns a value other than undefined, or fails after `timeoutMs`. */
-export async function eventually<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+export async function eventually<T>(
+  probe: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -44,4 +55,8 @@ export async function eventually<T>(probe: () => Promise<T | undefined> | T | un
 /** Polls `${base}/readyz` until the service answers 200 (up, and its database or broker reachable); a service still
  * starting refuses the connection, which counts as not ready yet. */
 export const untilReady = (base: string, timeoutMs = 10_000, what = `${base} to be ready`): Promise<true> =>
-  eventually(async () => ((await request(`${base}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined), timeoutMs, what);
+  eventually(
+    async () => ((await request(`${base}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined),
+    timeoutMs,
+    what,
+  );

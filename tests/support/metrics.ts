@@ -32,14 +32,21 @@ export async function scrape(url: string): Promise<Scrape> {
 }
 
 /** How far a series moved between two scrapes (a series that was not there yet counts from 0). */
-export const moved = (before: Scrape, after: Scrape, name: string, labels: Record<string, string | number> = {}): number => {
+export const moved = (
+  before: Scrape,
+  after: Scrape,
+  name: string,
+  labels: Record<string, string | number> = {},
+): number => {
   const key = series(name, labels);
   expect(after.has(key), `${key} in the second scrape`).to.equal(true);
   return after.get(key)! - (before.get(key) ?? 0);
 };
 
 /** The PM2 instances of each app, as ecosystem.config.cjs starts them. */
-const { apps } = createRequire(import.meta.url)('../../ecosystem.config.cjs') as { apps: Array<{ name: string; instances: number }> };
+const { apps } = createRequire(import.meta.url)('../../ecosystem.config.cjs') as {
+  apps: Array<{ name: string; instances: number }>;
+};
 export const instancesOf = (app: string): number => apps.find(({ name }) => name === app)?.instances ?? 1;
 
 /** The metrics URL of each instance of a PM2 app: instance i serves on the app's metrics port + i. */

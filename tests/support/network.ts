@@ -16,7 +16,11 @@ export interface TcpPeer {
   close(): Promise<void>;
 }
 
-async function serve(onConnection: (socket: Socket) => void, host = '127.0.0.1', port = 0): Promise<TcpPeer & { server: Server }> {
+async function serve(
+  onConnection: (socket: Socket) => void,
+  host = '127.0.0.1',
+  port = 0,
+): Promise<TcpPeer & { server: Server }> {
   const sockets = new Set<Socket>();
   const server = createServer((socket) => {
     sockets.add(socket);

@@ -9,7 +9,9 @@ import { billingQueue, stack } from './stack.js';
  */
 const env = process.env;
 export const { management } = stack;
-export const managementAuth = { Authorization: `Basic ${Buffer.from(`${env.RABBITMQ_USER}:${env.RABBITMQ_PASSWORD}`).toString('base64')}` };
+export const managementAuth = {
+  Authorization: `Basic ${Buffer.from(`${env.RABBITMQ_USER}:${env.RABBITMQ_PASSWORD}`).toString('base64')}`,
+};
 const queuePath = `${encodeURIComponent(billingQueue.vhost)}/${encodeURIComponent(billingQueue.queue)}`;
 
 /** billing_queue's messages_ready, as the management API shows it (its counts lag by a few seconds). */
@@ -17,11 +19,17 @@ export const readyInQueue = async (): Promise<number> =>
   (await request(`${management}/queues/${queuePath}`, { headers: managementAuth })).body.messages_ready;
 
 /** billing_db's rows per message id, selected by `condition` on message_id: `psql -tAc` runs the query. */
-export const orderCountsQuery = (condition: string): string => `SELECT message_id, count(*) FROM orders WHERE message_id ${condition} GROUP BY message_id`;
+export const orderCountsQuery = (condition: string): string =>
+  `SELECT message_id, count(*) FROM orders WHERE message_id ${condition} GROUP BY message_id`;
 
 /** The count of each key in the rows of `orderCountsQuery` (`message_id|count` lines); 0 for a key with none. */
 export function countsPerKey(rows: string, keys: readonly string[]): number[] {
-  const counts = new Map(rows.split('\n').filter(Boolean).map((line) => line.split('|') as [string, string]));
+  const counts = new Map(
+    rows
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => line.split('|') as [string, string]),
+  );
   return keys.map((key) => Number(counts.get(key) ?? 0));
 }
 
@@ -33,11 +41,27 @@ export function orderCounts(psql: (query: string) => string, keys: readonly stri
 
 /** `psql -tAc QUERY` on billing_db as the postgres user, on billing-consumer's host (as an operator looks). */
 export const psqlBilling = (query: string): string =>
-  onHost('billing', 'sudo', ['-u', 'postgres', 'psql', '-d', env.BILLING_DB_NAME ?? 'billing_db', '-tAc', query]).trim();
+  onHost('billing', 'sudo', [
+    '-u',
+    'postgres',
+    'psql',
+    '-d',
+    env.BILLING_DB_NAME ?? 'billing_db',
+    '-tAc',
+    query,
+  ]).trim();
 
 /** The same on movies_db, on inventory-api's host. */
 export const psqlMovies = (query: string): string =>
-  onHost('inventory', 'sudo', ['-u', 'postgres', 'psql', '-d', env.INVENTORY_DB_NAME ?? 'movies_db', '-tAc', query]).trim();
+  onHost('inventory', 'sudo', [
+    '-u',
+    'postgres',
+    'psql',
+    '-d',
+    env.INVENTORY_DB_NAME ?? 'movies_db',
+    '-tAc',
+    query,
+  ]).trim();
 
 /** `pm2 start billing-consumer` on its host, then until its /readyz answers 200. */
 export async function startBillingConsumer(): Promise<void> {

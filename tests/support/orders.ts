@@ -4,7 +4,12 @@ import { sql } from 'slonik';
 import { z } from 'zod';
 import { testEnv } from './env.js';
 
-const orderRow = z.object({ user_id: z.string(), number_of_items: z.number(), total_amount: z.string(), message_id: z.string() });
+const orderRow = z.object({
+  user_id: z.string(),
+  number_of_items: z.number(),
+  total_amount: z.string(),
+  message_id: z.string(),
+});
 
 /** billing_db, read straight from the test: the rows stored under some message ids. */
 export async function openOrders() {

@@ -47,4 +47,7 @@ export const pm2ProcessesOn = (host: Host): Pm2Process[] => parseJlist(onHost(ho
 
 /** Restarts per app, summed over its instances: a crash shows up as a higher number. */
 export const restartsByApp = (): Record<string, number> =>
-  pm2Processes().reduce<Record<string, number>>((acc, p) => ({ ...acc, [p.name]: (acc[p.name] ?? 0) + p.restarts }), {});
+  pm2Processes().reduce<Record<string, number>>(
+    (acc, p) => ({ ...acc, [p.name]: (acc[p.name] ?? 0) + p.restarts }),
+    {},
+  );

@@ -67,7 +67,16 @@ const child = fileURLToPath(new URL('./slow-flood-child.ts', import.meta.url));
  */
 export function startSlowFlood(target: FloodTarget): SlowFlood {
   const files = target.count + 256;
-  const command = ['prlimit', `--nofile=${files}:${files}`, '--', process.execPath, '--import', 'tsx', child, JSON.stringify(target)];
+  const command = [
+    'prlimit',
+    `--nofile=${files}:${files}`,
+    '--',
+    process.execPath,
+    '--import',
+    'tsx',
+    child,
+    JSON.stringify(target),
+  ];
   const [file, ...args] = target.netns ? ['nsenter', `--net=${target.netns}`, '--', ...command] : command;
   const flood = spawn(file!, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const said = (word: string) =>
@@ -144,7 +153,10 @@ export async function probeDuringFlood(
   const started = performance.now();
   const flood = startSlowFlood(target);
   let settledMs: number | undefined;
-  void flood.settled.then(() => (settledMs = performance.now() - started), () => undefined);
+  void flood.settled.then(
+    () => (settledMs = performance.now() - started),
+    () => undefined,
+  );
   let done = false;
   try {
     const probing = probeWhile(client.base, client.path, client.agent, client.pauseMs, () => done);

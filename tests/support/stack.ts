@@ -29,7 +29,10 @@ export const stack = {
 };
 
 /** billing_queue and its vhost, as .env names them. */
-export const billingQueue = { vhost: env.RABBITMQ_VHOST ?? 'billing_vhost', queue: env.RABBITMQ_QUEUE ?? 'billing_queue' };
+export const billingQueue = {
+  vhost: env.RABBITMQ_VHOST ?? 'billing_vhost',
+  queue: env.RABBITMQ_QUEUE ?? 'billing_queue',
+};
 
 /**
  * The monitor: Prometheus and Alertmanager on this host after `make local` (where every service runs here), or on a
@@ -39,5 +42,9 @@ export const billingQueue = { vhost: env.RABBITMQ_VHOST ?? 'billing_vhost', queu
 export const monitor = env.E2E_PROMETHEUS_URL
   ? { prometheus: env.E2E_PROMETHEUS_URL, alertmanager: env.E2E_ALERTMANAGER_URL ?? '', ownMachine: true }
   : hostsWithApps().every(({ host }) => isThisHost(host))
-    ? { prometheus: loopback(env.PROMETHEUS_PORT, 9090), alertmanager: loopback(env.ALERTMANAGER_PORT, 9093), ownMachine: false }
+    ? {
+        prometheus: loopback(env.PROMETHEUS_PORT, 9090),
+        alertmanager: loopback(env.ALERTMANAGER_PORT, 9093),
+        ownMachine: false,
+      }
     : undefined;

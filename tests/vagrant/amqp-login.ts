@@ -5,7 +5,10 @@ import amqp from 'amqplib';
 
 const [hostname, port, username, password, vhost] = process.argv.slice(2);
 try {
-  const connection = await amqp.connect({ protocol: 'amqp', hostname, port: Number(port), username, password, vhost }, { timeout: 5000 });
+  const connection = await amqp.connect(
+    { protocol: 'amqp', hostname, port: Number(port), username, password, vhost },
+    { timeout: 5000 },
+  );
   await connection.close();
   console.log('accepted');
   process.exit(0);

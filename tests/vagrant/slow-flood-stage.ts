@@ -6,7 +6,12 @@
 // that got through was closed within the request timeout (+ 1 s for Node's check, + 2 s for a busy instance, + the
 // flood's own lag) with a 4xx or none, none is left open, and every GET was answered 200; else `fail WHAT FIGURES`.
 import { Agent } from 'node:http';
-import { describeFlood, FLOOD_CONNECTIONS, FLOOD_TRICKLE_MS, probeDuringFlood } from '@crud-master/test-support/slow-flood';
+import {
+  describeFlood,
+  FLOOD_CONNECTIONS,
+  FLOOD_TRICKLE_MS,
+  probeDuringFlood,
+} from '@crud-master/test-support/slow-flood';
 
 const [host, port, netns, cap, requestTimeoutMs] = process.argv.slice(2);
 const agent = new Agent({ keepAlive: false });
@@ -25,8 +30,12 @@ try {
     report.longestMs <= closedWithinMs ? '' : `a flood connection lived ${Math.round(report.longestMs)} ms`,
     // the connections held get 408; on the five-VM stage a few also got an early 400 (its cause is not known yet): an
     // answer, and a close, all the same
-    Object.keys(report.answers).every((answer) => answer === 'none' || /^4\d\d$/.test(answer)) ? '' : 'a flood connection got an answer other than a 4xx',
-    probe.errors.length === 0 && [...probe.statuses.keys()].every((status) => status === 200) ? '' : 'a GET was not answered 200',
+    Object.keys(report.answers).every((answer) => answer === 'none' || /^4\d\d$/.test(answer))
+      ? ''
+      : 'a flood connection got an answer other than a 4xx',
+    probe.errors.length === 0 && [...probe.statuses.keys()].every((status) => status === 200)
+      ? ''
+      : 'a GET was not answered 200',
     probe.latencies.length > 100 ? '' : `only ${probe.latencies.length} GETs`,
   ].filter(Boolean);
   const figures = describeFlood(probe, report, 'this guest');

@@ -1,4 +1,13 @@
-import { billingTopology, closeServer, createLogger, createRegistry, listen, listenForMetrics, type Service, withTimeout } from '@crud-master/shared';
+import {
+  billingTopology,
+  closeServer,
+  createLogger,
+  createRegistry,
+  listen,
+  listenForMetrics,
+  type Service,
+  withTimeout,
+} from '@crud-master/shared';
 import { createDatabasePool, isDatabaseReachable } from '@crud-master/shared/database';
 import type { Server } from 'node:http';
 import type { Config } from './config.js';
@@ -44,23 +53,48 @@ export async function start(config: Config): Promise<BillingConsumer> {
   const readiness = async () => {
     const [database, { depth, held, oldestHeldSeconds }, deadLettered, heldAside] = await Promise.all([
       withTimeout(isDatabaseReachable(pool), READINESS_TIMEOUT_MS, 'the database').catch(() => false),
-      withTimeout(consumer.deadLettering(), READINESS_TIMEOUT_MS, 'the dead-letter figures').catch(() => UNKNOWN_DEAD_LETTERING),
+      withTimeout(consumer.deadLettering(), READINESS_TIMEOUT_MS, 'the dead-letter figures').catch(
+        () => UNKNOWN_DEAD_LETTERING,
+      ),
       countsByCause(metrics.deadLettered),
       countsByCause(metrics.heldAside),
     ]);
     const consuming = consumer.isConsuming();
     // blocked: the broker refused or did not confirm a dead letter, held in billing_db until the queue takes it
     const blocked = held !== null && held > 0;
-    const deadLetterQueue = { depth, maxLength: config.deadLetterMaxLength, migrating: state.deadLetterQueueMigrating, blocked, held, oldestHeldSeconds };
+    const deadLetterQueue = {
+      depth,
+      maxLength: config.deadLetterMaxLength,
+      migrating: state.deadLetterQueueMigrating,
+      blocked,
+      held,
+      oldestHeldSeconds,
+    };
     return {
       ready: consuming && database && !state.storeFailure && !blocked,
-      details: { consuming, database, storeFailure: state.storeFailure, queue: { ...state.queue }, deadLetterQueue, deadLettered, heldAside },
+      details: {
+        consuming,
+        database,
+        storeFailure: state.storeFailure,
+        queue: { ...state.queue },
+        deadLetterQueue,
+        deadLettered,
+        heldAside,
+      },
     };
   };
   const healthApp = createHealthApp(readiness, registry, logger);
   const server = await listen(healthApp, config.healthPort, config.healthHost, config.http);
   const metricsServer = await listenForMetrics(registry, logger, config.metrics, config.http);
-  logger.info({ address: server.address(), metrics: metricsServer.address(), queue: config.broker.queue, queueType: config.queueType }, 'billing-consumer started');
+  logger.info(
+    {
+      address: server.address(),
+      metrics: metricsServer.address(),
+      queue: config.broker.queue,
+      queueType: config.queueType,
+    },
+    'billing-consumer started',
+  );
   return {
     logger,
     server,

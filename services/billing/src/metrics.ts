@@ -19,7 +19,10 @@ export function consumerMetrics(registry: Registry) {
   for (const kind of ['passing', 'permanent']) storeFailures.inc({ kind }, 0);
   return {
     deadLettered: byCause('billing_dead_lettered_total', 'Messages moved to the dead-letter queue, by cause.'),
-    heldAside: byCause('billing_dead_letters_held_total', 'Dead letters the broker did not take, held in billing_db instead, by cause.'),
+    heldAside: byCause(
+      'billing_dead_letters_held_total',
+      'Dead letters the broker did not take, held in billing_db instead, by cause.',
+    ),
     storeFailures,
     batchSize: new Histogram({
       name: 'billing_batch_size',
@@ -27,13 +30,21 @@ export function consumerMetrics(registry: Registry) {
       buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
       registers,
     }),
-    inserted: new Counter({ name: 'billing_orders_inserted_total', help: 'Order rows inserted into billing_db (a redelivery of a stored order adds none).', registers }),
+    inserted: new Counter({
+      name: 'billing_orders_inserted_total',
+      help: 'Order rows inserted into billing_db (a redelivery of a stored order adds none).',
+      registers,
+    }),
     rejected: new Counter({
       name: 'billing_orders_rejected_total',
       help: 'Orders recorded in rejected_orders: their Idempotency-Key was already used by the same user for another order.',
       registers,
     }),
-    redeliveries: new Counter({ name: 'billing_redeliveries_total', help: 'Deliveries the broker flagged as redelivered.', registers }),
+    redeliveries: new Counter({
+      name: 'billing_redeliveries_total',
+      help: 'Deliveries the broker flagged as redelivered.',
+      registers,
+    }),
     publishToCommit: new Histogram({
       name: 'billing_publish_to_commit_seconds',
       help: "From the gateway's publish to the commit of the order in billing_db (the consumer's lag; across hosts, their clocks' offset too).",
@@ -54,7 +65,10 @@ interface ConsumerGauges {
 }
 
 /** Gauges read at each scrape: consuming, storing failing, and the dead letters waiting or held. */
-export function consumerGauges(registry: Registry, { isConsuming, isStoreFailing, deadLettering, maxLength }: ConsumerGauges): void {
+export function consumerGauges(
+  registry: Registry,
+  { isConsuming, isStoreFailing, deadLettering, maxLength }: ConsumerGauges,
+): void {
   const registers = [registry];
   // one look at the broker and billing_db per scrape, for the three gauges that read it
   let reading: Promise<DeadLettering | undefined> | undefined;

@@ -4,7 +4,8 @@ import { AckLedger } from '../src/domain/ack-ledger.js';
 describe('billing-consumer: the ack ledger', () => {
   const a = { name: 'channel a' };
   const b = { name: 'channel b' };
-  const receive = (ledger: AckLedger<object>, channel: object, ...tags: number[]) => tags.forEach((tag) => ledger.received(channel, tag));
+  const receive = (ledger: AckLedger<object>, channel: object, ...tags: number[]) =>
+    tags.forEach((tag) => ledger.received(channel, tag));
 
   it('When every delivery of a channel is settled, then one multiple ack covers them', () => {
     const ledger = new AckLedger<object>();

@@ -9,7 +9,8 @@ import { type BillingConsumer, start } from '../src/app.js';
 import { loadConfig, MIGRATIONS_DIR } from '../src/config.js';
 
 /** An order as the gateway publishes it. */
-export const order = (user = 'usr_123', items = 3) => JSON.stringify({ user_id: user, number_of_items: items, total_amount: '99.97' });
+export const order = (user = 'usr_123', items = 3) =>
+  JSON.stringify({ user_id: user, number_of_items: items, total_amount: '99.97' });
 
 /** A billing-consumer with these settings, its health API on a free loopback port. */
 export const startConsumer = (overrides: Record<string, string | number> = {}) =>
@@ -19,7 +20,11 @@ export const readyzOf = (consumer: BillingConsumer) => request(urlOf(consumer.se
 
 /** Resolves once billing_db holds each message id exactly once. */
 export const storedOnce = (orders: TestOrders, ids: string[], timeoutMs = 10_000) =>
-  eventually(async () => ((await orders.countsOf(ids)).every((n) => n === 1) ? true : undefined), timeoutMs, `${ids.length} rows`);
+  eventually(
+    async () => ((await orders.countsOf(ids)).every((n) => n === 1) ? true : undefined),
+    timeoutMs,
+    `${ids.length} rows`,
+  );
 
 /**
  * Bounds a dead-letter queue as the rabbitmq role's policy does (max-length, reject-publish), with a bound of the
@@ -63,7 +68,8 @@ export function consumerUnderTest() {
     broker: undefined as unknown as TestBroker,
     orders: undefined as unknown as TestOrders,
     consumer: undefined as BillingConsumer | undefined,
-    startConsumer: (overrides: Record<string, string | number> = {}) => startConsumer({ RABBITMQ_QUEUE: queue, ...overrides }),
+    startConsumer: (overrides: Record<string, string | number> = {}) =>
+      startConsumer({ RABBITMQ_QUEUE: queue, ...overrides }),
     storedOnce: (ids: string[]) => storedOnce(under.orders, ids),
   };
 

@@ -8,9 +8,13 @@ import pg from 'pg';
 import { consumerUnderTest, order, readyzOf } from './consumer-under-test.js';
 
 /** The broker on this host, as an operator drives it (sudo: without the .env variables the tests load). */
-const rabbitmqctl = (...args: string[]) => execFileSync('sudo', ['-n', 'rabbitmqctl', ...args], { encoding: 'utf8', cwd: '/' }).trim();
+const rabbitmqctl = (...args: string[]) =>
+  execFileSync('sudo', ['-n', 'rabbitmqctl', ...args], { encoding: 'utf8', cwd: '/' }).trim();
 const psqlAsPostgres = (database: string, query: string) =>
-  execFileSync('sudo', ['-u', 'postgres', 'psql', '-d', database, '-XtAc', query], { encoding: 'utf8', cwd: '/' }).trim();
+  execFileSync('sudo', ['-u', 'postgres', 'psql', '-d', database, '-XtAc', query], {
+    encoding: 'utf8',
+    cwd: '/',
+  }).trim();
 
 /** Runs `body` under a broker memory alarm (a watermark of 0), and restores the watermark however it ends. */
 async function underMemoryAlarm(body: () => Promise<void>): Promise<void> {
@@ -29,11 +33,17 @@ async function underMemoryAlarm(body: () => Promise<void>): Promise<void> {
 async function closeConsumerConnection(): Promise<void> {
   const listed = rabbitmqctl('list_connections', 'name', 'user', 'client_properties', '--formatter', 'json');
   const connections = JSON.parse(listed) as Array<{ name: string; user: string; client_properties: unknown }>;
-  const ours = connections.filter((c) => c.user === process.env.RABBITMQ_USER && JSON.stringify(c.client_properties).includes('"billing-consumer"'));
+  const ours = connections.filter(
+    (c) => c.user === process.env.RABBITMQ_USER && JSON.stringify(c.client_properties).includes('"billing-consumer"'),
+  );
   expect(ours, 'the consumer connection under test').to.have.length(1);
   // the management API learns of a new connection with its next statistics
   const url = `${management}/connections/${encodeURIComponent(ours[0]!.name)}`;
-  await eventually(async () => ((await request(url, { method: 'DELETE', headers: managementAuth })).status === 204 ? true : undefined), 10_000, 'the connection closed');
+  await eventually(
+    async () => ((await request(url, { method: 'DELETE', headers: managementAuth })).status === 204 ? true : undefined),
+    10_000,
+    'the connection closed',
+  );
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -46,7 +56,11 @@ describe('billing-consumer: nothing a message or the broker does stalls billing'
     await billing.consumer!.stop();
     // batches of 3, so that the closed channel's poison message and the new channel's redeliveries meet in one
     billing.consumer = await billing.startConsumer({ BILLING_PREFETCH: 6 });
-    await eventually(async () => ((await billing.broker.inspect(billing.queue))?.consumerCount === 1 ? true : undefined), 5_000, 'a consumer');
+    await eventually(
+      async () => ((await billing.broker.inspect(billing.queue))?.consumerCount === 1 ? true : undefined),
+      5_000,
+      'a consumer',
+    );
     const lock = new pg.Client({
       host: process.env.BILLING_DB_HOST ?? '127.0.0.1',
       user: process.env.BILLING_DB_USER,
@@ -72,7 +86,11 @@ describe('billing-consumer: nothing a message or the broker does stalls billing'
       await lock.end();
     }
     await billing.storedOnce([first, second]);
-    const dead = await eventually(() => billing.broker.take(billing.deadLetters), 10_000, 'the poison message in the dead-letter queue');
+    const dead = await eventually(
+      () => billing.broker.take(billing.deadLetters),
+      10_000,
+      'the poison message in the dead-letter queue',
+    );
     expect(dead.properties.messageId).to.equal(poison);
     await sleep(1_000);
     expect(await billing.broker.count(billing.queue)).to.equal(0);
@@ -108,18 +126,30 @@ describe('billing-consumer: nothing a message or the broker does stalls billing'
     try {
       const id = unique('schema');
       await billing.broker.publish(billing.queue, order('usr_schema'), { messageId: id });
-      const failing = await eventually(async () => {
-        const reply = await readyzOf(billing.consumer!);
-        return reply.status === 503 && reply.body.details.storeFailure ? reply.body.details.storeFailure : undefined;
-      }, 10_000, '/readyz to report the failing store');
+      const failing = await eventually(
+        async () => {
+          const reply = await readyzOf(billing.consumer!);
+          return reply.status === 503 && reply.body.details.storeFailure ? reply.body.details.storeFailure : undefined;
+        },
+        10_000,
+        '/readyz to report the failing store',
+      );
       expect(failing).to.include({ permanent: true });
       expect(failing.error).to.match(/unique or exclusion constraint/);
-      expect((await scrape(urlOf(billing.consumer!.metricsServer, '/metrics'))).get('billing_store_failing')).to.equal(1);
-      expect(await billing.broker.count(billing.deadLetters), 'the order is not dead-lettered').to.equal(deadLettersBefore);
+      expect((await scrape(urlOf(billing.consumer!.metricsServer, '/metrics'))).get('billing_store_failing')).to.equal(
+        1,
+      );
+      expect(await billing.broker.count(billing.deadLetters), 'the order is not dead-lettered').to.equal(
+        deadLettersBefore,
+      );
       psqlAsPostgres(database, restoreKey);
       restored = true;
       await billing.storedOnce([id]);
-      await eventually(async () => ((await readyzOf(billing.consumer!)).status === 200 ? true : undefined), 10_000, '/readyz ready again');
+      await eventually(
+        async () => ((await readyzOf(billing.consumer!)).status === 200 ? true : undefined),
+        10_000,
+        '/readyz ready again',
+      );
     } finally {
       if (!restored) psqlAsPostgres(database, restoreKey);
     }

@@ -58,12 +58,17 @@ describe('billing-consumer: the queue type', () => {
   /** Dead letters an operator has not handled yet, as billing-consumer publishes them. */
   const deadLettersIn = async (queue: string, count: number) => {
     const contents = Array.from({ length: count }, () => `a dead letter ${unique('kept')}`);
-    for (const content of contents) await broker.publish(deadLetterQueueOf(queue), content, { messageId: unique('dead'), headers: { 'x-dead-letter-reason': 'poison' } });
+    for (const content of contents)
+      await broker.publish(deadLetterQueueOf(queue), content, {
+        messageId: unique('dead'),
+        headers: { 'x-dead-letter-reason': 'poison' },
+      });
     return contents;
   };
   const takeAll = async (queue: string) => {
     const contents: string[] = [];
-    for (let message = await broker.take(queue); message; message = await broker.take(queue)) contents.push(message.content.toString());
+    for (let message = await broker.take(queue); message; message = await broker.take(queue))
+      contents.push(message.content.toString());
     return contents;
   };
 
@@ -90,12 +95,15 @@ describe('billing-consumer: the queue type', () => {
     const queue = ownQueue('quorum');
     const consumer = await launch(queue, 'quorum');
     await eventually(async () => ((await readyzOf(consumer)).status === 200 ? true : undefined), 10_000, 'ready');
-    for (const name of [queue, deadLetterQueueOf(queue)]) expect(await queueOf(name), name).to.deep.equal({ type: 'quorum', arguments: { 'x-queue-type': 'quorum' } });
+    for (const name of [queue, deadLetterQueueOf(queue)])
+      expect(await queueOf(name), name).to.deep.equal({ type: 'quorum', arguments: { 'x-queue-type': 'quorum' } });
     const ids = await ordersIn(queue, 20);
     await broker.publish(queue, order('usr_typed'), { messageId: ids[0] });
     await broker.publish(queue, 'not an order', { messageId: unique('quorum-poison') });
     await storedOnce(ids);
-    expect((await eventually(() => broker.take(deadLetterQueueOf(queue)), 5_000, 'a dead letter')).content.toString()).to.equal('not an order');
+    expect(
+      (await eventually(() => broker.take(deadLetterQueueOf(queue)), 5_000, 'a dead letter')).content.toString(),
+    ).to.equal('not an order');
     const { details } = (await readyzOf(consumer)).body;
     expect(details.queue).to.deep.equal({ type: 'quorum', migrating: false });
     expect(details.deadLetterQueue).to.include({ migrating: false });
@@ -105,24 +113,41 @@ describe('billing-consumer: the queue type', () => {
     const queue = ownQueue('to-quorum');
     await broker.declare(queue, 'classic');
     const ids = await ordersIn(queue, 300);
-    await broker.publish(queue, 'not an order, dead-lettered during the migration', { messageId: unique('migrating-poison') });
+    await broker.publish(queue, 'not an order, dead-lettered during the migration', {
+      messageId: unique('migrating-poison'),
+    });
     const kept = await deadLettersIn(queue, 3);
     const consumer = await launch(queue, 'quorum');
     await storedOnce(ids);
     await becomes(queue, 'quorum');
-    await eventually(async () => ((await broker.inspect(queue))?.consumerCount === 1 ? true : undefined), 5_000, 'consuming the quorum queue');
+    await eventually(
+      async () => ((await broker.inspect(queue))?.consumerCount === 1 ? true : undefined),
+      5_000,
+      'consuming the quorum queue',
+    );
     const { status, body } = await readyzOf(consumer);
     expect(status).to.equal(200);
     expect(body.details.queue).to.deep.equal({ type: 'quorum', migrating: false });
     expect(body.details.deadLetterQueue).to.include({ depth: 4, migrating: true, blocked: false });
-    expect(await typeOf(deadLetterQueueOf(queue)), 'the dead-letter queue kept with its dead letters').to.equal('classic');
-    expect(await takeAll(deadLetterQueueOf(queue))).to.deep.equal([...kept, 'not an order, dead-lettered during the migration']);
+    expect(await typeOf(deadLetterQueueOf(queue)), 'the dead-letter queue kept with its dead letters').to.equal(
+      'classic',
+    );
+    expect(await takeAll(deadLetterQueueOf(queue))).to.deep.equal([
+      ...kept,
+      'not an order, dead-lettered during the migration',
+    ]);
     await becomes(deadLetterQueueOf(queue), 'quorum');
-    await eventually(async () => ((await readyzOf(consumer)).body.details.deadLetterQueue.migrating === false ? true : undefined), 5_000, 'no migration left');
+    await eventually(
+      async () => ((await readyzOf(consumer)).body.details.deadLetterQueue.migrating === false ? true : undefined),
+      5_000,
+      'no migration left',
+    );
     const after = await ordersIn(queue, 5);
     await broker.publish(queue, 'not an order, after the migration', { messageId: unique('quorum-poison') });
     await storedOnce(after);
-    expect((await eventually(() => broker.take(deadLetterQueueOf(queue)), 5_000, 'a dead letter')).content.toString()).to.equal('not an order, after the migration');
+    expect(
+      (await eventually(() => broker.take(deadLetterQueueOf(queue)), 5_000, 'a dead letter')).content.toString(),
+    ).to.equal('not an order, after the migration');
   });
 
   it('When billing_queue is quorum and the type becomes classic, then /readyz shows the migration while the orders wait, and every order is stored once in the end, in a classic queue', async () => {
@@ -133,14 +158,22 @@ describe('billing-consumer: the queue type', () => {
     try {
       // the pool connects as the consumer starts; the orders come within its first quiet spell, with the database cut
       const consumer = await launch(queue, 'classic', { BILLING_DB_PORT: database.port });
-      await eventually(async () => ((await broker.inspect(queue))?.consumerCount === 1 ? true : undefined), 5_000, 'a consumer');
+      await eventually(
+        async () => ((await broker.inspect(queue))?.consumerCount === 1 ? true : undefined),
+        5_000,
+        'a consumer',
+      );
       database.cut();
       const ids = await ordersIn(queue, 100);
       // the orders are held unstored: the quorum queue stays, consumed as it is
-      const waiting = await eventually(async () => {
-        const { status, body } = await readyzOf(consumer);
-        return status === 503 && body.details.consuming ? body.details : undefined;
-      }, 10_000, 'consuming the quorum queue');
+      const waiting = await eventually(
+        async () => {
+          const { status, body } = await readyzOf(consumer);
+          return status === 503 && body.details.consuming ? body.details : undefined;
+        },
+        10_000,
+        'consuming the quorum queue',
+      );
       expect(waiting.queue).to.deep.equal({ type: 'quorum', migrating: true });
       expect(waiting.deadLetterQueue).to.include({ depth: 2, migrating: true });
       await new Promise((resolve) => setTimeout(resolve, 2_000));
@@ -165,7 +198,11 @@ describe('billing-consumer: the queue type', () => {
     const queue = ownQueue('two-consumers');
     await broker.declare(queue, 'classic');
     const consumers = await Promise.all([launch(queue, 'quorum'), launch(queue, 'quorum')]);
-    await eventually(async () => ((await broker.inspect(queue))?.consumerCount === 2 ? true : undefined), 5_000, 'two consumers');
+    await eventually(
+      async () => ((await broker.inspect(queue))?.consumerCount === 2 ? true : undefined),
+      5_000,
+      'two consumers',
+    );
     // one order every 2 s, shared round-robin: each consumer sees one every 4 s, a lull longer than the 3 s it waits for
     const paced: string[] = [];
     for (let i = 0; i < 6; i++) {
@@ -173,7 +210,8 @@ describe('billing-consumer: the queue type', () => {
       await new Promise((resolve) => setTimeout(resolve, 2_000));
     }
     expect(await typeOf(queue), 'replaced while the other consumer still received orders').to.equal('classic');
-    for (const consumer of consumers) expect((await readyzOf(consumer)).body.details.queue).to.deep.equal({ type: 'classic', migrating: true });
+    for (const consumer of consumers)
+      expect((await readyzOf(consumer)).body.details.queue).to.deep.equal({ type: 'classic', migrating: true });
     await consumers[1].stop();
     running = running.filter((consumer) => consumer !== consumers[1]);
     await becomes(queue, 'quorum', 20_000);

@@ -9,14 +9,19 @@ interface FakeDelivery {
   channel: string;
 }
 
-const delivery = (messageId: string, channel = 'a', content = order()): FakeDelivery => ({ content: Buffer.from(content), messageId, channel });
+const delivery = (messageId: string, channel = 'a', content = order()): FakeDelivery => ({
+  content: Buffer.from(content),
+  messageId,
+  channel,
+});
 
 /** Ports that record what the use case did; `failStores` makes that many store attempts fail with a passing cause. */
 function recordingPorts({ failStores = 0, closed = new Set<string>(), onRetry = () => {} } = {}) {
   const seen = { stored: [] as Order[][], deadLettered: [] as string[], settled: [] as string[], retries: 0 };
   const ports: SettleBatchPorts<FakeDelivery> = {
     store: (items) => {
-      if (seen.retries < failStores) return Promise.reject(Object.assign(new Error('connection refused'), { code: 'ECONNREFUSED' }));
+      if (seen.retries < failStores)
+        return Promise.reject(Object.assign(new Error('connection refused'), { code: 'ECONNREFUSED' }));
       seen.stored.push(items.map(({ order: stored }) => stored));
       return Promise.resolve({ added: items.length, rejected: [] });
     },
@@ -48,7 +53,7 @@ describe('billing-consumer: settling a batch', () => {
     expect(seen.settled).to.deep.equal(['r1', 'r2']);
   });
 
-  it('When the database is down and every delivery\'s channel closes meanwhile, then the retries stop', async () => {
+  it("When the database is down and every delivery's channel closes meanwhile, then the retries stop", async () => {
     const closed = new Set<string>();
     const { ports, seen } = recordingPorts({ failStores: 100, closed, onRetry: () => closed.add('a') });
     await settleBatch([delivery('o1'), delivery('o2')], ports);

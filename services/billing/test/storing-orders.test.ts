@@ -12,7 +12,9 @@ describe('billing-consumer: storing orders', () => {
     const id = unique('msg');
     await billing.broker.publish(billing.queue, order('usr_exact'), { messageId: id });
     await billing.storedOnce([id]);
-    expect(await billing.orders.rowsOf([id])).to.deep.equal([{ user_id: 'usr_exact', number_of_items: 3, total_amount: '99.97', message_id: id }]);
+    expect(await billing.orders.rowsOf([id])).to.deep.equal([
+      { user_id: 'usr_exact', number_of_items: 3, total_amount: '99.97', message_id: id },
+    ]);
   });
 
   it('When the same message is delivered twice, then it is stored once and both are acked', async () => {
@@ -64,7 +66,11 @@ describe('billing-consumer: storing orders', () => {
     const key = unique('shared-key');
     await billing.broker.publish(billing.queue, order('usr_alice'), { messageId: key });
     await billing.broker.publish(billing.queue, order('usr_bob'), { messageId: key });
-    await eventually(async () => ((await billing.orders.rowsOf([key])).length === 2 ? true : undefined), 10_000, 'two orders');
+    await eventually(
+      async () => ((await billing.orders.rowsOf([key])).length === 2 ? true : undefined),
+      10_000,
+      'two orders',
+    );
     expect((await billing.orders.rowsOf([key])).map((row) => row.user_id)).to.deep.equal(['usr_alice', 'usr_bob']);
     expect(await billing.broker.count(billing.deadLetters)).to.equal(0);
   });

@@ -31,7 +31,10 @@ export async function start(config: Config): Promise<ApiGateway> {
   });
   const server = await listen(app, config.port, config.host, config.http);
   const metricsServer = await listenForMetrics(registry, logger, config.metrics, config.http);
-  logger.info({ address: server.address(), metrics: metricsServer.address(), inventory: config.inventoryUrl }, 'api-gateway listening');
+  logger.info(
+    { address: server.address(), metrics: metricsServer.address(), inventory: config.inventoryUrl },
+    'api-gateway listening',
+  );
   return {
     logger,
     server,

@@ -27,7 +27,12 @@ const gatewayEnv = z.object({
   GATEWAY_TRUSTED_PROXIES: z
     .string()
     .default('')
-    .transform((value) => value.split(',').map((address) => address.trim()).filter(Boolean)),
+    .transform((value) =>
+      value
+        .split(',')
+        .map((address) => address.trim())
+        .filter(Boolean),
+    ),
   LOG_LEVEL: env.logLevel(),
 });
 

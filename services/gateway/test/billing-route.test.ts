@@ -24,8 +24,12 @@ describe('api-gateway: POST /api/billing', () => {
     expect(JSON.parse(message!.content.toString())).to.deep.equal(order);
     expect(message!.properties).to.include({ messageId: key, contentType: 'application/json', deliveryMode: 2 });
     const publishedAtMs: unknown = message!.properties.headers?.timestamp_in_ms;
-    expect(publishedAtMs, 'the publish time in ms, for the consumer lag').to.be.a('number').within(Date.now() - 10_000, Date.now());
-    expect(message!.properties.timestamp, 'AMQP timestamp, in seconds').to.equal(Math.floor((publishedAtMs as number) / 1000));
+    expect(publishedAtMs, 'the publish time in ms, for the consumer lag')
+      .to.be.a('number')
+      .within(Date.now() - 10_000, Date.now());
+    expect(message!.properties.timestamp, 'AMQP timestamp, in seconds').to.equal(
+      Math.floor((publishedAtMs as number) / 1000),
+    );
   });
 
   it("When the subject's all-strings body is posted, then it is normalised and gets a fresh UUID", async () => {
@@ -33,7 +37,11 @@ describe('api-gateway: POST /api/billing', () => {
     expect(reply.status).to.equal(202);
     expect(reply.body.message_id).to.match(/^[0-9a-f-]{36}$/);
     const message = await gw.broker.take(gw.queue);
-    expect(JSON.parse(message!.content.toString())).to.deep.equal({ user_id: '3', number_of_items: 5, total_amount: '180.00' });
+    expect(JSON.parse(message!.content.toString())).to.deep.equal({
+      user_id: '3',
+      number_of_items: 5,
+      total_amount: '180.00',
+    });
     expect(message!.properties.messageId).to.equal(reply.body.message_id);
   });
 
@@ -59,11 +67,18 @@ describe('api-gateway: POST /api/billing', () => {
   it('When user_id is a JSON number above 2^53 - 1, then it answers 400 and says to send a string, rather than round it into another user', async () => {
     for (const userId of ['9007199254740993', '9007199254740992', '1.5', '1e300']) {
       const body = `{"user_id":${userId},"number_of_items":1,"total_amount":1}`;
-      const reply = await request(`${gw.base}/api/billing`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      const reply = await request(`${gw.base}/api/billing`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+      });
       expectProblem(reply, 400, /Invalid body/);
       expect(JSON.stringify(reply.body), userId).to.match(/as a string/);
     }
-    const safe = await request(`${gw.base}/api/billing`, { method: 'POST', json: { user_id: 9007199254740991, number_of_items: 1, total_amount: 1 } });
+    const safe = await request(`${gw.base}/api/billing`, {
+      method: 'POST',
+      json: { user_id: 9007199254740991, number_of_items: 1, total_amount: 1 },
+    });
     expect(safe.status).to.equal(202);
     expect(safe.body.order.user_id).to.equal('9007199254740991');
     expect(await gw.broker.count(gw.queue)).to.equal(1);
@@ -80,16 +95,23 @@ describe('api-gateway: POST /api/billing', () => {
   });
 
   it('When the body is malformed, not JSON or too large, then it answers 400, 415 or 413', async () => {
-    const post = (body: string, type = 'application/json') => request(`${gw.base}/api/billing`, { method: 'POST', headers: { 'content-type': type }, body });
+    const post = (body: string, type = 'application/json') =>
+      request(`${gw.base}/api/billing`, { method: 'POST', headers: { 'content-type': type }, body });
     expectProblem(await post('{"user_id":'), 400);
     expectProblem(await post('user_id=1', 'application/x-www-form-urlencoded'), 415);
-    expectProblem(await post(JSON.stringify({ user_id: 'x'.repeat(20_000), number_of_items: 1, total_amount: 1 })), 413);
+    expectProblem(
+      await post(JSON.stringify({ user_id: 'x'.repeat(20_000), number_of_items: 1, total_amount: 1 })),
+      413,
+    );
   });
 
   it('When the broker is down, then it answers 503 with Retry-After within the publish timeout', async () => {
     const cutOff = await gw.startGateway({ RABBITMQ_PORT: await closedPort(), PUBLISH_TIMEOUT_MS: 500 });
     try {
-      const reply = await request(`${urlOf(cutOff.server)}/api/billing`, { method: 'POST', json: { user_id: 'u', number_of_items: 1, total_amount: 1 } });
+      const reply = await request(`${urlOf(cutOff.server)}/api/billing`, {
+        method: 'POST',
+        json: { user_id: 'u', number_of_items: 1, total_amount: 1 },
+      });
       expectProblem(reply, 503, /not accepted/);
       expect(reply.body.message_id).to.match(/^[0-9a-f-]{36}$/);
       expect(reply.headers.get('retry-after')).to.equal('5');
@@ -105,7 +127,11 @@ describe('api-gateway: POST /api/billing', () => {
     const stalled = await gw.startGateway({ RABBITMQ_PORT: mute.port, PUBLISH_TIMEOUT_MS: 500 });
     try {
       const key = unique('stalled');
-      const reply = await request(`${urlOf(stalled.server)}/api/billing`, { method: 'POST', headers: { 'Idempotency-Key': key }, json: { user_id: 'u', number_of_items: 1, total_amount: 1 } });
+      const reply = await request(`${urlOf(stalled.server)}/api/billing`, {
+        method: 'POST',
+        headers: { 'Idempotency-Key': key },
+        json: { user_id: 'u', number_of_items: 1, total_amount: 1 },
+      });
       expectProblem(reply, 503);
       expect(reply.body.message_id, 'the key to retry with').to.equal(key);
     } finally {
@@ -121,7 +147,10 @@ describe('api-gateway: POST /api/billing', () => {
       try {
         await untilReady(urlOf(orphan.server), 10_000, 'connected');
         for (let i = 0; i < 3; i++) {
-          const reply = await request(`${urlOf(orphan.server)}/api/billing`, { method: 'POST', json: { user_id: 'u', number_of_items: 1, total_amount: 1 } });
+          const reply = await request(`${urlOf(orphan.server)}/api/billing`, {
+            method: 'POST',
+            json: { user_id: 'u', number_of_items: 1, total_amount: 1 },
+          });
           expectProblem(reply, 503, /not accepted/);
           expect(reply.body.message_id).to.match(/^[0-9a-f-]{36}$/);
           expect(reply.ms, 'answered at the return, not at the publish timeout').to.be.below(1_000);

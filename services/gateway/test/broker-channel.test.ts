@@ -25,10 +25,20 @@ async function brokerUser(write: string) {
     });
     expect(reply.status, 'permissions set').to.be.below(300);
   };
-  const created = await request(`${management}/users/${encodeURIComponent(name)}`, { method: 'PUT', headers: managementAuth, json: { password, tags: '' } });
+  const created = await request(`${management}/users/${encodeURIComponent(name)}`, {
+    method: 'PUT',
+    headers: managementAuth,
+    json: { password, tags: '' },
+  });
   expect(created.status, 'user created').to.be.below(300);
   await permit(write);
-  return { name, password, permit, remove: () => request(`${management}/users/${encodeURIComponent(name)}`, { method: 'DELETE', headers: managementAuth }) };
+  return {
+    name,
+    password,
+    permit,
+    remove: () =>
+      request(`${management}/users/${encodeURIComponent(name)}`, { method: 'DELETE', headers: managementAuth }),
+  };
 }
 
 describe('api-gateway: its broker channel', function () {
@@ -39,13 +49,27 @@ describe('api-gateway: its broker channel', function () {
     const cutter = await channelCutter(Number(process.env.RABBITMQ_PORT ?? 5672));
     // a process of its own, as PM2 runs it: an unhandled 'error' would end it
     const port = await closedPort();
-    const env = testEnv({ GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: port, INVENTORY_API_URL: urlOf(gw.inventory.server), RABBITMQ_PORT: cutter.port, PUBLISH_TIMEOUT_MS: 500, RABBITMQ_QUEUE: gw.queue });
-    const gateway = spawn(process.execPath, [fileURLToPath(new URL('../dist/main.js', import.meta.url))], { env, stdio: 'ignore' });
+    const env = testEnv({
+      GATEWAY_HOST: '127.0.0.1',
+      GATEWAY_PORT: port,
+      INVENTORY_API_URL: urlOf(gw.inventory.server),
+      RABBITMQ_PORT: cutter.port,
+      PUBLISH_TIMEOUT_MS: 500,
+      RABBITMQ_QUEUE: gw.queue,
+    });
+    const gateway = spawn(process.execPath, [fileURLToPath(new URL('../dist/main.js', import.meta.url))], {
+      env,
+      stdio: 'ignore',
+    });
     let exited: number | null | undefined;
     gateway.on('exit', (code) => (exited = code));
     try {
       const base = `http://127.0.0.1:${port}`;
-      await eventually(async () => ((await fetch(`${base}/healthz`).catch(() => undefined))?.ok ? true : undefined), 10_000, 'the gateway up');
+      await eventually(
+        async () => ((await fetch(`${base}/healthz`).catch(() => undefined))?.ok ? true : undefined),
+        10_000,
+        'the gateway up',
+      );
       // several reconnects, each of which fails to open the channel
       await new Promise((resolve) => setTimeout(resolve, 4_000));
       expect(exited, 'the gateway process exited').to.equal(undefined);
@@ -60,17 +84,25 @@ describe('api-gateway: its broker channel', function () {
 
   it('When the broker closes the publishing channel alone (a publish refused), then the gateway opens a new one and accepts orders again once the cause is gone', async () => {
     const user = await brokerUser('^$');
-    const gateway = await gw.startGateway({ RABBITMQ_USER: user.name, RABBITMQ_PASSWORD: user.password, PUBLISH_TIMEOUT_MS: 1_000 });
+    const gateway = await gw.startGateway({
+      RABBITMQ_USER: user.name,
+      RABBITMQ_PASSWORD: user.password,
+      PUBLISH_TIMEOUT_MS: 1_000,
+    });
     try {
       const base = urlOf(gateway.server);
       await untilReady(base, 10_000, 'connected');
       // ACCESS_REFUSED closes the channel, not the connection
       expectProblem(await request(`${base}/api/billing`, { method: 'POST', json: order }), 503);
       await user.permit('^amq\\.default$');
-      const accepted = await eventually(async () => {
-        const reply = await request(`${base}/api/billing`, { method: 'POST', json: order });
-        return reply.status === 202 ? reply : undefined;
-      }, 15_000, 'an order accepted on a new channel');
+      const accepted = await eventually(
+        async () => {
+          const reply = await request(`${base}/api/billing`, { method: 'POST', json: order });
+          return reply.status === 202 ? reply : undefined;
+        },
+        15_000,
+        'an order accepted on a new channel',
+      );
       expect(await gw.broker.take(gw.queue)).to.not.equal(undefined);
       expect(accepted.body.status).to.equal('queued');
       expect((await request(`${base}/readyz`)).status).to.equal(200);
@@ -88,9 +120,14 @@ describe('api-gateway: broker returns', function () {
   it('When a return comes after its publish timed out, then the retry with the same key is accepted, not answered by that stale return', async () => {
     const missing = unique('late-queue');
     const link = await relay(Number(process.env.RABBITMQ_PORT ?? 5672));
-    const gateway = await gw.startGateway({ RABBITMQ_PORT: link.port, RABBITMQ_QUEUE: missing, PUBLISH_TIMEOUT_MS: 500 });
+    const gateway = await gw.startGateway({
+      RABBITMQ_PORT: link.port,
+      RABBITMQ_QUEUE: missing,
+      PUBLISH_TIMEOUT_MS: 500,
+    });
     const base = urlOf(gateway.server);
-    const post = (key: string) => request(`${base}/api/billing`, { method: 'POST', headers: { 'Idempotency-Key': key }, json: order });
+    const post = (key: string) =>
+      request(`${base}/api/billing`, { method: 'POST', headers: { 'Idempotency-Key': key }, json: order });
     try {
       await untilReady(base, 10_000, 'connected');
       const key = unique('late');
@@ -112,7 +149,11 @@ describe('api-gateway: broker returns', function () {
 
   it('When two publishes share a message id and only one is returned, then each gets its own outcome', async () => {
     const logger = createLogger('test', 'silent');
-    const connection = connectBroker(loadConfig(testEnv({ INVENTORY_API_URL: 'http://127.0.0.1:1' })).broker, logger, 'confirm-publisher-test');
+    const connection = connectBroker(
+      loadConfig(testEnv({ INVENTORY_API_URL: 'http://127.0.0.1:1' })).broker,
+      logger,
+      'confirm-publisher-test',
+    );
     const publisher = confirmPublisher(connection, 5_000, logger);
     try {
       await eventually(() => (publisher.isReady() ? true : undefined), 10_000, 'a channel');

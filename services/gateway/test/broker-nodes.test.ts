@@ -13,7 +13,8 @@ describe('api-gateway: POST /api/billing with several RabbitMQ nodes', () => {
   const brokerPort = Number(process.env.RABBITMQ_PORT ?? 5672);
   const liveHost = (process.env.RABBITMQ_HOST ?? '127.0.0.1').split(',')[0]!.trim();
   const anOrder = { user_id: 'usr_nodes', number_of_items: 1, total_amount: '1.00' };
-  const postOrder = (url: string, key = unique('nodes')) => request(`${url}/api/billing`, { method: 'POST', headers: { 'Idempotency-Key': key }, json: anOrder });
+  const postOrder = (url: string, key = unique('nodes')) =>
+    request(`${url}/api/billing`, { method: 'POST', headers: { 'Idempotency-Key': key }, json: anOrder });
   const readyGateway = async (hosts: string[], overrides: Record<string, string | number> = {}) => {
     const service = await gw.startGateway({ RABBITMQ_HOST: hosts.join(','), ...overrides });
     await untilReady(urlOf(service.server), 10_000, 'connected to a node');
@@ -21,7 +22,8 @@ describe('api-gateway: POST /api/billing with several RabbitMQ nodes', () => {
   };
   const queuedIds = async () => {
     const ids: unknown[] = [];
-    for (let message = await gw.broker.take(gw.queue); message; message = await gw.broker.take(gw.queue)) ids.push(message.properties.messageId);
+    for (let message = await gw.broker.take(gw.queue); message; message = await gw.broker.take(gw.queue))
+      ids.push(message.properties.messageId);
     return ids;
   };
 
@@ -43,7 +45,11 @@ describe('api-gateway: POST /api/billing with several RabbitMQ nodes', () => {
       expect((await postOrder(urlOf(gatewayOfTwo.server))).status).to.equal(202);
       node.cut();
       node.restore();
-      await eventually(async () => ((await request(`${urlOf(gatewayOfTwo.server)}/readyz`)).status === 503 ? true : undefined), 5_000, 'the drop seen');
+      await eventually(
+        async () => ((await request(`${urlOf(gatewayOfTwo.server)}/readyz`)).status === 503 ? true : undefined),
+        5_000,
+        'the drop seen',
+      );
       await untilReady(urlOf(gatewayOfTwo.server), 10_000, 'back on the live node');
       expect((await postOrder(urlOf(gatewayOfTwo.server))).status).to.equal(202);
       expect(await queuedIds()).to.have.length(2);
@@ -82,7 +88,9 @@ describe('api-gateway: POST /api/billing with several RabbitMQ nodes', () => {
 describe('api-gateway config', () => {
   it('When RABBITMQ_HOST lists several hosts, then each is a broker node; an empty one fails with one line that names it', () => {
     const vars = testEnv({ INVENTORY_API_URL: 'http://127.0.0.1:9' });
-    expect(loadConfig({ ...vars, RABBITMQ_HOST: '192.168.56.12, 192.168.56.13,192.168.56.14' }).broker.hosts).to.deep.equal(['192.168.56.12', '192.168.56.13', '192.168.56.14']);
+    expect(
+      loadConfig({ ...vars, RABBITMQ_HOST: '192.168.56.12, 192.168.56.13,192.168.56.14' }).broker.hosts,
+    ).to.deep.equal(['192.168.56.12', '192.168.56.13', '192.168.56.14']);
     expect(() => loadConfig({ ...vars, RABBITMQ_HOST: '192.168.56.12,,192.168.56.14' }))
       .to.throw(ConfigError)
       .with.property('message')

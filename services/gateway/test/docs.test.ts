@@ -14,7 +14,16 @@ describe('api-gateway: /openapi.yaml and /docs', () => {
   before(async () => {
     // neither the inventory nor the broker is needed to serve the docs
     const port = await closedPort();
-    gateway = await start(loadConfig(testEnv({ GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: 0, INVENTORY_API_URL: `http://127.0.0.1:${port}`, RABBITMQ_PORT: port })));
+    gateway = await start(
+      loadConfig(
+        testEnv({
+          GATEWAY_HOST: '127.0.0.1',
+          GATEWAY_PORT: 0,
+          INVENTORY_API_URL: `http://127.0.0.1:${port}`,
+          RABBITMQ_PORT: port,
+        }),
+      ),
+    );
     base = urlOf(gateway.server);
   });
 

@@ -23,11 +23,23 @@ export function gatewayUnderTest() {
     broker: undefined as unknown as TestBroker,
     /** Another gateway in front of the same inventory and queue, with these settings (the caller stops it). */
     startGateway: (overrides: Record<string, string | number> = {}) =>
-      start(loadConfig(testEnv({ GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: 0, INVENTORY_API_URL: urlOf(under.inventory.server), RABBITMQ_QUEUE: queue, ...overrides }))),
+      start(
+        loadConfig(
+          testEnv({
+            GATEWAY_HOST: '127.0.0.1',
+            GATEWAY_PORT: 0,
+            INVENTORY_API_URL: urlOf(under.inventory.server),
+            RABBITMQ_QUEUE: queue,
+            ...overrides,
+          }),
+        ),
+      ),
   };
 
   before(async () => {
-    under.inventory = await startInventory(loadInventoryConfig(testEnv({ INVENTORY_API_HOST: '127.0.0.1', INVENTORY_API_PORT: 0 })));
+    under.inventory = await startInventory(
+      loadInventoryConfig(testEnv({ INVENTORY_API_HOST: '127.0.0.1', INVENTORY_API_PORT: 0 })),
+    );
     under.gateway = await under.startGateway();
     under.base = urlOf(under.gateway.server);
     under.broker = await openBroker();

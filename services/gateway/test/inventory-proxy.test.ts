@@ -13,7 +13,16 @@ async function gatewayInFrontOf(upstream: Server): Promise<ApiGateway> {
   upstream.listen(0, '127.0.0.1');
   await once(upstream, 'listening');
   // the broker is not needed here: a closed port keeps the gateway from connecting anywhere
-  return start(loadConfig(testEnv({ GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: 0, INVENTORY_API_URL: urlOf(upstream), RABBITMQ_PORT: await closedPort() })));
+  return start(
+    loadConfig(
+      testEnv({
+        GATEWAY_HOST: '127.0.0.1',
+        GATEWAY_PORT: 0,
+        INVENTORY_API_URL: urlOf(upstream),
+        RABBITMQ_PORT: await closedPort(),
+      }),
+    ),
+  );
 }
 
 async function stopBoth(gateway: ApiGateway, upstream: Server): Promise<void> {
@@ -77,7 +86,16 @@ describe('api-gateway: the /api/movies proxy headers', () => {
       'x-forwarded-host': 'movies.example:8080',
       'x-end-to-end': 'kept',
     });
-    for (const name of ['x-client-hop', 'keep-alive', 'te', 'upgrade', 'proxy-authorization', 'proxy-connection', 'x-forwarded-port', 'forwarded']) {
+    for (const name of [
+      'x-client-hop',
+      'keep-alive',
+      'te',
+      'upgrade',
+      'proxy-authorization',
+      'proxy-connection',
+      'x-forwarded-port',
+      'forwarded',
+    ]) {
       expect(headers, `inventory got ${name}`).to.not.have.property(name);
     }
     expect(headers.connection ?? '').to.not.match(/x-client-hop/i);
@@ -126,6 +144,9 @@ describe('api-gateway: its idle connections to inventory', () => {
     while (closes.length === 0 && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
     expect(closes, 'the idle connection closed').to.have.length(1);
     expect(closes[0]!.byGateway, 'closed by the gateway, not by inventory').to.equal(true);
-    expect(closes[0]!.idleMs, 'ms idle until it closed').to.be.within((KEEP_ALIVE_S - 1) * 1_000 - 100, KEEP_ALIVE_S * 1_000);
+    expect(closes[0]!.idleMs, 'ms idle until it closed').to.be.within(
+      (KEEP_ALIVE_S - 1) * 1_000 - 100,
+      KEEP_ALIVE_S * 1_000,
+    );
   });
 });

@@ -18,8 +18,12 @@ describe('api-gateway: metrics', () => {
     const before = await scrape(metricsUrlOf(gw.gateway));
     for (let i = 0; i < 3; i++) expect((await postOrder(gw.base, anOrder)).status).to.equal(202);
     expectProblem(await postOrder(gw.base, { ...anOrder, number_of_items: 0 }), 400);
-    expectProblem(await request(`${gw.base}/api/billing`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' }), 415);
-    for (let i = 0; i < 2; i++) expect((await request(`${gw.base}/api/movies?title=${unique('none')}`)).status).to.equal(200);
+    expectProblem(
+      await request(`${gw.base}/api/billing`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' }),
+      415,
+    );
+    for (let i = 0; i < 2; i++)
+      expect((await request(`${gw.base}/api/movies?title=${unique('none')}`)).status).to.equal(200);
     expectProblem(await request(`${gw.base}/api/movies/999999999999`), 404);
     const after = await scrape(metricsUrlOf(gw.gateway));
     await gw.broker.channel.purgeQueue(gw.queue);
@@ -29,13 +33,16 @@ describe('api-gateway: metrics', () => {
     expect(moved(before, after, 'gateway_orders_total', { outcome: 'unavailable' })).to.equal(0);
     expect(moved(before, after, 'gateway_broker_confirm_seconds_count', { outcome: 'confirmed' })).to.equal(3);
     expect(moved(before, after, 'gateway_broker_confirm_seconds_sum', { outcome: 'confirmed' })).to.be.above(0);
-    const counted = (method: string, route: string, status: number) => moved(before, after, 'http_requests_total', { method, route, status });
+    const counted = (method: string, route: string, status: number) =>
+      moved(before, after, 'http_requests_total', { method, route, status });
     expect(counted('POST', '/api/billing', 202)).to.equal(3);
     expect(counted('POST', '/api/billing', 400)).to.equal(1);
     expect(counted('POST', '/api/billing', 415)).to.equal(1);
     expect(counted('GET', '/api/movies', 200), 'the status inventory answered through the proxy').to.equal(2);
     expect(counted('GET', '/api/movies/:id', 404)).to.equal(1);
-    expect(moved(before, after, 'http_request_duration_seconds_count', { method: 'GET', route: '/api/movies', status: 200 })).to.equal(2);
+    expect(
+      moved(before, after, 'http_request_duration_seconds_count', { method: 'GET', route: '/api/movies', status: 200 }),
+    ).to.equal(2);
   });
 
   it('When the broker is down, or no queue takes an order, then the order counts as unavailable and the publish as unconfirmed or returned', async () => {

@@ -10,7 +10,10 @@ describe('api-gateway: the /api/movies proxy', () => {
 
   it('When a movie is posted through the gateway, then the inventory answer passes through unchanged', async () => {
     const title = unique('Proxied');
-    const reply = await request(`${gw.base}/api/movies`, { method: 'POST', json: { title, description: 'via gateway' } });
+    const reply = await request(`${gw.base}/api/movies`, {
+      method: 'POST',
+      json: { title, description: 'via gateway' },
+    });
     expect(reply.status).to.equal(201);
     expect(reply.body).to.include({ title, description: 'via gateway' });
     expect(reply.headers.get('location')).to.equal(`/api/movies/${reply.body.id}`);
@@ -26,7 +29,10 @@ describe('api-gateway: the /api/movies proxy', () => {
     const created = await request(`${gw.base}/api/movies`, { method: 'POST', json: { title: `${tag} 50% off` } });
     const search = await request(`${gw.base}/api/movies?title=${encodeURIComponent(`${tag} 50%`)}&limit=5`);
     expect(search.body).to.deep.equal([created.body]);
-    const updated = await request(`${gw.base}/api/movies/${created.body.id}`, { method: 'PUT', json: { description: 'updated' } });
+    const updated = await request(`${gw.base}/api/movies/${created.body.id}`, {
+      method: 'PUT',
+      json: { description: 'updated' },
+    });
     expect(updated.body.description).to.equal('updated');
     expect((await request(`${gw.base}/api/movies/${created.body.id}`, { method: 'DELETE' })).status).to.equal(204);
   });
@@ -36,7 +42,10 @@ describe('api-gateway: the /api/movies proxy', () => {
     const proxied = await request(`${gw.base}/api/movies/abc`);
     expectProblem(proxied, 400);
     expect(proxied.body).to.deep.equal(direct.body);
-    expectProblem(await request(`${gw.base}/api/movies`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' }), 415);
+    expectProblem(
+      await request(`${gw.base}/api/movies`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' }),
+      415,
+    );
   });
 
   it('When a request carries an X-Request-Id, then the inventory gets the same id and the client sees it', async () => {
@@ -59,7 +68,10 @@ describe('api-gateway: the /api/movies proxy', () => {
 
   it('When the inventory does not answer in time, then the gateway answers 504 problem+json', async () => {
     const hung = await silentPeer();
-    const impatient = await gw.startGateway({ INVENTORY_API_URL: `http://127.0.0.1:${hung.port}`, UPSTREAM_TIMEOUT_MS: 300 });
+    const impatient = await gw.startGateway({
+      INVENTORY_API_URL: `http://127.0.0.1:${hung.port}`,
+      UPSTREAM_TIMEOUT_MS: 300,
+    });
     try {
       const reply = await request(`${urlOf(impatient.server)}/api/movies`, { method: 'POST', json: { title: 'x' } });
       expectProblem(reply, 504, /did not answer/);
@@ -71,7 +83,10 @@ describe('api-gateway: the /api/movies proxy', () => {
 
   it('When a client goes away while inventory has not answered, then the gateway ends that request at once', async () => {
     const hung = await silentPeer();
-    const patient = await gw.startGateway({ INVENTORY_API_URL: `http://127.0.0.1:${hung.port}`, UPSTREAM_TIMEOUT_MS: 20_000 });
+    const patient = await gw.startGateway({
+      INVENTORY_API_URL: `http://127.0.0.1:${hung.port}`,
+      UPSTREAM_TIMEOUT_MS: 20_000,
+    });
     const answered = async () => {
       const text = await (await fetch(`${urlOf(patient.metricsServer)}/metrics`)).text();
       return /^http_requests_total\{method="GET",route="\/api\/movies\/:id"/m.test(text) ? true : undefined;

@@ -72,17 +72,28 @@ describe('inventory-api', () => {
     }
 
     it('When the body is malformed JSON, then it answers 400', async () => {
-      const reply = await request(`${base}/api/movies`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"title":' });
+      const reply = await request(`${base}/api/movies`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"title":',
+      });
       expectProblem(reply, 400);
     });
 
     it('When the body is not JSON, then it answers 415', async () => {
-      const reply = await request(`${base}/api/movies`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'title=x' });
+      const reply = await request(`${base}/api/movies`, {
+        method: 'POST',
+        headers: { 'content-type': 'text/plain' },
+        body: 'title=x',
+      });
       expectProblem(reply, 415);
     });
 
     it('When the body is over the limit, then it answers 413', async () => {
-      const reply = await request(`${base}/api/movies`, { method: 'POST', json: { title: 'big', description: 'x'.repeat(70_000) } });
+      const reply = await request(`${base}/api/movies`, {
+        method: 'POST',
+        json: { title: 'big', description: 'x'.repeat(70_000) },
+      });
       expectProblem(reply, 413);
     });
   });
@@ -106,7 +117,9 @@ describe('inventory-api', () => {
       const byPercent = await request(`${base}/api/movies?title=${encodeURIComponent(`${tag} 100%`)}`);
       expect(byPercent.body.map((m: { id: number }) => m.id)).to.deep.equal([percent.body.id]);
       const byUnderscore = await request(`${base}/api/movies?title=${encodeURIComponent('snake_case')}`);
-      expect(byUnderscore.body.map((m: { id: number }) => m.id)).to.include(underscore.body.id).and.have.length(1);
+      expect(byUnderscore.body.map((m: { id: number }) => m.id))
+        .to.include(underscore.body.id)
+        .and.have.length(1);
     });
 
     it('When limit and offset are given, then the page is bounded and ordered by id', async () => {
@@ -150,7 +163,10 @@ describe('inventory-api', () => {
 
     it('When PUT sends only the description, then only the description changes', async () => {
       const created = await create(unique('Same title'), 'before');
-      const reply = await request(`${base}/api/movies/${created.body.id}`, { method: 'PUT', json: { description: 'after' } });
+      const reply = await request(`${base}/api/movies/${created.body.id}`, {
+        method: 'PUT',
+        json: { description: 'after' },
+      });
       expect(reply.body).to.deep.equal({ id: created.body.id, title: created.body.title, description: 'after' });
     });
 
@@ -168,13 +184,19 @@ describe('inventory-api', () => {
 
     for (const method of ['GET', 'PUT', 'DELETE']) {
       it(`When ${method} names an unknown id, then it answers 404 problem+json`, async () => {
-        const reply = await request(`${base}/api/movies/9000000000000000000`, { method, json: method === 'PUT' ? { title: 'x' } : undefined });
+        const reply = await request(`${base}/api/movies/9000000000000000000`, {
+          method,
+          json: method === 'PUT' ? { title: 'x' } : undefined,
+        });
         expectProblem(reply, 404, /does not exist/);
       });
 
       for (const id of ['abc', '0', '-1', '1.5', '99999999999999999999', '%00']) {
         it(`When ${method} names the id ${id}, then it answers 400, never 500`, async () => {
-          const reply = await request(`${base}/api/movies/${id}`, { method, json: method === 'PUT' ? { title: 'x' } : undefined });
+          const reply = await request(`${base}/api/movies/${id}`, {
+            method,
+            json: method === 'PUT' ? { title: 'x' } : undefined,
+          });
           expectProblem(reply, 400, /Invalid id/);
         });
       }
@@ -254,17 +276,31 @@ describe('inventory-api', () => {
       for (let i = 0; i < 3; i++) expect((await request(`${base}/api/movies/${ids[0]}`)).status).to.equal(200);
       expectProblem(await request(`${base}/api/movies/999999999999`), 404);
       expectProblem(await request(`${base}/no-such-route`), 404);
-      for (const id of ids) expect((await request(`${base}/api/movies/${id}`, { method: 'DELETE' })).status).to.equal(204);
+      for (const id of ids)
+        expect((await request(`${base}/api/movies/${id}`, { method: 'DELETE' })).status).to.equal(204);
       const after = await scrape(metricsUrl());
 
-      const counted = (method: string, route: string, status: number) => moved(before, after, 'http_requests_total', { method, route, status });
+      const counted = (method: string, route: string, status: number) =>
+        moved(before, after, 'http_requests_total', { method, route, status });
       expect(counted('POST', '/api/movies', 201)).to.equal(2);
       expect(counted('GET', '/api/movies/:id', 200)).to.equal(3);
       expect(counted('GET', '/api/movies/:id', 404)).to.equal(1);
       expect(counted('GET', 'unmatched', 404)).to.equal(1);
       expect(counted('DELETE', '/api/movies/:id', 204)).to.equal(2);
-      expect(moved(before, after, 'http_request_duration_seconds_count', { method: 'GET', route: '/api/movies/:id', status: 200 })).to.equal(3);
-      expect(moved(before, after, 'http_request_duration_seconds_sum', { method: 'GET', route: '/api/movies/:id', status: 200 })).to.be.above(0);
+      expect(
+        moved(before, after, 'http_request_duration_seconds_count', {
+          method: 'GET',
+          route: '/api/movies/:id',
+          status: 200,
+        }),
+      ).to.equal(3);
+      expect(
+        moved(before, after, 'http_request_duration_seconds_sum', {
+          method: 'GET',
+          route: '/api/movies/:id',
+          status: 200,
+        }),
+      ).to.be.above(0);
     });
 
     it('When a client sends a method of its own, then it is counted as "other": a client cannot add series at will', async () => {
@@ -272,7 +308,10 @@ describe('inventory-api', () => {
       const reply = await fetch(`${base}/api/movies`, { method: 'PROPFIND' });
       expect(reply.status).to.equal(405);
       const after = await scrape(metricsUrl());
-      expect(moved(before, after, 'http_requests_total', { method: 'other', route: 'unmatched', status: 405 }), 'no route takes PROPFIND').to.equal(1);
+      expect(
+        moved(before, after, 'http_requests_total', { method: 'other', route: 'unmatched', status: 405 }),
+        'no route takes PROPFIND',
+      ).to.equal(1);
       expect([...after.keys()].some((key) => key.includes('PROPFIND'))).to.equal(false);
     });
 

@@ -14,17 +14,15 @@ const BROKER_HANDSHAKE_TIMEOUT_MS = 5_000;
  * management UI shows the connection under `name`.
  */
 export function connectBroker(broker: RabbitmqConfig, logger: Logger, name: string): AmqpConnectionManager {
-  const urls = broker.hosts.map(
-    (hostname): Options.Connect => ({
-      protocol: 'amqp',
-      hostname,
-      port: broker.port,
-      username: broker.user,
-      password: broker.password,
-      vhost: broker.vhost,
-      heartbeat: 10,
-    }),
-  );
+  const urls = broker.hosts.map((hostname): Options.Connect => ({
+    protocol: 'amqp',
+    hostname,
+    port: broker.port,
+    username: broker.user,
+    password: broker.password,
+    vhost: broker.vhost,
+    heartbeat: 10,
+  }));
   const connection = amqp.connect(urls, {
     reconnectTimeInSeconds: 1,
     // without it a broker that accepts TCP but never speaks AMQP would hang the connect, and close(), forever
@@ -39,7 +37,9 @@ export function connectBroker(broker: RabbitmqConfig, logger: Logger, name: stri
   });
   connection.on('disconnect', ({ err }) => logger.warn({ err, host }, 'disconnected from RabbitMQ'));
   // debug: a node that stays down would log this every second
-  connection.on('connectFailed', ({ err, url }) => logger.debug({ err, host: hostOf(url) }, 'could not connect to RabbitMQ; trying the next host'));
+  connection.on('connectFailed', ({ err, url }) =>
+    logger.debug({ err, host: hostOf(url) }, 'could not connect to RabbitMQ; trying the next host'),
+  );
   return connection;
 }
 

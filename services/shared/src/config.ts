@@ -11,7 +11,10 @@ type Parts = Record<string, z.ZodType>;
  * Parses the environment once, each part of the config with its own schema. Every missing or invalid variable is
  * reported in one line that names it.
  */
-export function parseConfig<P extends Parts>(parts: P, vars: NodeJS.ProcessEnv = process.env): { [K in keyof P]: z.output<P[K]> } {
+export function parseConfig<P extends Parts>(
+  parts: P,
+  vars: NodeJS.ProcessEnv = process.env,
+): { [K in keyof P]: z.output<P[K]> } {
   const config: Record<string, unknown> = {};
   const problems: string[] = [];
   for (const [part, schema] of Object.entries(parts)) {
@@ -26,7 +29,9 @@ export function parseConfig<P extends Parts>(parts: P, vars: NodeJS.ProcessEnv =
 function describeIssue(issue: z.core.$ZodIssue, vars: NodeJS.ProcessEnv): string {
   const name = issue.path.join('.');
   // zod 4 issues do not carry the input: a missing variable is one the environment does not have
-  return issue.code === 'invalid_type' && vars[name] === undefined ? `${name} is required` : `${name}: ${issue.message}`;
+  return issue.code === 'invalid_type' && vars[name] === undefined
+    ? `${name} is required`
+    : `${name}: ${issue.message}`;
 }
 
 export const env = {
@@ -59,7 +64,10 @@ export const metricsEnv = (prefix: 'GATEWAY' | 'INVENTORY' | 'BILLING', defaultP
     })
     .transform((vars) => {
       const port = vars[`${prefix}_METRICS_PORT`] as number;
-      return { host: vars[`${prefix}_METRICS_HOST`] as string, port: port === 0 ? 0 : port + (vars.NODE_APP_INSTANCE as number) };
+      return {
+        host: vars[`${prefix}_METRICS_HOST`] as string,
+        port: port === 0 ? 0 : port + (vars.NODE_APP_INSTANCE as number),
+      };
     });
 
 /**
@@ -128,7 +136,10 @@ export const rabbitmqEnv = z
       .text()
       .default('127.0.0.1')
       .transform((value) => value.split(',').map((host) => host.trim()))
-      .refine((hosts) => hosts.every(Boolean), 'must be host names or addresses separated by commas, none of them empty'),
+      .refine(
+        (hosts) => hosts.every(Boolean),
+        'must be host names or addresses separated by commas, none of them empty',
+      ),
     RABBITMQ_PORT: env.port().default(5672),
     RABBITMQ_USER: env.text(),
     RABBITMQ_PASSWORD: env.text(),

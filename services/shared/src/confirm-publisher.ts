@@ -25,7 +25,11 @@ export interface ConfirmPublisher {
  * channel on a live connection forces a reconnect, with backoff. A publish not confirmed within publishTimeoutMs
  * (broker down, slow or blocked by an alarm) is dropped from the library's buffer and reported unconfirmed.
  */
-export function confirmPublisher(connection: AmqpConnectionManager, publishTimeoutMs: number, logger: Logger): ConfirmPublisher {
+export function confirmPublisher(
+  connection: AmqpConnectionManager,
+  publishTimeoutMs: number,
+  logger: Logger,
+): ConfirmPublisher {
   // publishes awaiting their confirm (by a number of this publisher's), and whether the broker returned each; a late
   // return finds none and is ignored. Returns come on this publisher's own channel, so its own count is unique enough.
   const returned = new Map<number, boolean>();
@@ -68,7 +72,10 @@ export function confirmPublisher(connection: AmqpConnectionManager, publishTimeo
     publish: async (exchange, routingKey, content, options) => {
       const publishId = ++published;
       returned.set(publishId, false);
-      const headers: Record<string, unknown> = { ...(options.headers as Record<string, unknown> | undefined), [PUBLISH_ID_HEADER]: publishId };
+      const headers: Record<string, unknown> = {
+        ...(options.headers as Record<string, unknown> | undefined),
+        [PUBLISH_ID_HEADER]: publishId,
+      };
       try {
         const publish: Options.Publish = { ...options, headers, persistent: true, mandatory: true };
         await channel.publish(exchange, routingKey, content, publish);
@@ -84,7 +91,9 @@ export function confirmPublisher(connection: AmqpConnectionManager, publishTimeo
     close: async () => {
       closing = true;
       // a connection blocked by an alarm is not read by the broker: its close would never be answered
-      await withTimeout(channel.close(), BROKER_CLOSE_TIMEOUT_MS, 'closing the publishing channel').catch(() => undefined);
+      await withTimeout(channel.close(), BROKER_CLOSE_TIMEOUT_MS, 'closing the publishing channel').catch(
+        () => undefined,
+      );
     },
   };
 }

@@ -46,7 +46,11 @@ export type ErrorTranslator = (error: unknown) => HttpError | undefined;
 
 function toHttpError(error: unknown, translate: ErrorTranslator): HttpError | undefined {
   if (error instanceof HttpError) return error;
-  if (isClientError(error)) return new HttpError(error.status, error.expose === false ? (STATUS_CODES[error.status] ?? 'Bad request') : error.message);
+  if (isClientError(error))
+    return new HttpError(
+      error.status,
+      error.expose === false ? (STATUS_CODES[error.status] ?? 'Bad request') : error.message,
+    );
   return translate(error);
 }
 

@@ -38,7 +38,10 @@ export function requestContext(logger: Logger, observe: RequestObserver): Middle
     } finally {
       const ms = performance.now() - started;
       observe(ctx, ms / 1000);
-      logger.info({ requestId, method: ctx.method, url: ctx.url, status: ctx.status, ms: Math.round(ms * 10) / 10 }, 'request');
+      logger.info(
+        { requestId, method: ctx.method, url: ctx.url, status: ctx.status, ms: Math.round(ms * 10) / 10 },
+        'request',
+      );
     }
   };
 }
@@ -94,7 +97,10 @@ export async function listen(app: Koa, port: number, host: string | undefined, l
   // response closes its connection, so a keep-alive client reconnects to a live instance; an answer given before the
   // request's body arrived (413, 429) closes it too, once the rest of the body is drained (lingerBeforeClose)
   class EdgeResponse extends ServerResponse {
-    override writeHead(statusCode: number, ...rest: [string | OutgoingHttpHeaders | OutgoingHttpHeader[] | undefined, OutgoingHttpHeaders?]) {
+    override writeHead(
+      statusCode: number,
+      ...rest: [string | OutgoingHttpHeaders | OutgoingHttpHeader[] | undefined, OutgoingHttpHeaders?]
+    ) {
       const early = !this.req.complete;
       if (draining.has(server) || early) this.setHeader('Connection', 'close');
       if (early) lingerBeforeClose(this.socket, this.req, limits);
@@ -177,7 +183,9 @@ function answerMalformedRequest(error: NodeJS.ErrnoException, socket: Duplex): v
   const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
   const title = STATUS_CODES[status] ?? 'Bad Request';
   const detail =
-    status === 408 ? 'The request did not arrive in time.' : `The request is not valid HTTP (${error.code ?? 'parse error'}).`;
+    status === 408
+      ? 'The request did not arrive in time.'
+      : `The request is not valid HTTP (${error.code ?? 'parse error'}).`;
   const body = JSON.stringify({ type: 'about:blank', title, status, detail });
   socket.end(
     `HTTP/1.1 ${status} ${title}\r\nContent-Type: ${PROBLEM_JSON}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,

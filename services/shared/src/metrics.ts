@@ -31,7 +31,12 @@ export type RequestObserver = (ctx: Context, seconds: number) => void;
 /** http_requests_total and http_request_duration_seconds, by method, route and status. */
 export function httpMetrics(registry: Registry): RequestObserver {
   const labelNames = ['method', 'route', 'status'] as const;
-  const requests = new Counter({ name: 'http_requests_total', help: 'HTTP requests answered, by method, route and status.', labelNames, registers: [registry] });
+  const requests = new Counter({
+    name: 'http_requests_total',
+    help: 'HTTP requests answered, by method, route and status.',
+    labelNames,
+    registers: [registry],
+  });
   const duration = new Histogram({
     name: 'http_request_duration_seconds',
     help: 'Time to answer an HTTP request, by method, route and status.',

@@ -3,7 +3,10 @@ import { HttpError } from './errors.js';
 
 /** A string PostgreSQL can store: text columns reject the NUL character. */
 export const storableText = (max: number) =>
-  z.string().max(max, `must be at most ${max} characters`).refine((value) => !value.includes('\u0000'), 'must not contain NUL characters');
+  z
+    .string()
+    .max(max, `must be at most ${max} characters`)
+    .refine((value) => !value.includes('\u0000'), 'must not contain NUL characters');
 
 /** A required, trimmed, non-empty storable string. */
 export const requiredText = (max: number) => z.string().trim().min(1, 'must not be empty').pipe(storableText(max));

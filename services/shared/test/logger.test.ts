@@ -25,7 +25,12 @@ describe('shared: the logs on stdout', () => {
       restore();
     }
     expect(writes).to.have.length(1);
-    expect(writes[0]!.trim().split('\n').map((line) => (JSON.parse(line) as { i: number }).i)).to.deep.equal([...Array(20).keys()]);
+    expect(
+      writes[0]!
+        .trim()
+        .split('\n')
+        .map((line) => (JSON.parse(line) as { i: number }).i),
+    ).to.deep.equal([...Array(20).keys()]);
   });
 
   it('When 64 KB of lines are waiting, then they are written at once', async () => {

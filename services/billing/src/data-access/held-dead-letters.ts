@@ -11,7 +11,11 @@ export interface DeadLetter {
   content: Buffer;
 }
 
-const heldRow = z.object({ id: z.coerce.number(), properties: z.record(z.string(), z.unknown()), content: z.instanceof(Buffer) });
+const heldRow = z.object({
+  id: z.coerce.number(),
+  properties: z.record(z.string(), z.unknown()),
+  content: z.instanceof(Buffer),
+});
 const heldFigures = z.object({ held: z.coerce.number(), oldest_seconds: z.coerce.number().nullable() });
 
 /**
@@ -40,7 +44,8 @@ export const heldDeadLettersRepository = (pool: DatabasePool, exchange: string) 
         if (!(await place(row.properties, row.content))) break;
         placed.push(row.id);
       }
-      if (placed.length > 0) await transaction.query(sql.unsafe`DELETE FROM held_dead_letters WHERE id = ANY(${sql.array(placed, 'int8')})`);
+      if (placed.length > 0)
+        await transaction.query(sql.unsafe`DELETE FROM held_dead_letters WHERE id = ANY(${sql.array(placed, 'int8')})`);
       return placed.length;
     }),
 

@@ -46,7 +46,11 @@ export async function settleBatch<D extends Incoming>(batch: readonly D[], ports
 }
 
 /** Runs `attempt` until it succeeds, retrying with backoff while `live()` and the consumer does not stop. */
-async function retrying(live: () => boolean, attempt: () => Promise<void>, retryAfter: SettleBatchPorts<Incoming>['retryAfter']) {
+async function retrying(
+  live: () => boolean,
+  attempt: () => Promise<void>,
+  retryAfter: SettleBatchPorts<Incoming>['retryAfter'],
+) {
   for (let n = 0; live(); n++) {
     try {
       await attempt();
@@ -57,7 +61,12 @@ async function retrying(live: () => boolean, attempt: () => Promise<void>, retry
   }
 }
 
-function settleAside<D extends Incoming>(delivery: D, cause: DeadLetterCause, reason: string, ports: SettleBatchPorts<D>) {
+function settleAside<D extends Incoming>(
+  delivery: D,
+  cause: DeadLetterCause,
+  reason: string,
+  ports: SettleBatchPorts<D>,
+) {
   return retrying(
     () => ports.isLive(delivery),
     async () => {

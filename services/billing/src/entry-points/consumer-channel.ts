@@ -1,4 +1,13 @@
-import { backoffMs, BROKER_CLOSE_TIMEOUT_MS, closeBroker, connectBroker, type Logger, type QueueType, type RabbitmqConfig, withTimeout } from '@crud-master/shared';
+import {
+  backoffMs,
+  BROKER_CLOSE_TIMEOUT_MS,
+  closeBroker,
+  connectBroker,
+  type Logger,
+  type QueueType,
+  type RabbitmqConfig,
+  withTimeout,
+} from '@crud-master/shared';
 import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { queueTopology } from '../data-access/queue-topology.js';
 import { queueMigration, type QueueTypeState } from './queue-migration.js';
@@ -37,7 +46,15 @@ interface ConsumerChannelOptions {
  * connection dropped. It owns the queues' type too (RABBITMQ_QUEUE_TYPE): a queue of another type is used as it is,
  * and replaced once it is empty and quiet (queue-migration.ts). This connection never publishes.
  */
-export function consumerChannel({ broker, queueType, prefetch, onDelivery, onClose, quietFor, logger }: ConsumerChannelOptions) {
+export function consumerChannel({
+  broker,
+  queueType,
+  prefetch,
+  onDelivery,
+  onClose,
+  quietFor,
+  logger,
+}: ConsumerChannelOptions) {
   let stopped = false;
   let current: { channel: ConfirmChannel; consumerTag?: string } | undefined;
   let recoveries = 0;
@@ -45,8 +62,18 @@ export function consumerChannel({ broker, queueType, prefetch, onDelivery, onClo
   const connection = connectBroker(broker, logger, 'billing-consumer');
   const queues = queueTopology(connection, broker.queue, queueType);
   const topology = queues.names;
-  const state: ConsumerChannelState = { consuming: false, queue: { type: queueType, migrating: false }, deadLetterQueueMigrating: false };
-  const migration = queueMigration({ queues, queueType, state, quietFor: (quietMs) => !stopped && state.consuming && quietFor(quietMs), logger });
+  const state: ConsumerChannelState = {
+    consuming: false,
+    queue: { type: queueType, migrating: false },
+    deadLetterQueueMigrating: false,
+  };
+  const migration = queueMigration({
+    queues,
+    queueType,
+    state,
+    quietFor: (quietMs) => !stopped && state.consuming && quietFor(quietMs),
+    logger,
+  });
 
   /** Declares the topology (or finds queues of another type) and consumes billing_queue on this channel. */
   async function subscribe(channel: ConfirmChannel): Promise<void> {
@@ -62,7 +89,10 @@ export function consumerChannel({ broker, queueType, prefetch, onDelivery, onClo
       // basic.cancel from the broker: the queue was deleted (replaced, or its node went away)
       state.consuming = false;
       const level = state.queue.migrating ? 'info' : 'warn';
-      logger[level]({ queue: broker.queue }, 'the broker cancelled the consumer; declaring the queue and consuming again');
+      logger[level](
+        { queue: broker.queue },
+        'the broker cancelled the consumer; declaring the queue and consuming again',
+      );
       subscribeWithin(channel).catch((err: unknown) => recover(channel, err));
     });
     current = { channel, consumerTag };
@@ -72,7 +102,8 @@ export function consumerChannel({ broker, queueType, prefetch, onDelivery, onClo
     migration.schedule();
   }
 
-  const subscribeWithin = (channel: ConfirmChannel) => withTimeout(subscribe(channel), SUBSCRIBE_TIMEOUT_MS, 'subscribing to the queue');
+  const subscribeWithin = (channel: ConfirmChannel) =>
+    withTimeout(subscribe(channel), SUBSCRIBE_TIMEOUT_MS, 'subscribing to the queue');
 
   /** After a failure the channel cannot heal from: reconnect (with backoff), unless a newer channel took over. */
   function recover(channel: ConfirmChannel, err: unknown): void {
@@ -120,10 +151,13 @@ export function consumerChannel({ broker, queueType, prefetch, onDelivery, onClo
       await migration.stop();
       state.consuming = false;
       const { channel, consumerTag } = current ?? {};
-      if (channel && consumerTag) await withTimeout(channel.cancel(consumerTag), SUBSCRIBE_TIMEOUT_MS, 'basic.cancel').catch(() => undefined);
+      if (channel && consumerTag)
+        await withTimeout(channel.cancel(consumerTag), SUBSCRIBE_TIMEOUT_MS, 'basic.cancel').catch(() => undefined);
     },
     close: async () => {
-      await withTimeout(wrapper.close(), BROKER_CLOSE_TIMEOUT_MS, 'closing the consumer channel').catch(() => undefined);
+      await withTimeout(wrapper.close(), BROKER_CLOSE_TIMEOUT_MS, 'closing the consumer channel').catch(
+        () => undefined,
+      );
       await closeBroker(connection);
     },
   };

@@ -1,5 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { backoffMs, type Logger, PUBLISHED_AT_MS_HEADER, type QueueType, type RabbitmqConfig } from '@crud-master/shared';
+import {
+  backoffMs,
+  type Logger,
+  PUBLISHED_AT_MS_HEADER,
+  type QueueType,
+  type RabbitmqConfig,
+} from '@crud-master/shared';
 import { isDatabaseUnavailable } from '@crud-master/shared/database';
 import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type { HeldDeadLetters } from '../data-access/held-dead-letters.js';
@@ -61,7 +67,15 @@ interface ConsumerOptions {
  * dead-lettered), and the ack ledger acks what was settled, with one multiple ack per channel where it may. A
  * database outage keeps the batch unacked and retries it with backoff, so nothing is lost or dead-lettered.
  */
-export function startConsumer({ broker, queueType, prefetch, orders, held, metrics, logger }: ConsumerOptions): OrderConsumer {
+export function startConsumer({
+  broker,
+  queueType,
+  prefetch,
+  orders,
+  held,
+  metrics,
+  logger,
+}: ConsumerOptions): OrderConsumer {
   const stopped = new AbortController();
   const ledger = new AckLedger<ConfirmChannel>();
   let lastDeliveryAt = Date.now();
@@ -95,7 +109,10 @@ export function startConsumer({ broker, queueType, prefetch, orders, held, metri
         const outcome = await orders.store(items.map(({ order }) => order));
         if (state.storeFailure) logger.info({ failingSince: state.storeFailure.since }, 'storing orders works again');
         delete state.storeFailure;
-        observeStored(items.map(({ delivery }) => delivery), outcome);
+        observeStored(
+          items.map(({ delivery }) => delivery),
+          outcome,
+        );
         return outcome;
       },
       deadLetter: (delivery, cause, reason) => dead.deadLetter(delivery.message, cause, reason),
@@ -104,7 +121,10 @@ export function startConsumer({ broker, queueType, prefetch, orders, held, metri
       retryAfter: async (err, attempt) => {
         noteFailure(err);
         const waitMs = backoffMs(attempt);
-        logger[state.storeFailure?.permanent ? 'error' : 'warn']({ err, attempt, waitMs, batch: batch.length }, 'could not settle a batch; retrying');
+        logger[state.storeFailure?.permanent ? 'error' : 'warn'](
+          { err, attempt, waitMs, batch: batch.length },
+          'could not settle a batch; retrying',
+        );
         await sleep(waitMs, undefined, { signal: stopped.signal }).catch(() => undefined);
         return !stopped.signal.aborted;
       },
@@ -126,7 +146,8 @@ export function startConsumer({ broker, queueType, prefetch, orders, held, metri
     const committedAt = Date.now();
     for (const { message } of committed) {
       const publishedAt: unknown = message.properties.headers?.[PUBLISHED_AT_MS_HEADER];
-      if (typeof publishedAt === 'number') metrics.publishToCommit.observe(Math.max(0, committedAt - publishedAt) / 1000);
+      if (typeof publishedAt === 'number')
+        metrics.publishToCommit.observe(Math.max(0, committedAt - publishedAt) / 1000);
     }
   }
 
@@ -148,7 +169,11 @@ export function startConsumer({ broker, queueType, prefetch, orders, held, metri
     // each figure on its own: a database outage must not hide the queue's depth, nor a broker outage the held ones
     deadLettering: async () => {
       const [queue, figures] = await Promise.all([supervisor.deadLetterQueue(), dead.figures().catch(() => undefined)]);
-      return { depth: queue?.messageCount ?? null, held: figures?.held ?? null, oldestHeldSeconds: figures?.oldestSeconds ?? null };
+      return {
+        depth: queue?.messageCount ?? null,
+        held: figures?.held ?? null,
+        oldestHeldSeconds: figures?.oldestSeconds ?? null,
+      };
     },
     stop: async () => {
       stopped.abort();

@@ -23,9 +23,21 @@ export const messageIdOf = (message: ConsumeMessage): string | undefined => {
  * CC/BCC routing headers), and the reason.
  */
 function deadLetterProperties(message: ConsumeMessage, reason: string): Options.Publish {
-  const { contentType, contentEncoding, correlationId, messageId, timestamp, type, appId } = message.properties as Options.Publish;
-  const headers = Object.fromEntries(Object.entries(message.properties.headers ?? {}).filter(([name]) => name !== 'CC' && name !== 'BCC'));
-  return { contentType, contentEncoding, correlationId, messageId, timestamp, type, appId, headers: { ...headers, [DEAD_LETTER_REASON_HEADER]: reason } };
+  const { contentType, contentEncoding, correlationId, messageId, timestamp, type, appId } =
+    message.properties as Options.Publish;
+  const headers = Object.fromEntries(
+    Object.entries(message.properties.headers ?? {}).filter(([name]) => name !== 'CC' && name !== 'BCC'),
+  );
+  return {
+    contentType,
+    contentEncoding,
+    correlationId,
+    messageId,
+    timestamp,
+    type,
+    appId,
+    headers: { ...headers, [DEAD_LETTER_REASON_HEADER]: reason },
+  };
 }
 
 interface DeadLetterOptions {
@@ -47,7 +59,8 @@ interface DeadLetterOptions {
 export function deadLetters({ broker, exchange, held, metrics, logger }: DeadLetterOptions) {
   const connection = connectBroker(broker, logger, 'billing-consumer dead letters');
   const publisher = confirmPublisher(connection, DEAD_LETTER_CONFIRM_MS, logger);
-  const place = async (properties: Options.Publish, content: Buffer) => (await publisher.publish(exchange, '', content, properties)) === 'confirmed';
+  const place = async (properties: Options.Publish, content: Buffer) =>
+    (await publisher.publish(exchange, '', content, properties)) === 'confirmed';
 
   const mover = setInterval(() => {
     held
@@ -69,7 +82,10 @@ export function deadLetters({ broker, exchange, held, metrics, logger }: DeadLet
       }
       await held.hold({ messageId, cause, reason, properties, content: message.content });
       metrics.heldAside.inc({ cause });
-      logger.error({ messageId, cause, reason }, 'the broker did not take a dead letter: held in billing_db until it does');
+      logger.error(
+        { messageId, cause, reason },
+        'the broker did not take a dead letter: held in billing_db until it does',
+      );
     },
     figures: held.figures,
     close: async () => {

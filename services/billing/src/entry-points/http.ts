@@ -1,4 +1,11 @@
-import { healthChecks, httpMetrics, problemDetails, type Readiness, requestContext, type Logger } from '@crud-master/shared';
+import {
+  healthChecks,
+  httpMetrics,
+  problemDetails,
+  type Readiness,
+  requestContext,
+  type Logger,
+} from '@crud-master/shared';
 import Koa from 'koa';
 import type { Registry } from 'prom-client';
 

@@ -70,7 +70,8 @@ export function queueMigration({ queues, queueType, state, quietFor, logger }: M
         `${deadLetterQueue} exists with another type or other arguments: it is kept as it is, and replaced by a ${queueType} queue once it is empty`,
       );
     }
-    if (!kept && state.deadLetterQueueMigrating) logger.info({ queue: deadLetterQueue, queueType }, `${deadLetterQueue} is now a ${queueType} queue`);
+    if (!kept && state.deadLetterQueueMigrating)
+      logger.info({ queue: deadLetterQueue, queueType }, `${deadLetterQueue} is now a ${queueType} queue`);
     state.deadLetterQueueMigrating = kept !== undefined;
   }
 

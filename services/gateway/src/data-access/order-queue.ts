@@ -1,4 +1,12 @@
-import { closeBroker, confirmPublisher, connectBroker, type Logger, PUBLISHED_AT_MS_HEADER, type RabbitmqConfig, unavailable } from '@crud-master/shared';
+import {
+  closeBroker,
+  confirmPublisher,
+  connectBroker,
+  type Logger,
+  PUBLISHED_AT_MS_HEADER,
+  type RabbitmqConfig,
+  unavailable,
+} from '@crud-master/shared';
 import type { OrderPublisher } from '../domain/billing.js';
 import type { GatewayMetrics } from '../metrics.js';
 
@@ -23,7 +31,12 @@ const NOT_CONFIRMED =
  * than sending it again (503 with its message_id; the node may still have queued it, and a retry with that id stores
  * one order). A publish made while disconnected waits in the wrapper's buffer for the next node, within the timeout.
  */
-export function orderQueue(broker: RabbitmqConfig, publishTimeoutMs: number, confirms: GatewayMetrics['confirms'], logger: Logger): OrderQueue {
+export function orderQueue(
+  broker: RabbitmqConfig,
+  publishTimeoutMs: number,
+  confirms: GatewayMetrics['confirms'],
+  logger: Logger,
+): OrderQueue {
   const connection = connectBroker(broker, logger, 'api-gateway');
   const publisher = confirmPublisher(connection, publishTimeoutMs, logger);
 
@@ -39,7 +52,8 @@ export function orderQueue(broker: RabbitmqConfig, publishTimeoutMs: number, con
         headers: { [PUBLISHED_AT_MS_HEADER]: publishedAt },
       });
       timer({ outcome });
-      if (outcome === 'returned') logger.error({ messageId, queue: broker.queue }, 'the broker returned an order: no queue took it');
+      if (outcome === 'returned')
+        logger.error({ messageId, queue: broker.queue }, 'the broker returned an order: no queue took it');
       if (outcome !== 'confirmed') throw unavailable(NOT_CONFIRMED, { message_id: messageId });
     },
     isReady: publisher.isReady,

@@ -5,11 +5,15 @@ import { z } from 'zod';
 /** The seed sends numbers ("usr_123", 3, 99.97), the subject strings ("3", "5", "180"): both are accepted. */
 const numberOrString = z.union([z.number(), z.string().trim()]).transform(String);
 
-const wholeNumber = numberOrString.pipe(z.string().regex(/^\d{1,10}$/, 'must be a positive whole number')).transform(Number);
+const wholeNumber = numberOrString
+  .pipe(z.string().regex(/^\d{1,10}$/, 'must be a positive whole number'))
+  .transform(Number);
 
 /** Money stays a decimal string ("99.97"), normalised to two decimals; it is never a float. */
 const amount = numberOrString
-  .pipe(z.string().regex(/^\d{1,10}(\.\d{1,2})?$/, 'must be a non-negative amount with at most 2 decimals, below 10^10'))
+  .pipe(
+    z.string().regex(/^\d{1,10}(\.\d{1,2})?$/, 'must be a non-negative amount with at most 2 decimals, below 10^10'),
+  )
   .transform((value) => {
     const [whole = '0', cents = ''] = value.split('.');
     return `${BigInt(whole)}.${cents.padEnd(2, '0')}`;
@@ -17,14 +21,20 @@ const amount = numberOrString
 
 /** A number above 2^53 - 1 has already been rounded by JSON.parse: two users would merge, so it is refused. */
 const userId = z
-  .union([z.number().refine(Number.isSafeInteger, 'a number must be a whole number below 2^53; send a larger id as a string'), z.string().trim()])
+  .union([
+    z.number().refine(Number.isSafeInteger, 'a number must be a whole number below 2^53; send a larger id as a string'),
+    z.string().trim(),
+  ])
   .transform(String);
 
 export const billingRequest = z
   .object({ user_id: userId, number_of_items: wholeNumber, total_amount: amount })
   .pipe(orderMessage);
 
-const idempotencyKey = z.string().regex(/^[\x21-\x7e]{1,200}$/, 'must be 1 to 200 visible ASCII characters').optional();
+const idempotencyKey = z
+  .string()
+  .regex(/^[\x21-\x7e]{1,200}$/, 'must be 1 to 200 visible ASCII characters')
+  .optional();
 
 export interface OrderPublisher {
   /** Resolves once the broker has confirmed the persistent message. */

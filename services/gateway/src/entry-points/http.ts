@@ -1,5 +1,13 @@
 import Router from '@koa/router';
-import { healthChecks, httpMetrics, jsonBody, metricsEndpoint, problemDetails, requestContext, type Logger } from '@crud-master/shared';
+import {
+  healthChecks,
+  httpMetrics,
+  jsonBody,
+  metricsEndpoint,
+  problemDetails,
+  requestContext,
+  type Logger,
+} from '@crud-master/shared';
 import Koa, { type Middleware } from 'koa';
 import type { Registry } from 'prom-client';
 import type {} from 'koa-bodyparser'; // types ctx.request.body
@@ -46,7 +54,17 @@ function countOrders(orderCounter: GatewayMetrics['orders']): Middleware {
 
 /** The public API on :8080: the movies proxy, POST /api/billing, /healthz and /readyz (and /metrics if allowed). */
 export function createHttpApp(options: GatewayOptions): Koa {
-  const { inventoryUrl, upstreamTimeoutMs, upstreamMaxSockets, orders, isReady, registry, orderCounter, publicMetrics, logger } = options;
+  const {
+    inventoryUrl,
+    upstreamTimeoutMs,
+    upstreamMaxSockets,
+    orders,
+    isReady,
+    registry,
+    orderCounter,
+    publicMetrics,
+    logger,
+  } = options;
   const { byAddress, admitOrder } = rateLimits(options.limits, options.rateLimited);
   const router = new Router();
   router.post('/api/billing', countOrders(orderCounter), jsonBody(BILLING_BODY_LIMIT), async (ctx) => {

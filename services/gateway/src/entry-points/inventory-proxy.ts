@@ -1,4 +1,10 @@
-import { Agent, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import {
+  Agent,
+  type ClientRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { HttpError } from '@crud-master/shared';
 import type { Middleware } from 'koa';
@@ -14,7 +20,16 @@ interface ProxiedRequest extends IncomingMessage {
 }
 
 // RFC 9110 7.6.1: meant for one connection only; Transfer-Encoding is left to Node, which frames each hop itself
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'upgrade'];
+const HOP_BY_HOP = [
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'upgrade',
+];
 
 /** The hop-by-hop headers of a message: the fixed ones and those its Connection header names. */
 const hopByHopOf = (headers: IncomingHttpHeaders): string[] =>
@@ -32,7 +47,12 @@ const hopByHopOf = (headers: IncomingHttpHeaders): string[] =>
 export function movieRoute(path: string): string | undefined {
   if (path === MOVIES_PATH || path === `${MOVIES_PATH}/`) return MOVIES_PATH;
   if (!path.startsWith(`${MOVIES_PATH}/`)) return undefined;
-  return path.slice(MOVIES_PATH.length + 1).replace(/\/$/, '').includes('/') ? `${MOVIES_PATH}/*` : `${MOVIES_PATH}/:id`;
+  return path
+    .slice(MOVIES_PATH.length + 1)
+    .replace(/\/$/, '')
+    .includes('/')
+    ? `${MOVIES_PATH}/*`
+    : `${MOVIES_PATH}/:id`;
 }
 
 /**
@@ -77,7 +97,10 @@ export function inventoryProxy(target: string, timeoutMs: number, maxSockets: nu
   const upstream = new URL(target);
   // http-proxy takes a parsed target and proxyTimeout too; koa-proxies' types know neither. Its xfwd would append to
   // the client's values.
-  const options: Omit<proxy.IBaseKoaProxiesOptions, 'target'> & { target: Record<string, string>; proxyTimeout: number } = {
+  const options: Omit<proxy.IBaseKoaProxiesOptions, 'target'> & {
+    target: Record<string, string>;
+    proxyTimeout: number;
+  } = {
     target: { protocol: upstream.protocol, hostname: upstream.hostname, port: upstream.port, path: upstream.pathname },
     // an idle connection is closed a second before inventory's keep-alive timeout (its Keep-Alive header), so that no
     // request is sent on one that inventory is closing; Node applies that header only below the agent's own timeout
@@ -99,7 +122,9 @@ export function inventoryProxy(target: string, timeoutMs: number, maxSockets: nu
         const keepAlive = proxyRes.headers['keep-alive'];
         for (const name of hopByHopOf(proxyRes.headers)) delete proxyRes.headers[name];
         // http-proxy would otherwise echo the client's Connection header; this hop's is Node's own decision
-        proxyRes.headers.connection = (res as ServerResponse & { shouldKeepAlive: boolean }).shouldKeepAlive ? 'keep-alive' : 'close';
+        proxyRes.headers.connection = (res as ServerResponse & { shouldKeepAlive: boolean }).shouldKeepAlive
+          ? 'keep-alive'
+          : 'close';
         // inventory answered before the body arrived (413): the gateway drains the rest itself (shared listen()), and
         // frees its upstream socket rather than keep sending inventory a body that nobody reads
         proxyRes.once('end', () => {
@@ -123,10 +148,17 @@ export function inventoryProxy(target: string, timeoutMs: number, maxSockets: nu
     upstreamHeaders(ctx.req);
     const closeListeners = ctx.res.listenerCount('close');
     const forwarded = forward(ctx, next) as Promise<void>;
-    onlyWhenUnfinished(ctx.res, ctx.res.listeners('close')[closeListeners] as ((...args: unknown[]) => void) | undefined);
+    onlyWhenUnfinished(
+      ctx.res,
+      ctx.res.listeners('close')[closeListeners] as ((...args: unknown[]) => void) | undefined,
+    );
     await forwarded;
     const req = ctx.req as ProxiedRequest;
     if (req.upstreamTimedOut) throw new HttpError(504, `The inventory did not answer within ${timeoutMs} ms.`);
-    if (req.upstreamError) throw new HttpError(502, `The inventory is unreachable (${(req.upstreamError as NodeJS.ErrnoException).code ?? req.upstreamError.message}).`);
+    if (req.upstreamError)
+      throw new HttpError(
+        502,
+        `The inventory is unreachable (${(req.upstreamError as NodeJS.ErrnoException).code ?? req.upstreamError.message}).`,
+      );
   };
 }

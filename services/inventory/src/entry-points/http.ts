@@ -9,7 +9,12 @@ import type { MoviesService } from '../domain/movies.js';
 export const BODY_LIMIT = '64kb';
 
 /** The inventory's HTTP API: the movie routes under /api/movies, plus /healthz and /readyz. */
-export function createHttpApp(movies: MoviesService, isReady: () => Promise<boolean>, registry: Registry, logger: Logger): Koa {
+export function createHttpApp(
+  movies: MoviesService,
+  isReady: () => Promise<boolean>,
+  registry: Registry,
+  logger: Logger,
+): Koa {
   const router = new Router({ prefix: '/api/movies' });
   router
     .get('/', async (ctx) => {
