@@ -56,12 +56,12 @@ endef
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } \
 	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5); next } \
-	  /^[a-zA-Z0-9_.-]+:.*## / { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	  /^[a-zA-Z0-9_.-]+:.*## / { printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 	@echo
 
 ##@ Setup
 
-.env: .env.example FORCE ## Make .env from .env.example (random *_PASSWORD and *_COOKIE values); add to it the variables it lacks
+.env: .env.example FORCE ## Make .env from .env.example, or add what it lacks
 	@ansible/make-env.sh
 
 # .env is checked by every target that needs it (FORCE): it gains the variables a newer .env.example brought.
@@ -73,10 +73,10 @@ FORCE:
 # collections against ansible/requirements.yml and runs ansible-galaxy with that file only when one is missing or too
 # old (Debian 12's `ansible` package has them all: nothing contacts Ansible Galaxy there).
 .PHONY: deps-ansible
-deps-ansible: ## Install Ansible and the collections of ansible/requirements.yml, sudo and rsync when missing
+deps-ansible: ## Install Ansible and its collections when missing
 	$(call apt_ensure,$(DEPS_BASE))
 	@set -e; if ! command -v ansible-playbook >/dev/null; then \
-	  command -v apt-get >/dev/null || { echo "Ansible is missing (no apt-get here: install it yourself)." >&2; exit 1; }; \
+	  command -v apt-get >/dev/null || { echo "Ansible is missing (no apt-get: install it yourself)." >&2; exit 1; }; \
 	  echo "Installing Ansible"; \
 	  $(SUDO) apt-get update -qq; \
 	  if grep -qi '^ID=ubuntu' /etc/os-release; then \
@@ -88,11 +88,11 @@ deps-ansible: ## Install Ansible and the collections of ansible/requirements.yml
 	@ansible/collections.sh install
 
 .PHONY: deps-test
-deps-test: ## Install what the test suites use besides the stack itself (Chromium, curl) when missing
+deps-test: ## Install what the suites use (Chromium, curl) when missing
 	$(call apt_ensure,$(DEPS_TEST))
 
 .PHONY: deps-lint
-deps-lint: deps-ansible ## Install ansible-lint, yamllint and ruby when missing
+deps-lint: deps-ansible ## Install the linters (DEPS_LINT) when missing
 	$(call apt_ensure,$(DEPS_LINT))
 
 ##@ VMs (Vagrant: VirtualBox, or Docker with PROVIDER=docker)
@@ -109,15 +109,16 @@ BACKEND_VMS = $(BILLING_VMS) inventory-vm
 # The VMs' SSH host keys, pinned for `make provision` (inventory.ini checks them strictly).
 KNOWN_HOSTS := .vagrant/known_hosts
 
+# gateway-vm, inventory-vm, the billing VMs and monitor-vm of .env; with PROVIDER=docker, `make box` first.
 .PHONY: up
-up: .env inventory $(if $(filter docker,$(PROVIDER)),box) ## Create and provision gateway-vm, inventory-vm and the billing VMs (PROVIDER=virtualbox|docker)
+up: .env inventory $(if $(filter docker,$(PROVIDER)),box) ## Create and provision the VMs (PROVIDER=virtualbox|docker)
 	vagrant up --provider=$(PROVIDER) $(BACKEND_VMS)
 	vagrant up --provider=$(PROVIDER)
 	$(MAKE) known-hosts
 
 # Read over `vagrant ssh`'s own channel (authenticated by the key Vagrant made for each machine), once per `make up`.
 .PHONY: known-hosts
-known-hosts: .env ## Pin the running VMs' SSH host keys for make provision (.vagrant/known_hosts)
+known-hosts: .env ## Pin the VMs' SSH host keys for make provision
 	vagrant ssh-config > .vagrant/ssh_config
 	set -e; . ops/deployment.sh; for vm in $$(deployed_vms); do \
 	  key=$$(on_vm "$$vm" cat /etc/ssh/ssh_host_ed25519_key.pub); \
@@ -132,62 +133,69 @@ $(KNOWN_HOSTS):
 # inventory.ini's [billing] and [monitor] hosts follow BILLING_VM_COUNT and MONITOR_VM of .env (their addresses come
 # from .env through group_vars/all.yml); the file changes only when they differ.
 .PHONY: inventory
-inventory: .env ## Write the [billing] and [monitor] hosts of inventory.ini from .env (billing-vm … billing-vm-N, monitor-vm)
+inventory: .env ## Write inventory.ini's billing and monitor hosts from .env
 	@ansible/vm-inventory.sh .env $(VM_INVENTORY)
 
+# Cached by a hash of box/; BOX_FROM=debootstrap|dockerfile|auto (box/build.sh says which when).
 .PHONY: box
-box: ## Build the docker provider's systemd image (Debian 12; cached by a hash of box/; BOX_FROM=debootstrap|dockerfile)
+box: ## Build the docker provider's systemd image (Debian 12)
 	box/build.sh
 
+# ansible/site.yml with inventory.ini; the same PROVIDER as make up.
 .PHONY: provision
-provision: .env inventory deps-ansible $(KNOWN_HOSTS) ## Re-run ansible/site.yml on the running VMs (inventory.ini, over SSH; same PROVIDER as make up)
+provision: .env inventory deps-ansible $(KNOWN_HOSTS) ## Re-run the playbook on the running VMs, over SSH
 	ansible-playbook -i $(VM_INVENTORY) -e vagrant_provider=$(PROVIDER) $(PLAYBOOK) $(ANSIBLE_ARGS)
 
 .PHONY: provision-idempotent
-provision-idempotent: .env inventory deps-ansible $(KNOWN_HOSTS) ## Re-run the playbook on the running VMs; fail unless every host reports changed=0
+provision-idempotent: .env inventory deps-ansible $(KNOWN_HOSTS) ## Re-run it; fail unless every VM reports changed=0
 	ansible/check-idempotent.sh $(VM_INVENTORY) -e vagrant_provider=$(PROVIDER) $(ANSIBLE_ARGS)
 
 .PHONY: destroy
-destroy: .env ## Destroy the VMs (vagrant destroy -f): with PROVIDER=docker, their containers and network too
+destroy: .env ## Destroy the VMs (docker: their containers and network)
 	vagrant destroy -f
 	rm -f $(KNOWN_HOSTS) .vagrant/ssh_config
 
 ##@ This host (no VirtualBox: the same playbook, all three services here)
 
+# PostgreSQL, RabbitMQ, Node.js, PM2, the three services and the monitor: README.md says what it changes.
 .PHONY: local
-local: .env deps-ansible ## Provision THIS host: PostgreSQL, RabbitMQ, Node.js, PM2 and the three services
+local: .env deps-ansible ## Provision THIS host with the whole stack
 	@ansible/local.sh $(ANSIBLE_ARGS)
 
 .PHONY: local-idempotent
-local-idempotent: .env deps-ansible ## Run the playbook on this host again; fail unless it reports changed=0
+local-idempotent: .env deps-ansible ## Re-run it here; fail unless it reports changed=0
 	ansible/check-idempotent.sh $(LOCAL_INVENTORY) $(ANSIBLE_ARGS)
 
 ##@ Operating (the VMs after make up, else this host after make local)
 
+# Each host's PM2 apps, each app's /readyz, billing_queue and its dead letters, the tables' rows, firing alerts.
 .PHONY: status
-status: ## One screen: each host's PM2 apps, each app's /readyz, billing_queue and its dead letters, the tables' rows
+status: ## One screen: apps, /readyz, queues, rows, alerts
 	@ops/status.sh
 
+# pino-pretty lines, every VM's at once: LOG_LINES=20 lines before, APP=one app.
 .PHONY: logs
-logs: ## Follow the apps' logs as readable lines (pino-pretty), every VM's at once (LOG_LINES=20 before, APP=one app)
+logs: ## Follow the apps' logs as readable lines
 	@LOG_LINES='$(LOG_LINES)' APP='$(APP)' ops/logs.sh
 
 # make restore's folder, e.g. BACKUP=backups/2026-12-07T031500Z
 BACKUP ?=
 
+# pg_dump of movies_db and billing_db, and RabbitMQ's definitions, into a folder on this host.
 .PHONY: backup
-backup: ## Back up movies_db, billing_db (pg_dump) and RabbitMQ's definitions into backups/<date>/ on this host
+backup: ## Back up the databases and RabbitMQ into backups/<date>/
 	@ops/backup.sh save
 
+# The movies as they were; the orders it lacks are added, those stored since are kept.
 .PHONY: restore
-restore: ## Restore BACKUP=backups/<date>: the movies as they were, the orders it lacks added (docs/backups.md)
+restore: ## Restore BACKUP=backups/<date> (docs/backups.md)
 	@ops/backup.sh restore '$(BACKUP)'
 
 ##@ Checks
 
 # What the host-side targets run (.env, inventory, deps-ansible, box, provision, status, logs, backup, restore): POSIX
-# sh, for a stock Mac; and ops/host-status.sh and ops/host-backup.sh, which each deployed host runs. make local and the test stages run on Linux only, and
-# may use bash.
+# sh, for a stock Mac; and ops/host-status.sh and ops/host-backup.sh, which each deployed host runs. make local and the
+# test stages run on Linux only, and may use bash.
 HOST_SCRIPTS := ansible/dotenv.sh ansible/make-env.sh ansible/vm-inventory.sh ansible/collections.sh \
   ansible/check-idempotent.sh box/build.sh ops/deployment.sh ops/status.sh ops/logs.sh ops/host-status.sh \
   ops/backup.sh ops/host-backup.sh
@@ -198,27 +206,33 @@ MAKE_AFTER_381 := -e '^\.(SHELLFLAGS|ONESHELL|RECIPEPREFIX)' -e '^(undefine|priv
   -e '^define[[:space:]]+[^[:space:]]+[[:space:]]+[:+?!]?=' -e '^[A-Za-z_][A-Za-z0-9_.-]*[[:space:]]*(::=|!=)' \
   -e '\$$\((file|let|intcmp|guile)[[:space:]]'
 
+# ansible-playbook --syntax-check, ansible-lint, yamllint, ruby -c Vagrantfile, the shell scripts (the host-side
+# ones under dash, posh and shellcheck -s sh), the Makefile against what make 3.81 lacks, and make help's width.
 .PHONY: lint-infra
-lint-infra: .env deps-lint ## Syntax-check the playbook and the shell scripts (the host-side ones under dash, posh and shellcheck -s sh), ansible-lint, yamllint, ruby -c Vagrantfile
+lint-infra: .env deps-lint ## Check the playbook, roles, Vagrantfile, Makefile, scripts
 	ansible-playbook --syntax-check -i $(VM_INVENTORY) $(PLAYBOOK)
 	ansible-playbook --syntax-check -i $(LOCAL_INVENTORY) $(PLAYBOOK)
 	ANSIBLE_ROLES_PATH=$(CURDIR)/roles ansible-lint --offline $(PLAYBOOK) roles
 	yamllint --strict ansible roles .ansible-lint .yamllint
 	ruby -c Vagrantfile
-	set -e; for script in ansible/*.sh box/*.sh tests/*.sh tests/provision/*.sh tests/vagrant/*.sh; do bash -n "$$script"; done
+	set -e; for f in ansible/*.sh box/*.sh tests/*.sh tests/provision/*.sh tests/vagrant/*.sh; do bash -n "$$f"; done
 	set -e; for shell in dash posh; do for script in $(HOST_SCRIPTS); do $$shell -n "$$script"; done; done
 	shellcheck -s sh $(HOST_SCRIPTS)
 	@! grep -nE $(MAKE_AFTER_381) Makefile || { echo "Makefile: the lines above need a make newer than 3.81" >&2; exit 1; }
+	@awk -F ':.*## ' '/^[a-zA-Z0-9_.-]+:.*## / && 3 + (length($$1) > 20 ? length($$1) : 20) + length($$2) > 80 \
+	  { print "Makefile: the help line of " $$1 " is over 80 columns"; bad = 1 } END { exit bad }' Makefile
 
 .PHONY: lint
-lint: lint-infra lint-ts lint-openapi ## Every static check: the infrastructure's, the TypeScript's and the OpenAPI contract's
+lint: lint-infra lint-ts lint-openapi ## Every static check: lint-infra, lint-ts, lint-openapi
 
+# redocly.yaml: recommended-strict, so a warning fails too.
 .PHONY: lint-openapi
-lint-openapi: node_modules ## Lint openapi.yaml with Redocly (redocly.yaml: recommended-strict, so a warning fails too)
+lint-openapi: node_modules ## Lint openapi.yaml with Redocly
 	npx @redocly/cli lint openapi.yaml
 
+# knip: each npm workspace declares exactly the packages it imports (knip.jsonc).
 .PHONY: lint-ts
-lint-ts: build ## Type-check (tsc), lint (ESLint with typescript-eslint) and check what each npm workspace declares (knip)
+lint-ts: build ## Prettier, tsc, ESLint and knip over the TypeScript
 	npx prettier --check '**/*.{ts,js,cjs}'
 	npx tsc -p tsconfig.test.json
 	npx eslint .
@@ -231,26 +245,28 @@ lint-ts: build ## Type-check (tsc), lint (ESLint with typescript-eslint) and che
 CHAOS_ORDERS ?= 2000
 FUZZ_RUNS ?= 20000
 
+# make local twice (changed=0), lint, then component, e2e, fuzz, chaos, Postman and the Vagrant stages.
 .PHONY: test
-test: .env deps-ansible deps-lint deps-test ## Provision this host (make local, twice: changed=0), then every suite: component, e2e, fuzz, chaos, Postman, the Vagrant stages
+test: .env deps-ansible deps-lint deps-test ## Provision this host, then every suite (what CI runs)
 	SCALE_BILLING_VMS=$(SCALE_BILLING_VMS) tests/run-all.sh
 
 # The suites and make bench import the services' compiled output (services/*/dist: @crud-master/shared, main.js),
 # which only a build makes; tsc -b rebuilds only what changed.
 .PHONY: build
-build: node_modules ## Compile the services (npm run build: tsc -b) into services/*/dist, which the suites and make bench import
+build: node_modules ## Compile the services into services/*/dist (tsc -b)
 	npm run build
 
+# CHAOS_ORDERS orders while the consumer is killed and RabbitMQ and PostgreSQL restart (after make local).
 .PHONY: chaos
-chaos: .env build ## Post CHAOS_ORDERS orders while killing the consumer and restarting RabbitMQ and PostgreSQL (after make local)
+chaos: .env build ## Orders while the consumer, broker and database fail
 	CHAOS_ORDERS=$(CHAOS_ORDERS) npx mocha tests/chaos/orders-under-faults.test.ts
 
 .PHONY: fuzz
-fuzz: .env build ## Send FUZZ_RUNS generated hostile requests to every route on :8080 (after make local)
+fuzz: .env build ## Hostile requests to every route on :8080 (FUZZ_RUNS)
 	FUZZ_RUNS=$(FUZZ_RUNS) npx mocha tests/fuzz/hostile-input.test.ts
 
 .PHONY: postman
-postman: node_modules ## Run the Postman collection with newman against BASE_URL (default http://localhost:8080)
+postman: node_modules ## Run the Postman collection against BASE_URL
 	npx newman run postman/crud-master.postman_collection.json --env-var baseUrl=$(BASE_URL)
 
 node_modules: package-lock.json
@@ -259,16 +275,20 @@ node_modules: package-lock.json
 
 ##@ The VM path with Vagrant (docker provider, in a network sandbox)
 
+# make box, make up PROVIDER=docker, then e2e, Postman, the seed scenario over vagrant ssh, a reboot, the restore of
+# a lost billing-vm, make destroy (tests/vagrant/vagrant-stage.sh).
 .PHONY: vagrant-test
-vagrant-test: deps-ansible ## make box, make up PROVIDER=docker, then e2e, Postman, the seed scenario over vagrant ssh, a reboot, make provision (changed=0), isolation, make destroy
+vagrant-test: deps-ansible ## The Vagrant stage: the VMs with the docker provider
 	tests/vagrant/vagrant-stage.sh
 
 # How many billing VMs make scale-test brings up (3: the fewest whose quorum survives a lost node). Its chaos run stops
 # billing-vm's broker, the one api-gateway connects to first (SCALE_BROKER_VM=billing-vm-2 stops another one).
 SCALE_BILLING_VMS ?= 3
 
+# One RabbitMQ cluster with quorum queues, orders at 100/s while a broker stops and a billing VM halts; make
+# provision (changed=0) and the isolation checks.
 .PHONY: scale-test
-scale-test: deps-ansible ## The Vagrant stage with SCALE_BILLING_VMS (3) billing VMs: one RabbitMQ cluster, quorum queues, orders at 100/s while a broker stops and a billing VM halts
+scale-test: deps-ansible ## The Vagrant stage with SCALE_BILLING_VMS billing VMs
 	VAGRANT_STAGE_BILLING_VMS=$(SCALE_BILLING_VMS) tests/vagrant/vagrant-stage.sh
 
 ##@ Benchmarks
@@ -277,8 +297,9 @@ scale-test: deps-ansible ## The Vagrant stage with SCALE_BILLING_VMS (3) billing
 # node --cpu-prof, and leaves their .cpuprofile files in bench/profiles/ (bench/README.md).
 PROFILE ?= 0
 
+# After make local: against its ceilings and nginx, Go and bare Node proxies, side by side (bench/README.md).
 .PHONY: bench
-bench: .env build deps-bench ## Benchmark the deployed stack (make local) against its ceilings and nginx, side by side: prints a table, writes bench/results.json (PROFILE=1: CPU profiles)
+bench: .env build deps-bench ## Benchmark the deployed stack: bench/results.json
 	BENCH_PROFILE=$(PROFILE) npx tsx bench/run.ts
 
 # The nginx package starts the distribution's nginx service on :80 as it installs: that one is stopped and disabled
@@ -286,5 +307,5 @@ bench: .env build deps-bench ## Benchmark the deployed stack (make local) agains
 NGINX_SERVICE_OFF = case "$$missing" in *nginx-light*) \
   $(SUDO) service nginx stop >/dev/null 2>&1 || true; $(SUDO) update-rc.d nginx disable >/dev/null 2>&1 || true;; esac;
 .PHONY: deps-bench
-deps-bench: ## Install what make bench runs besides the stack (nginx-light, golang-go) when missing
+deps-bench: ## Install nginx-light and golang-go when missing
 	$(call apt_ensure,$(DEPS_BENCH),$(NGINX_SERVICE_OFF))
