@@ -1,7 +1,6 @@
-# Sourced, never run: the one reader of .env for the shell scripts and the Makefile, in POSIX sh (dash, and macOS's
-# bash 3.2, run it). It reads what group_vars/all.yml and the Vagrantfile read: KEY=VALUE lines, an optional
-# `export `, surrounding quotes dropped; comments, blank lines and anything else skipped. A name set twice keeps its
-# last value. Its variables are prefixed dotenv_: POSIX sh has no local ones.
+# Sourced, never run: the reader of .env for the shell scripts, the Makefile and the tests, in POSIX sh (dash, and
+# macOS's bash 3.2, run it), by the grammar in .env.example's header, as group_vars/all.yml and the Vagrantfile read
+# it (tests/component/dotenv-readers.test.ts). Its variables are prefixed dotenv_: POSIX sh has no local ones.
 #
 #   dotenv_pairs FILE         prints FILE's variables as NAME=VALUE lines, each name once
 #   dotenv_get FILE NAME      prints NAME's value; fails when FILE does not set NAME
@@ -16,6 +15,7 @@ dotenv_pairs() {
     !/^[A-Za-z_][A-Za-z0-9_]*=/ { next }
     {
       eq = index($0, "="); name = substr($0, 1, eq - 1); value = substr($0, eq + 1)
+      sub(/^[ \t]+/, "", value)
       first = substr(value, 1, 1)
       if (length(value) >= 2 && (first == "\"" || first == q) && substr(value, length(value)) == first)
         value = substr(value, 2, length(value) - 2)

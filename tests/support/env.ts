@@ -1,9 +1,24 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-/** The repository's .env (made from .env.example by `make`) holds the credentials the roles provisioned. */
-const envFile = fileURLToPath(new URL('../../.env', import.meta.url));
-if (existsSync(envFile)) process.loadEnvFile(envFile);
+const repo = fileURLToPath(new URL('../..', import.meta.url));
+
+/** FILE's variables, read by ansible/dotenv.sh (Node's own reader follows another grammar: # is a comment there). */
+export const readDotenv = (file: string): Record<string, string> =>
+  Object.fromEntries(
+    execFileSync('sh', ['-c', '. "$1/ansible/dotenv.sh" && dotenv_pairs "$2"', 'sh', repo, file], { encoding: 'utf8' })
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+  );
+
+/** The repository's .env (made from .env.example by `make`) holds the credentials the roles provisioned. What the
+ * environment sets already wins. */
+const envFile = `${repo}/.env`;
+if (existsSync(envFile)) {
+  for (const [name, value] of Object.entries(readDotenv(envFile))) process.env[name] ??= value;
+}
 
 /** The environment of a service under test: .env, plus what the test overrides. */
 export const testEnv = (overrides: Record<string, string | number> = {}): NodeJS.ProcessEnv => ({
