@@ -19,7 +19,8 @@ APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 export ANSIBLE_CONFIG := $(CURDIR)/ansible/ansible.cfg
 PLAYBOOK := ansible/site.yml
 LOCAL_INVENTORY := ansible/local.ini
-VM_INVENTORY := inventory.ini
+# The VMs' inventory: inventory.ini as .env's BILLING_VM_COUNT and MONITOR_VM say (make inventory writes it).
+VM_INVENTORY := .vagrant/inventory.ini
 # More ansible-playbook arguments, e.g. `make local ANSIBLE_ARGS='--tags deploy -v'` or `-K` for a sudo password.
 ANSIBLE_ARGS ?=
 # The gateway that `make postman` runs the Postman collection against.
@@ -130,18 +131,18 @@ known-hosts: .env ## Pin the VMs' SSH host keys for make provision
 $(KNOWN_HOSTS):
 	$(MAKE) known-hosts
 
-# inventory.ini's [billing] and [monitor] hosts follow BILLING_VM_COUNT and MONITOR_VM of .env (their addresses come
-# from .env through group_vars/all.yml); the file changes only when they differ.
+# inventory.ini with the [billing] and [monitor] hosts of .env's BILLING_VM_COUNT and MONITOR_VM (their addresses
+# come from .env through group_vars/all.yml), in .vagrant/ where git does not see it; written only when it changes.
 .PHONY: inventory
-inventory: .env ## Write inventory.ini's billing and monitor hosts from .env
-	@ansible/vm-inventory.sh .env $(VM_INVENTORY)
+inventory: .env ## Write the VMs' inventory of .env (.vagrant/inventory.ini)
+	@ansible/vm-inventory.sh .env inventory.ini $(VM_INVENTORY)
 
 # Cached by a hash of box/; BOX_FROM=debootstrap|dockerfile|auto (box/build.sh says which when).
 .PHONY: box
 box: ## Build the docker provider's systemd image (Debian 12)
 	box/build.sh
 
-# ansible/site.yml with inventory.ini; the same PROVIDER as make up.
+# ansible/site.yml with .vagrant/inventory.ini; the same PROVIDER as make up.
 .PHONY: provision
 provision: .env inventory deps-ansible $(KNOWN_HOSTS) ## Re-run the playbook on the running VMs, over SSH
 	ansible-playbook -i $(VM_INVENTORY) -e vagrant_provider=$(PROVIDER) $(PLAYBOOK) $(ANSIBLE_ARGS)
@@ -210,7 +211,7 @@ MAKE_AFTER_381 := -e '^\.(SHELLFLAGS|ONESHELL|RECIPEPREFIX)' -e '^(undefine|priv
 # ones under dash, posh and shellcheck -s sh), the Makefile against what make 3.81 lacks, and make help's width.
 .PHONY: lint-infra
 lint-infra: .env deps-lint ## Check the playbook, roles, Vagrantfile, Makefile, scripts
-	ansible-playbook --syntax-check -i $(VM_INVENTORY) $(PLAYBOOK)
+	ansible-playbook --syntax-check -i inventory.ini $(PLAYBOOK)
 	ansible-playbook --syntax-check -i $(LOCAL_INVENTORY) $(PLAYBOOK)
 	ANSIBLE_ROLES_PATH=$(CURDIR)/roles ansible-lint --offline $(PLAYBOOK) roles
 	yamllint --strict ansible roles .ansible-lint .yamllint

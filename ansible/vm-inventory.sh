@@ -1,15 +1,17 @@
 #!/bin/sh
-# Writes the host names of inventory.ini's groups that follow .env: [billing], billing-vm, then billing-vm-2 …
-# billing-vm-N (N = BILLING_VM_COUNT); [monitor], monitor-vm unless MONITOR_VM=false. Their addresses are not written:
-# inventory.ini takes every address from .env through group_vars/all.yml. The rest of the file stays as it is, and
-# the file is written only when those hosts differ.
+# Writes the inventory of the VMs that .env describes, .vagrant/inventory.ini (git ignores it): inventory.ini, whose
+# [billing] and [monitor] hosts follow .env: billing-vm, then billing-vm-2 … billing-vm-N (N = BILLING_VM_COUNT), and
+# monitor-vm unless MONITOR_VM=false. Their addresses are not written: every address comes from .env through
+# group_vars/all.yml. The tracked inventory.ini stays as it is, and the copy is written only when it changes.
 #
-#   ansible/vm-inventory.sh [ENV_FILE [INVENTORY]]     (defaults: .env and inventory.ini at the repository root)
+#   ansible/vm-inventory.sh [ENV_FILE [INVENTORY [OUT]]]
+#     (defaults: .env, inventory.ini and .vagrant/inventory.ini at the repository root)
 set -eu
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 env_file="${1:-$root/.env}"
 inventory="${2:-$root/inventory.ini}"
+out="${3:-$root/.vagrant/inventory.ini}"
 # shellcheck source=ansible/dotenv.sh
 . "$root/ansible/dotenv.sh"
 
@@ -34,8 +36,9 @@ with_hosts() {
 }
 updated="$(with_hosts billing "$billing" < "$inventory" | with_hosts monitor "$monitor")"
 
-if [ "$updated" != "$(cat "$inventory")" ]; then
-  printf '%s\n' "$updated" > "$inventory.tmp"
-  mv "$inventory.tmp" "$inventory"
-  echo "inventory.ini: [billing] is now $billing; [monitor] ${monitor:-has no host}"
+if [ ! -f "$out" ] || [ "$updated" != "$(cat "$out")" ]; then
+  mkdir -p "$(dirname "$out")"
+  printf '%s\n' "$updated" > "$out.tmp"
+  mv "$out.tmp" "$out"
+  echo "$out: [billing] $billing; [monitor] ${monitor:-no host}"
 fi

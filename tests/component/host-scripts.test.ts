@@ -29,8 +29,9 @@ describe('the host-side scripts on a POSIX sh (no bash on PATH)', () => {
         .filter((line) => /^\w+=/.test(line))
         .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
     );
-  const billingHosts = () => {
-    const lines = readFileSync(path.join(checkout, 'inventory.ini'), 'utf8').split('\n');
+  /** The hosts of [billing] in the inventory FILE of the copy. */
+  const billingHosts = (file: string) => {
+    const lines = readFileSync(path.join(checkout, file), 'utf8').split('\n');
     const start = lines.indexOf('[billing]') + 1;
     return lines
       .slice(
@@ -133,7 +134,7 @@ describe('the host-side scripts on a POSIX sh (no bash on PATH)', () => {
     expect(listed.filter((entry) => [...planted, '.env'].includes(entry))).to.deep.equal([]);
   });
 
-  it('When .env lacks variables and sets BILLING_VM_COUNT=3, then `make inventory` adds them, keeps the values, and lists three billing VMs', () => {
+  it('When .env sets BILLING_VM_COUNT=3 and lacks some, then `make inventory` adds them, writes 3 billing VMs in .vagrant/', () => {
     const file = path.join(checkout, '.env');
     const before = envOf(file);
     const kept = Object.entries(before).filter(([name]) => name !== 'LOG_LEVEL' && name !== 'BILLING_VM_COUNT');
@@ -147,7 +148,11 @@ describe('the host-side scripts on a POSIX sh (no bash on PATH)', () => {
     expect(made.out).to.include('Added to').and.include('LOG_LEVEL');
     const after = envOf(file);
     for (const [name, value] of kept) expect(after[name], name).to.equal(value);
-    expect(billingHosts()).to.deep.equal(['billing-vm', 'billing-vm-2', 'billing-vm-3']);
+    expect(billingHosts('.vagrant/inventory.ini')).to.deep.equal(['billing-vm', 'billing-vm-2', 'billing-vm-3']);
+    expect(readFileSync(path.join(checkout, 'inventory.ini'), 'utf8'), 'the tracked inventory.ini').to.equal(
+      readFileSync(path.join(repo, 'inventory.ini'), 'utf8'),
+    );
+    expect(run('make', ['inventory']).out, 'a second run').to.equal('');
   });
 
   it("When `make up` is planned (make -n), then the Makefile's own reader of .env names the billing VMs", () => {

@@ -1,5 +1,5 @@
 # Sourced by vagrant-stage.sh: each guest runs systemd and the pinned Node.js, is at the address of .env that
-# inventory.ini resolves to, and the gateway's settings name the other machines. Sets vm_ip (machine: address).
+# the inventory resolves to, and the gateway's settings name the other machines. Sets vm_ip (machine: address).
 
 step "the guests"
 for vm in "${machines[@]}"; do
@@ -47,17 +47,18 @@ for vm in "${machines[@]}"; do
   fi
 done
 
-# Where inventory.ini sends make provision: each machine's ansible_host, which Ansible takes from .env
+# Where .vagrant/inventory.ini sends make provision: each machine's ansible_host, which Ansible takes from .env
 # (crud_master_vm_ips of group_vars/all.yml). The later phases reach the guests there.
 declare -A vm_ip=()
 resolved=$(cd "$checkout" && ANSIBLE_CONFIG=ansible/ansible.cfg \
-  ansible -i inventory.ini --playbook-dir ansible all -m debug -a var=ansible_host -o 2>&1)
+  ansible -i .vagrant/inventory.ini --playbook-dir ansible all -m debug -a var=ansible_host -o 2>&1)
 while read -r vm ip; do vm_ip[$vm]=$ip; done \
   < <(sed -nE 's/^([^ ]+) \| SUCCESS => .*"ansible_host": "([^"]+)".*/\1 \2/p' <<<"$resolved")
 for vm in "${machines[@]}"; do
-  [ -n "${vm_ip[$vm]:-}" ] || abort "inventory.ini resolves $vm's address" "ansible ad hoc on inventory.ini: $(tail -3 <<<"$resolved")"
+  [ -n "${vm_ip[$vm]:-}" ] \
+    || abort "the inventory resolves $vm's address" "ansible ad hoc on .vagrant/inventory.ini: $(tail -3 <<<"$resolved")"
 done
-# Each guest has its .env address on the private network, and inventory.ini resolves it there: GATEWAY_VM_IP, …,
+# Each guest has its .env address on the private network, and the inventory resolves it there: GATEWAY_VM_IP, …,
 # billing-vm-k at BILLING_VM_IP's last octet + k - 1.
 for vm in "${machines[@]}"; do
   if [[ $vm == billing-vm-* ]]; then
@@ -69,10 +70,10 @@ for vm in "${machines[@]}"; do
   fi
   has=$(on_vm "$vm" hostname -I 2>&1)
   if [[ " $has " == *" $want "* ]] && [ "${vm_ip[$vm]}" = "$want" ]; then
-    pass "$vm is at $want ($key of .env), where inventory.ini resolves it"
+    pass "$vm is at $want ($key of .env), where the inventory resolves it"
   else
-    fail "$vm is at $want ($key of .env), where inventory.ini resolves it" \
-      "$vm has the addresses: $has; .env $key=$want; inventory.ini's ansible_host resolves to ${vm_ip[$vm]}. The Vagrantfile and group_vars/all.yml (crud_master_vm_ips) must derive the same address from .env, inside the private network of the other machines."
+    fail "$vm is at $want ($key of .env), where the inventory resolves it" \
+      "$vm has the addresses: $has; .env $key=$want; the inventory's ansible_host resolves to ${vm_ip[$vm]}. The Vagrantfile and group_vars/all.yml (crud_master_vm_ips) must derive the same address from .env, inside the private network of the other machines."
   fi
 done
 

@@ -1,7 +1,7 @@
-# Sourced by vagrant-stage.sh: `make provision` over SSH with inventory.ini changes nothing on a provisioned machine,
-# and trusts only the SSH host keys that `make up` pinned.
+# Sourced by vagrant-stage.sh: `make provision` over SSH with .vagrant/inventory.ini changes nothing on a provisioned
+# machine, and trusts only the SSH host keys that `make up` pinned.
 
-step "make provision-idempotent PROVIDER=docker: ansible-playbook over SSH, inventory.ini"
+step "make provision-idempotent PROVIDER=docker: ansible-playbook over SSH, .vagrant/inventory.ini"
 t0=$(date +%s)
 if on_host make -C "$checkout" --no-print-directory provision-idempotent PROVIDER=docker > "$logs/provision.log" 2>&1; then
   pass "make provision reports changed=0 on every host ($(( $(date +%s) - t0 ))s)"
@@ -17,7 +17,7 @@ pinned=$checkout/.vagrant/known_hosts
 # provision) was authenticated before, and a ping through it checks no host key.
 ping_vm() {
   (cd "$checkout" && in_sandbox env ANSIBLE_CONFIG=ansible/ansible.cfg ANSIBLE_SSH_ARGS='-o ControlMaster=no -o ControlPath=none' \
-    ansible -i inventory.ini --playbook-dir ansible "$1" -m ping -e vagrant_provider=docker 2>&1)
+    ansible -i .vagrant/inventory.ini --playbook-dir ansible "$1" -m ping -e vagrant_provider=docker 2>&1)
 }
 if [ "$(wc -l < "$pinned" 2>/dev/null)" != "${#machines[@]}" ]; then
   fail "make up pinned the ${#machines[@]} machines' host keys" "$pinned: $(cat "$pinned" 2>&1)"

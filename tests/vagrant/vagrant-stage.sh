@@ -3,7 +3,7 @@
 # Vagrant's docker provider, brings up gateway-vm, inventory-vm and billing-vm (`make up PROVIDER=docker`: systemd
 # guests from `make box`, provisioned by ansible_local), and then, against the guests (the make steps run with no bash
 # on PATH, as on a stock Mac):
-#   - each guest runs systemd and the pinned Node.js, and has the address of .env that inventory.ini resolves to;
+#   - each guest runs systemd and the pinned Node.js, and has the address of .env that the inventory resolves to;
 #     root on it cannot write kernel.core_pattern nor load a module (the Vagrantfile's capabilities);
 #   - the end-to-end suite (pm2 and psql over SSH on the guests) and the Postman collection through gateway-vm;
 #   - the seed's scenario over `vagrant ssh`, and a `vagrant reload` of all three with orders waiting (vm-path.test.ts);
@@ -11,7 +11,7 @@
 #     (scale.test.ts: exactly once; the 503s are reported, to compare with make scale-test's);
 #   - billing-vm's disk lost: `make backup`, `vagrant destroy -f billing-vm`, `make up`, `make restore` bring its
 #     orders back row for row, and a new order is stored (stage-restore.sh; one billing VM only);
-#   - `make provision-idempotent`: ansible-playbook over SSH with inventory.ini reports changed=0 on every host, and
+#   - `make provision-idempotent`: ansible-playbook over SSH (.vagrant/inventory.ini) reports changed=0 on every host, and
 #     refuses a machine whose host key is not the pinned one;
 #   - isolation: which databases and broker logins each guest gets, and what each guest's firewall lets in (the host
 #     scrapes RabbitMQ's metrics; inventory-api stays closed to it); gateway-vm's firewall caps the connections of
