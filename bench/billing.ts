@@ -62,7 +62,9 @@ export async function preload(
   );
 }
 
-/** The prefetch of billing-consumer's channel, as the broker sees it (management API), so the raw loop uses the same. */
+/**
+ * The prefetch of billing-consumer's channel, as the broker sees it (management API), so the raw loop uses the same.
+ */
 export async function consumerPrefetch(): Promise<number> {
   const url = `${management}/queues/${encodeURIComponent(billingQueue.vhost)}/${encodeURIComponent(QUEUE)}`;
   const queue = (await (await fetch(url, { headers: managementAuth })).json()) as {

@@ -1,4 +1,6 @@
-/** What a run prints (one table, and the CPU profile's summary when there is one) and the summary keys of results.json. */
+/**
+ * What a run prints (one table, and the CPU profile's summary when there is one) and the summary keys of results.json.
+ */
 import type { acceptPhase } from './accept.js';
 import { APPS, TARGETS } from './config.js';
 import type { drainPhase } from './drain.js';

@@ -58,7 +58,9 @@ describe('the host-side scripts on a POSIX sh (no bash on PATH)', () => {
 
   after(() => rmSync(work, { recursive: true, force: true }));
 
-  /** The Vagrantfile of a copy of the checkout, loaded by Ruby with ARGS as vagrant's command line (Vagrant stubbed). */
+  /**
+   * The Vagrantfile of a copy of the checkout, loaded by Ruby with ARGS as vagrant's command line (Vagrant stubbed).
+   */
   let vagrantCheckout: string;
   const loadVagrantfile = (args: string[]) => {
     const stub = 'module Vagrant; def self.configure(*) end; end; load "Vagrantfile"';

@@ -37,7 +37,8 @@ describe('security of the deployed stack', () => {
 
   it('When the env files are listed, then each is root:crud-master 0640 and the folder root:crud-master, closed to others', () => {
     for (const { host, apps } of hostsWithApps()) {
-      // `<mode in octal> <owner>:<group> <path>` of the folder, then of each file in it (a host has the env files of its own apps only).
+      // `<mode in octal> <owner>:<group> <path>` of the folder, then of each file in it (a host has the env files of
+      // its own apps only).
       const [folder, ...files] = onHost(host, 'sh', ['-c', 'cd "$1" && stat -c "%a %U:%G %n" . *.env', 'sh', ENV_DIR])
         .trim()
         .split('\n');

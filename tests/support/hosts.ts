@@ -71,8 +71,8 @@ export function spawnOnHost(
 }
 
 /**
- * psql over TCP on a host's own PostgreSQL as `user` with `password`, which goes on stdin: a command line is readable by
- * every process and sudo logs it (the Vagrant stage's host prefix runs sudo).
+ * psql over TCP on a host's own PostgreSQL as `user` with `password`, which goes on stdin: a command line is readable
+ * by every process and sudo logs it (the Vagrant stage's host prefix runs sudo).
  */
 export function psqlAsOnHost(
   host: Host,

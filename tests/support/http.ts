@@ -12,7 +12,9 @@ export interface Reply {
 /** The base URL of a server that a test started on loopback, with an optional path. */
 export const urlOf = (server: Server, path = ''): string => `http://127.0.0.1:${portOf(server)}${path}`;
 
-/** One HTTP request; the body is parsed as JSON when the response says it is JSON. The reply must match openapi.yaml. */
+/**
+ * One HTTP request; the body is parsed as JSON when the response says it is JSON. The reply must match openapi.yaml.
+ */
 export async function request(url: string, init: RequestInit & { json?: unknown } = {}): Promise<Reply> {
   const { json, ...rest } = init;
   const headers = new Headers(rest.headers);

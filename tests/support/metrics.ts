@@ -1,7 +1,10 @@
 import { createRequire } from 'node:module';
 import { expect } from 'chai';
 
-/** One scrape of a Prometheus endpoint: each sample's value by its series, e.g. `http_requests_total{method="GET",route="/"}`. */
+/**
+ * One scrape of a Prometheus endpoint: each sample's value by its series, e.g.
+ * `http_requests_total{method="GET",route="/"}`.
+ */
 export type Scrape = Map<string, number>;
 
 const SAMPLE = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/;

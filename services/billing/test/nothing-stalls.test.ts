@@ -29,7 +29,9 @@ async function underMemoryAlarm(body: () => Promise<void>): Promise<void> {
   }
 }
 
-/** Closes the connection billing-consumer consumes on, found by its name (the tests log in as the .env administrator). */
+/**
+ * Closes the connection billing-consumer consumes on, found by its name (the tests log in as the .env administrator).
+ */
 async function closeConsumerConnection(): Promise<void> {
   const listed = rabbitmqctl('list_connections', 'name', 'user', 'client_properties', '--formatter', 'json');
   const connections = JSON.parse(listed) as Array<{ name: string; user: string; client_properties: unknown }>;

@@ -203,7 +203,7 @@ describe('billing-consumer: the queue type', () => {
       5_000,
       'two consumers',
     );
-    // one order every 2 s, shared round-robin: each consumer sees one every 4 s, a lull longer than the 3 s it waits for
+    // one order every 2 s, shared round-robin: each consumer sees one every 4 s, a lull past the 3 s it waits for
     const paced: string[] = [];
     for (let i = 0; i < 6; i++) {
       paced.push(...(await ordersIn(queue, 1)));

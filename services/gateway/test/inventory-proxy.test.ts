@@ -31,7 +31,9 @@ async function stopBoth(gateway: ApiGateway, upstream: Server): Promise<void> {
   await new Promise((resolve) => upstream.close(resolve));
 }
 
-/** The movies proxy against a real upstream HTTP server that records what it received and answers hop-by-hop headers. */
+/**
+ * The movies proxy against a real upstream HTTP server that records what it received and answers hop-by-hop headers.
+ */
 describe('api-gateway: the /api/movies proxy headers', () => {
   let upstream: Server;
   let gateway: ApiGateway;

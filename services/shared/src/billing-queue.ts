@@ -43,14 +43,19 @@ export function connectBroker(broker: RabbitmqConfig, logger: Logger, name: stri
   return connection;
 }
 
-/** How long a close may wait: a connection that an alarm blocks is not read by the broker, so its close is never answered. */
+/**
+ * How long a close may wait: a connection that an alarm blocks is not read by the broker, so its close is never
+ * answered.
+ */
 export const BROKER_CLOSE_TIMEOUT_MS = 2_000;
 
 /** Closes a broker connection, or gives up on it after BROKER_CLOSE_TIMEOUT_MS: a stop must not hang. */
 export const closeBroker = (connection: AmqpConnectionManager): Promise<void> =>
   withTimeout(connection.close(), BROKER_CLOSE_TIMEOUT_MS, 'closing the broker connection').catch(() => undefined);
 
-/** When the gateway published a message, in ms since the epoch (the header RabbitMQ's message_timestamp plugin sets). */
+/**
+ * When the gateway published a message, in ms since the epoch (the header RabbitMQ's message_timestamp plugin sets).
+ */
 export const PUBLISHED_AT_MS_HEADER = 'timestamp_in_ms';
 
 /** The names of the billing topology; all derive from RABBITMQ_QUEUE. */

@@ -11,7 +11,10 @@ export interface Incoming {
 export interface SettleBatchPorts<D extends Incoming> {
   /** Stores the orders in one transaction; one whose key holds another order is recorded as rejected in it. */
   store: (items: readonly Parsed<D>[]) => Promise<StoreOutcome>;
-  /** Moves a message that can never be stored out of the way (dead-letter queue, or held aside); rejects if it could not. */
+  /**
+   * Moves a message that can never be stored out of the way (dead-letter queue, or held aside); rejects if it could
+   * not.
+   */
   deadLetter: (delivery: D, cause: DeadLetterCause, reason: string) => Promise<void>;
   /** The delivery is settled: it may be acked. */
   settle: (delivery: D) => void;

@@ -36,7 +36,9 @@ export interface ConsumerState extends ConsumerChannelState {
   storeFailure?: StoreFailure;
 }
 
-/** The dead-letter queue's depth and the dead letters held in billing_db; null where the broker or database cannot tell. */
+/**
+ * The dead-letter queue's depth and the dead letters held in billing_db; null where the broker or database cannot tell.
+ */
 export interface DeadLettering {
   depth: number | null;
   held: number | null;

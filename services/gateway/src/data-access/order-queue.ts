@@ -24,7 +24,8 @@ const NOT_CONFIRMED =
 /**
  * Publishes orders to billing_queue on a confirm channel (confirm-publisher.ts). The gateway declares nothing
  * (billing-consumer owns the topology); a publish is `mandatory`, so a message no queue took (billing_queue deleted)
- * comes back as basic.return, which the broker sends before its confirm on the same channel: that order is not accepted.
+ * comes back as basic.return, which the broker sends before its confirm on the same channel: that order is not
+ * accepted.
  *
  * With several nodes, a lost connection fails over to the next one. A publish awaiting its confirm then fails: amqplib
  * calls its callback with "channel closed" before the wrapper forgets the channel, so the wrapper rejects it rather
