@@ -8,4 +8,5 @@ export * from './lifecycle.js';
 export * from './logger.js';
 export * from './metrics.js';
 export * from './retry.js';
+export * from './server.js';
 export * from './validation.js';

@@ -2,21 +2,28 @@ import type { Server } from 'node:http';
 import Koa, { type Context, type Middleware } from 'koa';
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 import type { HttpLimits } from './config.js';
-import { listen } from './http.js';
+import type { RequestObserver } from './http.js';
+import { listen } from './server.js';
 import { problemDetails } from './errors.js';
 import type { Logger } from './logger.js';
 
 /** Seconds, from a cached read (under a millisecond) to the services' 10 s timeouts. */
 export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-/** A registry per service instance (tests run several in one process), with Node's own figures: CPU, memory, GC, event loop. */
+/**
+ * A registry per service instance (tests run several in one process), with Node's own figures: CPU, memory, GC, event
+ * loop.
+ */
 export function createRegistry(): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   return registry;
 }
 
-/** Labels come from requests: anything a client can choose is folded into a fixed set, or a client could grow the registry without bound. */
+/**
+ * Labels come from requests: anything a client can choose is folded into a fixed set, or a client could grow the
+ * registry without bound.
+ */
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
 /** The route a request matched: named by the middleware that answered it (ctx.state.route), else by @koa/router. */
@@ -24,9 +31,6 @@ function routeOf(ctx: Context): string {
   const route: unknown = ctx.state.route ?? (ctx as { _matchedRoute?: unknown })._matchedRoute;
   return typeof route === 'string' ? route : 'unmatched';
 }
-
-/** Records an answered request, given how long it took; requestContext calls it as it logs the request. */
-export type RequestObserver = (ctx: Context, seconds: number) => void;
 
 /** http_requests_total and http_request_duration_seconds, by method, route and status. */
 export function httpMetrics(registry: Registry): RequestObserver {
