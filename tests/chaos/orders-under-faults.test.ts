@@ -87,49 +87,58 @@ describe('orders under faults (chaos)', function () {
     await orders.close();
   });
 
-  it(`When ${total} orders arrive at ${rate}/s while the consumer is killed and RabbitMQ and PostgreSQL restart, then every 202 is stored exactly once, and every order after the faults is accepted`, async () => {
-    const sendingMs = (total / rate) * 1000;
-    const during = await sendOrdersUnderFaults({
-      gateway,
-      rate,
-      orders: total,
-      faults: faults.map(([fraction, fault]) => [fraction * sendingMs, fault]),
-      keyOf: () => unique('chaos'),
-    });
-    await untilReady(gateway, RECOVERY_LIMIT_MS, 'the gateway to be ready again after the faults');
-    // /readyz answers from one instance of the cluster; each reconnects on its own, a second apart at most
-    await sleep(RECONNECT_MS);
-    const after = await sendOrdersUnderFaults({
-      gateway,
-      rate,
-      orders: rate * AFTER_FAULTS_SECONDS,
-      faults: [],
-      keyOf: () => unique('chaos'),
-    });
-    const outcomes = new Map([...during.outcomes, ...after.outcomes]);
-    const accepted = [...outcomes].filter(([, outcome]) => outcome === 202).map(([key]) => key);
-    const { counts, drainSeconds } = await countsWhenDrained((keys) => orders.countsOf(keys), accepted, DRAIN_LIMIT_MS);
+  it(
+    `When ${total} orders arrive at ${rate}/s while the consumer is killed and RabbitMQ and ` +
+      `PostgreSQL restart, ` +
+      `then every 202 is stored exactly once, and every order after the faults is accepted`,
+    async () => {
+      const sendingMs = (total / rate) * 1000;
+      const during = await sendOrdersUnderFaults({
+        gateway,
+        rate,
+        orders: total,
+        faults: faults.map(([fraction, fault]) => [fraction * sendingMs, fault]),
+        keyOf: () => unique('chaos'),
+      });
+      await untilReady(gateway, RECOVERY_LIMIT_MS, 'the gateway to be ready again after the faults');
+      // /readyz answers from one instance of the cluster; each reconnects on its own, a second apart at most
+      await sleep(RECONNECT_MS);
+      const after = await sendOrdersUnderFaults({
+        gateway,
+        rate,
+        orders: rate * AFTER_FAULTS_SECONDS,
+        faults: [],
+        keyOf: () => unique('chaos'),
+      });
+      const outcomes = new Map([...during.outcomes, ...after.outcomes]);
+      const accepted = [...outcomes].filter(([, outcome]) => outcome === 202).map(([key]) => key);
+      const { counts, drainSeconds } = await countsWhenDrained(
+        (keys) => orders.countsOf(keys),
+        accepted,
+        DRAIN_LIMIT_MS,
+      );
 
-    const others = unexpected(outcomes);
-    const figures = {
-      sent: during.outcomes.size,
-      sentAfterFaults: after.outcomes.size,
-      accepted202: accepted.length,
-      unavailable503: tally(outcomes, 503),
-      connectionErrors: tally(outcomes, 'connection error'),
-      other: others.length,
-      lost: counts.filter((n) => n === 0).length,
-      duplicated: counts.filter((n) => n > 1).length,
-      acceptedAfterFaults: tally(after.outcomes, 202),
-      drainSeconds,
-    };
-    console.log(`      faults: ${during.log.join(', ')}`);
-    console.log(`      chaos: ${JSON.stringify(figures)}`);
+      const others = unexpected(outcomes);
+      const figures = {
+        sent: during.outcomes.size,
+        sentAfterFaults: after.outcomes.size,
+        accepted202: accepted.length,
+        unavailable503: tally(outcomes, 503),
+        connectionErrors: tally(outcomes, 'connection error'),
+        other: others.length,
+        lost: counts.filter((n) => n === 0).length,
+        duplicated: counts.filter((n) => n > 1).length,
+        acceptedAfterFaults: tally(after.outcomes, 202),
+        drainSeconds,
+      };
+      console.log(`      faults: ${during.log.join(', ')}`);
+      console.log(`      chaos: ${JSON.stringify(figures)}`);
 
-    expect(figures.sent).to.equal(total);
-    expect(others, 'answers other than 202, 503 or a connection error').to.deep.equal([]);
-    expect(figures.lost, 'orders answered 202 but missing from billing_db').to.equal(0);
-    expect(figures.duplicated, 'orders stored more than once').to.equal(0);
-    expect(figures.acceptedAfterFaults, 'orders accepted once the faults are over').to.equal(figures.sentAfterFaults);
-  });
+      expect(figures.sent).to.equal(total);
+      expect(others, 'answers other than 202, 503 or a connection error').to.deep.equal([]);
+      expect(figures.lost, 'orders answered 202 but missing from billing_db').to.equal(0);
+      expect(figures.duplicated, 'orders stored more than once').to.equal(0);
+      expect(figures.acceptedAfterFaults, 'orders accepted once the faults are over').to.equal(figures.sentAfterFaults);
+    },
+  );
 });

@@ -79,15 +79,18 @@ describe('billing flow: gateway → RabbitMQ → billing-consumer → PostgreSQL
     expect(await orders.countsOf([key])).to.deep.equal([1]);
   });
 
-  it('When the consumer is stopped, then orders wait Ready in the queue and are all stored once it restarts', async () => {
-    await consumer!.stop();
-    consumer = undefined;
-    const keys = Array.from({ length: 5 }, () => unique('resilience'));
-    for (const key of keys) expect((await post(key)).status).to.equal(202);
-    expect(await broker.count(queue)).to.equal(5);
-    expect(await orders.countsOf(keys)).to.deep.equal([0, 0, 0, 0, 0]);
-    consumer = await launchConsumer();
-    await storedOnce(keys);
-    expect(await broker.count(queue)).to.equal(0);
-  });
+  it(
+    'When the consumer is stopped, ' + 'then orders wait Ready in the queue and are all stored once it restarts',
+    async () => {
+      await consumer!.stop();
+      consumer = undefined;
+      const keys = Array.from({ length: 5 }, () => unique('resilience'));
+      for (const key of keys) expect((await post(key)).status).to.equal(202);
+      expect(await broker.count(queue)).to.equal(5);
+      expect(await orders.countsOf(keys)).to.deep.equal([0, 0, 0, 0, 0]);
+      consumer = await launchConsumer();
+      await storedOnce(keys);
+      expect(await broker.count(queue)).to.equal(0);
+    },
+  );
 });

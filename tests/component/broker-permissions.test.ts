@@ -98,20 +98,24 @@ describe('billing with least-privilege RabbitMQ users', () => {
     for (const { user } of [publisher, consumerUser]) rabbitmqctl('delete_user', user);
   });
 
-  it('When the gateway publishes as the publisher and billing-consumer consumes as the consumer, then an order is stored', async () => {
-    const key = unique('least-privilege');
-    const reply = await request(billingUrl, {
-      method: 'POST',
-      headers: { 'Idempotency-Key': key },
-      json: { user_id: 'usr_perm', number_of_items: 1, total_amount: '2.50' },
-    });
-    expect(reply.status, JSON.stringify(reply.body)).to.equal(202);
-    await eventually(
-      async () => ((await orders.countsOf([key]))[0] === 1 ? true : undefined),
-      10_000,
-      'the order stored',
-    );
-  });
+  it(
+    'When the gateway publishes as the publisher and billing-consumer consumes as the consumer, ' +
+      'then an order is stored',
+    async () => {
+      const key = unique('least-privilege');
+      const reply = await request(billingUrl, {
+        method: 'POST',
+        headers: { 'Idempotency-Key': key },
+        json: { user_id: 'usr_perm', number_of_items: 1, total_amount: '2.50' },
+      });
+      expect(reply.status, JSON.stringify(reply.body)).to.equal(202);
+      await eventually(
+        async () => ((await orders.countsOf([key]))[0] === 1 ? true : undefined),
+        10_000,
+        'the order stored',
+      );
+    },
+  );
 
   it('When a poison message arrives, then the consumer may dead-letter it through the exchange', async () => {
     await admin.publish(queue, 'not an order', { messageId: unique('perm-poison') });
@@ -119,27 +123,31 @@ describe('billing with least-privilege RabbitMQ users', () => {
     expect(dead.properties.headers?.['x-dead-letter-reason']).to.match(/not JSON/);
   });
 
-  it('When billing_queue is deleted, then the consumer declares it again with its own permissions and the gateway publishes again', async () => {
-    await admin.channel.deleteQueue(queue);
-    await eventually(
-      async () => ((await admin.inspect(queue))?.consumerCount === 1 ? true : undefined),
-      10_000,
-      'the queue back with a consumer',
-    );
-    const key = unique('least-privilege-after');
-    expect(
-      (
-        await request(billingUrl, {
-          method: 'POST',
-          headers: { 'Idempotency-Key': key },
-          json: { user_id: 'usr_perm', number_of_items: 1, total_amount: 1 },
-        })
-      ).status,
-    ).to.equal(202);
-    await eventually(
-      async () => ((await orders.countsOf([key]))[0] === 1 ? true : undefined),
-      10_000,
-      'the order stored',
-    );
-  });
+  it(
+    'When billing_queue is deleted, ' +
+      'then the consumer declares it again with its own permissions and the gateway publishes again',
+    async () => {
+      await admin.channel.deleteQueue(queue);
+      await eventually(
+        async () => ((await admin.inspect(queue))?.consumerCount === 1 ? true : undefined),
+        10_000,
+        'the queue back with a consumer',
+      );
+      const key = unique('least-privilege-after');
+      expect(
+        (
+          await request(billingUrl, {
+            method: 'POST',
+            headers: { 'Idempotency-Key': key },
+            json: { user_id: 'usr_perm', number_of_items: 1, total_amount: 1 },
+          })
+        ).status,
+      ).to.equal(202);
+      await eventually(
+        async () => ((await orders.countsOf([key]))[0] === 1 ? true : undefined),
+        10_000,
+        'the order stored',
+      );
+    },
+  );
 });

@@ -100,62 +100,73 @@ describe('the host-side scripts on a POSIX sh (no bash on PATH)', () => {
     expectFreshEnv(path.join(checkout, '.env'));
   });
 
-  it('When `vagrant up` runs with no .env (Windows has no make), then the Vagrantfile makes it as `make .env` does', () => {
-    const vagrant = loadVagrantfile(['status']);
-    expect(vagrant.status, vagrant.out).to.equal(0);
-    expect(vagrant.out).to.include('Made');
-    expectFreshEnv(path.join(vagrantCheckout, '.env'));
-  });
+  it(
+    'When `vagrant up` runs with no .env (Windows has no make), ' + 'then the Vagrantfile makes it as `make .env` does',
+    () => {
+      const vagrant = loadVagrantfile(['status']);
+      expect(vagrant.status, vagrant.out).to.equal(0);
+      expect(vagrant.out).to.include('Made');
+      expectFreshEnv(path.join(vagrantCheckout, '.env'));
+    },
+  );
 
-  it("When a command that provisions loads the Vagrantfile, then /vagrant's archive is the checkout without .git and what .gitignore names", () => {
-    const planted = [
-      'backups/2026/billing_db.dump',
-      'node_modules/x/index.js',
-      'services/a/dist/main.js',
-      'services/a/b.tsbuildinfo',
-      'bench/results.json',
-      'bench/profiles/p.cpuprofile',
-      '.test-results/r.json',
-      'a.log',
-      '.vagrant/machines/k',
-      '.git/config',
-    ];
-    const kept = ['tests/bench/results.json', 'services/a/src/dist.ts', 'untracked.md'];
-    for (const file of [...planted, ...kept]) {
-      mkdirSync(path.dirname(path.join(vagrantCheckout, file)), { recursive: true });
-      writeFileSync(path.join(vagrantCheckout, file), file);
-    }
-    const vagrant = loadVagrantfile(['up', '--provider=docker']);
-    expect(vagrant.status, vagrant.out).to.equal(0);
-    const listed = execFileSync('tar', ['-tzf', path.join(vagrantCheckout, '.vagrant/provision/checkout.tar.gz')], {
-      encoding: 'utf8',
-    })
-      .split('\n')
-      .filter((entry) => !entry.endsWith('/') && entry !== '');
-    expect(listed).to.include.members([...kept, 'Vagrantfile', '.env.example', 'ansible/group_vars/all.yml']);
-    expect(listed.filter((entry) => [...planted, '.env'].includes(entry))).to.deep.equal([]);
-  });
+  it(
+    'When a command that provisions loads the Vagrantfile, ' +
+      "then /vagrant's archive is the checkout without .git and what .gitignore names",
+    () => {
+      const planted = [
+        'backups/2026/billing_db.dump',
+        'node_modules/x/index.js',
+        'services/a/dist/main.js',
+        'services/a/b.tsbuildinfo',
+        'bench/results.json',
+        'bench/profiles/p.cpuprofile',
+        '.test-results/r.json',
+        'a.log',
+        '.vagrant/machines/k',
+        '.git/config',
+      ];
+      const kept = ['tests/bench/results.json', 'services/a/src/dist.ts', 'untracked.md'];
+      for (const file of [...planted, ...kept]) {
+        mkdirSync(path.dirname(path.join(vagrantCheckout, file)), { recursive: true });
+        writeFileSync(path.join(vagrantCheckout, file), file);
+      }
+      const vagrant = loadVagrantfile(['up', '--provider=docker']);
+      expect(vagrant.status, vagrant.out).to.equal(0);
+      const listed = execFileSync('tar', ['-tzf', path.join(vagrantCheckout, '.vagrant/provision/checkout.tar.gz')], {
+        encoding: 'utf8',
+      })
+        .split('\n')
+        .filter((entry) => !entry.endsWith('/') && entry !== '');
+      expect(listed).to.include.members([...kept, 'Vagrantfile', '.env.example', 'ansible/group_vars/all.yml']);
+      expect(listed.filter((entry) => [...planted, '.env'].includes(entry))).to.deep.equal([]);
+    },
+  );
 
-  it('When .env sets BILLING_VM_COUNT=3 and lacks some, then `make inventory` adds them, writes 3 billing VMs in .vagrant/', () => {
-    const file = path.join(checkout, '.env');
-    const before = envOf(file);
-    const kept = Object.entries(before).filter(([name]) => name !== 'LOG_LEVEL' && name !== 'BILLING_VM_COUNT');
-    writeFileSync(
-      file,
-      `# mine\nexport BILLING_VM_COUNT="3"\n${kept.map(([name, value]) => `${name}=${value}`).join('\n')}\n`,
-      { mode: 0o600 },
-    );
-    const made = run('make', ['inventory']);
-    expect(made.status, made.out).to.equal(0);
-    expect(made.out).to.include('Added to').and.include('LOG_LEVEL');
-    const after = envOf(file);
-    for (const [name, value] of kept) expect(after[name], name).to.equal(value);
-    expect(billingHosts('.vagrant/inventory.ini')).to.deep.equal(['billing-vm', 'billing-vm-2', 'billing-vm-3']);
-    expect(readFileSync(path.join(checkout, 'inventory.ini'), 'utf8'), 'the tracked inventory.ini').to.equal(
-      readFileSync(path.join(repo, 'inventory.ini'), 'utf8'),
-    );
-    expect(run('make', ['inventory']).out, 'a second run').to.equal('');
-  });
+  it(
+    'When .env sets BILLING_VM_COUNT=3 and lacks some, ' +
+      'then `make inventory` adds them, writes 3 billing VMs in .vagrant/',
+    () => {
+      const file = path.join(checkout, '.env');
+      const before = envOf(file);
+      const kept = Object.entries(before).filter(([name]) => name !== 'LOG_LEVEL' && name !== 'BILLING_VM_COUNT');
+      writeFileSync(
+        file,
+        `# mine\nexport BILLING_VM_COUNT="3"\n${kept.map(([name, value]) => `${name}=${value}`).join('\n')}\n`,
+        { mode: 0o600 },
+      );
+      const made = run('make', ['inventory']);
+      expect(made.status, made.out).to.equal(0);
+      expect(made.out).to.include('Added to').and.include('LOG_LEVEL');
+      const after = envOf(file);
+      for (const [name, value] of kept) expect(after[name], name).to.equal(value);
+      expect(billingHosts('.vagrant/inventory.ini')).to.deep.equal(['billing-vm', 'billing-vm-2', 'billing-vm-3']);
+      expect(readFileSync(path.join(checkout, 'inventory.ini'), 'utf8'), 'the tracked inventory.ini').to.equal(
+        readFileSync(path.join(repo, 'inventory.ini'), 'utf8'),
+      );
+      expect(run('make', ['inventory']).out, 'a second run').to.equal('');
+    },
+  );
 
   it("When `make up` is planned (make -n), then the Makefile's own reader of .env names the billing VMs", () => {
     const planned = run('make', ['-n', 'up', 'PROVIDER=virtualbox']);
@@ -166,50 +177,55 @@ describe('the host-side scripts on a POSIX sh (no bash on PATH)', () => {
   });
 
   for (const shell of ['dash', 'posh']) {
-    it(`When ${shell} runs the .env reader and make-env.sh, then they read and write what the Vagrantfile reads`, () => {
-      const sample = path.join(work, `${shell}.env`);
-      writeFileSync(
-        sample,
-        [
-          '# comment',
-          '  export A="two words"  ',
-          "B='x'",
+    it(
+      `When ${shell} runs the .env reader and make-env.sh, ` + `then they read and write what the Vagrantfile reads`,
+      () => {
+        const sample = path.join(work, `${shell}.env`);
+        writeFileSync(
+          sample,
+          [
+            '# comment',
+            '  export A="two words"  ',
+            "B='x'",
+            'C=a=b',
+            'not a variable',
+            'BILLING_VM_COUNT=2',
+            'A=last\r',
+            'D="',
+          ].join('\n'),
+        );
+        const read = run(shell, [
+          '-c',
+          '. ansible/dotenv.sh && dotenv_pairs "$1" && billing_vm_names "$1" && dotenv_get "$1" C',
+          shell,
+          sample,
+        ]);
+        expect(read.status, read.out).to.equal(0);
+        expect(read.out.split('\n')).to.deep.equal([
+          'A=last',
+          'B=x',
           'C=a=b',
-          'not a variable',
           'BILLING_VM_COUNT=2',
-          'A=last\r',
           'D="',
-        ].join('\n'),
-      );
-      const read = run(shell, [
-        '-c',
-        '. ansible/dotenv.sh && dotenv_pairs "$1" && billing_vm_names "$1" && dotenv_get "$1" C',
-        shell,
-        sample,
-      ]);
-      expect(read.status, read.out).to.equal(0);
-      expect(read.out.split('\n')).to.deep.equal([
-        'A=last',
-        'B=x',
-        'C=a=b',
-        'BILLING_VM_COUNT=2',
-        'D="',
-        'billing-vm billing-vm-2',
-        'a=b',
-        '',
-      ]);
-      writeFileSync(sample, 'BILLING_VM_COUNT=02\n');
-      const bad = run(shell, ['-c', '. ansible/dotenv.sh && billing_vm_names "$1"', shell, sample]);
-      expect(bad.status, 'BILLING_VM_COUNT=02').to.not.equal(0);
-      expect(bad.out).to.include('BILLING_VM_COUNT must be a whole number');
+          'billing-vm billing-vm-2',
+          'a=b',
+          '',
+        ]);
+        writeFileSync(sample, 'BILLING_VM_COUNT=02\n');
+        const bad = run(shell, ['-c', '. ansible/dotenv.sh && billing_vm_names "$1"', shell, sample]);
+        expect(bad.status, 'BILLING_VM_COUNT=02').to.not.equal(0);
+        expect(bad.out).to.include('BILLING_VM_COUNT must be a whole number');
 
-      const made = path.join(work, `${shell}-made.env`);
-      const written = run(shell, ['ansible/make-env.sh', 'BILLING_VM_COUNT=4', 'RABBITMQ_USER=me'], { ENV_FILE: made });
-      expect(written.status, written.out).to.equal(0);
-      expect(envOf(made)).to.include({ BILLING_VM_COUNT: '4', RABBITMQ_USER: 'me' });
-      const again = run(shell, ['ansible/make-env.sh'], { ENV_FILE: made });
-      expect(again, 'a .env that lacks nothing').to.deep.equal({ status: 0, out: '' });
-      expect(run(shell, ['ansible/make-env.sh', 'not-a-name=1']).status, 'a bad argument').to.equal(2);
-    });
+        const made = path.join(work, `${shell}-made.env`);
+        const written = run(shell, ['ansible/make-env.sh', 'BILLING_VM_COUNT=4', 'RABBITMQ_USER=me'], {
+          ENV_FILE: made,
+        });
+        expect(written.status, written.out).to.equal(0);
+        expect(envOf(made)).to.include({ BILLING_VM_COUNT: '4', RABBITMQ_USER: 'me' });
+        const again = run(shell, ['ansible/make-env.sh'], { ENV_FILE: made });
+        expect(again, 'a .env that lacks nothing').to.deep.equal({ status: 0, out: '' });
+        expect(run(shell, ['ansible/make-env.sh', 'not-a-name=1']).status, 'a bad argument').to.equal(2);
+      },
+    );
   }
 });

@@ -120,92 +120,117 @@ describe('RabbitMQ users and policies of the deployed stack', () => {
     });
     after(() => consumer?.close());
 
-    it(`When the consumer publishes to ${queue} (the default exchange), then the broker refuses (ACCESS_REFUSED)`, async () => {
-      expect(
-        await publishTo(consumer, queue, { user_id: unique('e2e-consumer'), number_of_items: 1, total_amount: '1.00' }),
-      ).to.match(/ACCESS_REFUSED/);
-    });
+    it(
+      `When the consumer publishes to ${queue} (the default exchange), ` + `then the broker refuses (ACCESS_REFUSED)`,
+      async () => {
+        expect(
+          await publishTo(consumer, queue, {
+            user_id: unique('e2e-consumer'),
+            number_of_items: 1,
+            total_amount: '1.00',
+          }),
+        ).to.match(/ACCESS_REFUSED/);
+      },
+    );
 
-    it(`When the consumer declares a queue other than ${queue} and its dead-letter pair, then the broker refuses (ACCESS_REFUSED)`, async () => {
-      expect(
-        await outcome(
-          () => consumer.createChannel(),
-          (channel) => channel.assertQueue(unique('e2e-consumer'), { autoDelete: true }),
-        ),
-      ).to.match(/ACCESS_REFUSED/);
-    });
+    it(
+      `When the consumer declares a queue other than ${queue} and its dead-letter pair, ` +
+        `then the broker refuses (ACCESS_REFUSED)`,
+      async () => {
+        expect(
+          await outcome(
+            () => consumer.createChannel(),
+            (channel) => channel.assertQueue(unique('e2e-consumer'), { autoDelete: true }),
+          ),
+        ).to.match(/ACCESS_REFUSED/);
+      },
+    );
   });
 
-  it('When the env files of the services are read, then api-gateway holds the publisher, billing-consumer the consumer, and neither the administrator', () => {
-    const gateway = envFileOf('gateway', 'api-gateway');
-    const consumer = envFileOf('billing', 'billing-consumer');
-    expect(gateway.RABBITMQ_USER, 'api-gateway.env').to.equal(env.RABBITMQ_PUBLISHER_USER);
-    expect(consumer.RABBITMQ_USER, 'billing-consumer.env').to.equal(env.RABBITMQ_CONSUMER_USER);
-    for (const [app, file] of [
-      ['api-gateway', gateway],
-      ['billing-consumer', consumer],
-    ] as const) {
-      expect(Object.values(file), `${app}.env holds the administrator's password`).to.not.include(
-        env.RABBITMQ_PASSWORD,
-      );
-    }
-  });
+  it(
+    'When the env files of the services are read, ' +
+      'then api-gateway holds the publisher, billing-consumer the consumer, and neither the ' +
+      'administrator',
+    () => {
+      const gateway = envFileOf('gateway', 'api-gateway');
+      const consumer = envFileOf('billing', 'billing-consumer');
+      expect(gateway.RABBITMQ_USER, 'api-gateway.env').to.equal(env.RABBITMQ_PUBLISHER_USER);
+      expect(consumer.RABBITMQ_USER, 'billing-consumer.env').to.equal(env.RABBITMQ_CONSUMER_USER);
+      for (const [app, file] of [
+        ['api-gateway', gateway],
+        ['billing-consumer', consumer],
+      ] as const) {
+        expect(Object.values(file), `${app}.env holds the administrator's password`).to.not.include(
+          env.RABBITMQ_PASSWORD,
+        );
+      }
+    },
+  );
 
   describe('the dead-letter queue', () => {
     const policyName = 'billing-dead-letter-bound';
 
-    it(`When ${deadLetterQueue} is looked at, then the ${policyName} policy bounds it: max-length, overflow reject-publish`, async () => {
-      const policy = await request(`${management}/policies/${vhostPath}/${policyName}`, { headers: managementAuth });
-      expect(policy.status, `the policy ${policyName}`).to.equal(200);
-      expect(policy.body).to.include({
-        'apply-to': 'queues',
-        pattern: `^${queue.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.dead-letter$`,
-      });
-      const dlq = await request(`${management}/queues/${vhostPath}/${encodeURIComponent(deadLetterQueue)}`, {
-        headers: managementAuth,
-      });
-      expect(dlq.status, deadLetterQueue).to.equal(200);
-      expect(dlq.body.policy).to.equal(policyName);
-      expect(dlq.body.effective_policy_definition).to.include({ overflow: 'reject-publish' });
-      expect(dlq.body.effective_policy_definition['max-length']).to.be.a('number').above(0);
-    });
-
-    it('When a queue under the same bound is full, then a publish beyond the bound is refused (nack), not dropped silently', async () => {
-      // the real dead-letter queue holds 10,000: a throwaway queue gets the deployed definition with a bound of 2
-      const deployed = (await request(`${management}/policies/${vhostPath}/${policyName}`, { headers: managementAuth }))
-        .body.definition;
-      const name = unique('e2e-bound');
-      const policyUrl = `${management}/policies/${vhostPath}/${encodeURIComponent(name)}`;
-      const created = await request(policyUrl, {
-        method: 'PUT',
-        headers: managementAuth,
-        json: {
-          pattern: `^${name}$`,
+    it(
+      `When ${deadLetterQueue} is looked at, ` +
+        `then the ${policyName} policy bounds it: max-length, overflow reject-publish`,
+      async () => {
+        const policy = await request(`${management}/policies/${vhostPath}/${policyName}`, { headers: managementAuth });
+        expect(policy.status, `the policy ${policyName}`).to.equal(200);
+        expect(policy.body).to.include({
           'apply-to': 'queues',
-          priority: 100,
-          definition: { ...deployed, 'max-length': 2 },
-        },
-      });
-      expect(created.status).to.be.oneOf([201, 204]);
-      const admin = await connectAs(env.RABBITMQ_USER, env.RABBITMQ_PASSWORD);
-      try {
-        const channel = await admin.createConfirmChannel();
-        await channel.assertQueue(name, { durable: false, autoDelete: false });
-        const confirms: boolean[] = [];
-        for (let i = 0; i < 3; i += 1) {
-          confirms.push(
-            await new Promise<boolean>((resolve) =>
-              channel.sendToQueue(name, Buffer.from(`m${i}`), {}, (error) => resolve(!error)),
-            ),
-          );
+          pattern: `^${queue.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.dead-letter$`,
+        });
+        const dlq = await request(`${management}/queues/${vhostPath}/${encodeURIComponent(deadLetterQueue)}`, {
+          headers: managementAuth,
+        });
+        expect(dlq.status, deadLetterQueue).to.equal(200);
+        expect(dlq.body.policy).to.equal(policyName);
+        expect(dlq.body.effective_policy_definition).to.include({ overflow: 'reject-publish' });
+        expect(dlq.body.effective_policy_definition['max-length']).to.be.a('number').above(0);
+      },
+    );
+
+    it(
+      'When a queue under the same bound is full, ' +
+        'then a publish beyond the bound is refused (nack), not dropped silently',
+      async () => {
+        // the real dead-letter queue holds 10,000: a throwaway queue gets the deployed definition with a bound of 2
+        const deployed = (
+          await request(`${management}/policies/${vhostPath}/${policyName}`, { headers: managementAuth })
+        ).body.definition;
+        const name = unique('e2e-bound');
+        const policyUrl = `${management}/policies/${vhostPath}/${encodeURIComponent(name)}`;
+        const created = await request(policyUrl, {
+          method: 'PUT',
+          headers: managementAuth,
+          json: {
+            pattern: `^${name}$`,
+            'apply-to': 'queues',
+            priority: 100,
+            definition: { ...deployed, 'max-length': 2 },
+          },
+        });
+        expect(created.status).to.be.oneOf([201, 204]);
+        const admin = await connectAs(env.RABBITMQ_USER, env.RABBITMQ_PASSWORD);
+        try {
+          const channel = await admin.createConfirmChannel();
+          await channel.assertQueue(name, { durable: false, autoDelete: false });
+          const confirms: boolean[] = [];
+          for (let i = 0; i < 3; i += 1) {
+            confirms.push(
+              await new Promise<boolean>((resolve) =>
+                channel.sendToQueue(name, Buffer.from(`m${i}`), {}, (error) => resolve(!error)),
+              ),
+            );
+          }
+          expect(confirms, 'confirmed (true) or refused (false), in order').to.deep.equal([true, true, false]);
+          expect((await channel.checkQueue(name)).messageCount).to.equal(2);
+          await channel.deleteQueue(name);
+        } finally {
+          await admin.close();
+          await request(policyUrl, { method: 'DELETE', headers: managementAuth });
         }
-        expect(confirms, 'confirmed (true) or refused (false), in order').to.deep.equal([true, true, false]);
-        expect((await channel.checkQueue(name)).messageCount).to.equal(2);
-        await channel.deleteQueue(name);
-      } finally {
-        await admin.close();
-        await request(policyUrl, { method: 'DELETE', headers: managementAuth });
-      }
-    });
+      },
+    );
   });
 });

@@ -60,38 +60,44 @@ describe('the deployed stack (make local)', () => {
   });
 
   describe('movies through :8080', () => {
-    it('When a movie is created, read, searched, updated and deleted, then each step answers as the contract says', async () => {
-      const title = unique('E2E 100% Movie_');
-      const created = await request(`${gateway}/api/movies`, {
-        method: 'POST',
-        json: { title, description: 'end to end' },
-      });
-      expect(created.status).to.equal(201);
-      const location = created.headers.get('location');
-      expect(location).to.equal(`/api/movies/${created.body.id}`);
-      expect((await request(`${gateway}${location}`)).body).to.deep.equal(created.body);
-      const found = await request(`${gateway}/api/movies?title=${encodeURIComponent(title.toUpperCase())}`);
-      expect(found.body).to.deep.equal([created.body]);
-      const updated = await request(`${gateway}${location}`, { method: 'PUT', json: { title: `${title} II` } });
-      expect(updated.body).to.deep.equal({ ...created.body, title: `${title} II` });
-      expect((await request(`${gateway}${location}`, { method: 'DELETE' })).status).to.equal(204);
-      expectProblem(await request(`${gateway}${location}`), 404);
-    });
-
-    it('When ids, bodies or content types are bad, then the gateway passes the 400, 404 and 415 problems through', async () => {
-      expectProblem(await request(`${gateway}/api/movies/abc`), 400);
-      expectProblem(await request(`${gateway}/api/movies/9000000000000000000`), 404);
-      expectProblem(await request(`${gateway}/api/movies`, { method: 'POST', json: { title: '' } }), 400);
-      expectProblem(
-        await request(`${gateway}/api/movies`, {
+    it(
+      'When a movie is created, read, searched, updated and deleted, ' + 'then each step answers as the contract says',
+      async () => {
+        const title = unique('E2E 100% Movie_');
+        const created = await request(`${gateway}/api/movies`, {
           method: 'POST',
-          headers: { 'content-type': 'text/plain' },
-          body: 'x',
-        }),
-        415,
-      );
-      expectProblem(await request(`${gateway}/api/movies?limit=1000`), 400);
-    });
+          json: { title, description: 'end to end' },
+        });
+        expect(created.status).to.equal(201);
+        const location = created.headers.get('location');
+        expect(location).to.equal(`/api/movies/${created.body.id}`);
+        expect((await request(`${gateway}${location}`)).body).to.deep.equal(created.body);
+        const found = await request(`${gateway}/api/movies?title=${encodeURIComponent(title.toUpperCase())}`);
+        expect(found.body).to.deep.equal([created.body]);
+        const updated = await request(`${gateway}${location}`, { method: 'PUT', json: { title: `${title} II` } });
+        expect(updated.body).to.deep.equal({ ...created.body, title: `${title} II` });
+        expect((await request(`${gateway}${location}`, { method: 'DELETE' })).status).to.equal(204);
+        expectProblem(await request(`${gateway}${location}`), 404);
+      },
+    );
+
+    it(
+      'When ids, bodies or content types are bad, ' + 'then the gateway passes the 400, 404 and 415 problems through',
+      async () => {
+        expectProblem(await request(`${gateway}/api/movies/abc`), 400);
+        expectProblem(await request(`${gateway}/api/movies/9000000000000000000`), 404);
+        expectProblem(await request(`${gateway}/api/movies`, { method: 'POST', json: { title: '' } }), 400);
+        expectProblem(
+          await request(`${gateway}/api/movies`, {
+            method: 'POST',
+            headers: { 'content-type': 'text/plain' },
+            body: 'x',
+          }),
+          415,
+        );
+        expectProblem(await request(`${gateway}/api/movies?limit=1000`), 400);
+      },
+    );
 
     it('When all movies are deleted, then the list is empty', async () => {
       await request(`${gateway}/api/movies`, { method: 'POST', json: { title: unique('Doomed') } });
@@ -125,30 +131,34 @@ describe('the deployed stack (make local)', () => {
       await untilReady(billingHealth, 30_000, 'billing-consumer ready after its restart');
     });
 
-    it('When billing-consumer is stopped, then orders get 202, wait Ready in billing_queue, and all land once after pm2 restart', async () => {
-      pm2('stop', 'billing-consumer');
-      const before = await readyInQueue();
-      const keys = Array.from({ length: 5 }, () => unique('resilience'));
-      for (const key of keys) {
-        expect(
-          (await postOrder(key, { user_id: 'usr_resilience', number_of_items: 1, total_amount: '12.34' })).status,
-        ).to.equal(202);
-      }
-      await eventually(
-        async () => ((await readyInQueue()) === before + 5 ? true : undefined),
-        15_000,
-        'the management API to show 5 more Ready',
-      );
-      expect(countsOf(keys)).to.deep.equal([0, 0, 0, 0, 0]);
+    it(
+      'When billing-consumer is stopped, ' +
+        'then orders get 202, wait Ready in billing_queue, and all land once after pm2 restart',
+      async () => {
+        pm2('stop', 'billing-consumer');
+        const before = await readyInQueue();
+        const keys = Array.from({ length: 5 }, () => unique('resilience'));
+        for (const key of keys) {
+          expect(
+            (await postOrder(key, { user_id: 'usr_resilience', number_of_items: 1, total_amount: '12.34' })).status,
+          ).to.equal(202);
+        }
+        await eventually(
+          async () => ((await readyInQueue()) === before + 5 ? true : undefined),
+          15_000,
+          'the management API to show 5 more Ready',
+        );
+        expect(countsOf(keys)).to.deep.equal([0, 0, 0, 0, 0]);
 
-      pm2('restart', 'billing-consumer');
-      await eventually(
-        () => (countsOf(keys).every((n) => n === 1) ? true : undefined),
-        30_000,
-        'all 5 orders in billing_db',
-      );
-      await eventually(async () => ((await readyInQueue()) === 0 ? true : undefined), 15_000, 'an empty queue');
-    });
+        pm2('restart', 'billing-consumer');
+        await eventually(
+          () => (countsOf(keys).every((n) => n === 1) ? true : undefined),
+          30_000,
+          'all 5 orders in billing_db',
+        );
+        await eventually(async () => ((await readyInQueue()) === 0 ? true : undefined), 15_000, 'an empty queue');
+      },
+    );
   });
 
   describe('RabbitMQ', () => {

@@ -87,38 +87,46 @@ describe("README.md's audit walkthrough, typed as written", function () {
     spawnOnHost('billing', 'sudo', ['pm2', 'restart', 'billing-consumer']);
   });
 
-  it('When README.md is read, then its walkthrough has the blocks of the host and of billing-vm, with statuses to check', () => {
-    expect(blocks.map((block) => block.host)).to.deep.equal(['checkout', 'billing', 'checkout', 'billing']);
-    expect(blocks.flatMap((block) => block.commands).filter((command) => command.status).length).to.be.above(5);
-  });
+  it(
+    'When README.md is read, ' +
+      'then its walkthrough has the blocks of the host and of billing-vm, with statuses to check',
+    () => {
+      expect(blocks.map((block) => block.host)).to.deep.equal(['checkout', 'billing', 'checkout', 'billing']);
+      expect(blocks.flatMap((block) => block.commands).filter((command) => command.status).length).to.be.above(5);
+    },
+  );
 
-  it('When each command of the walkthrough runs, then each succeeds, answers the status its comment says, and the three orders land once', async () => {
-    const before = ordersOfUser3();
-    const failures: string[] = [];
-    for (const block of blocks) {
-      const results = outcomes(run(block));
-      expect(results, `the commands of a block on ${block.host}`).to.have.length(block.commands.length);
-      block.commands.forEach((command, index) => {
-        const { code, output, errors } = results[index]!;
-        const what = `${command.line.split('\n')[0]} (on ${block.host})`;
-        if (code !== 0 && !(command.ctrlC && code === 124))
-          failures.push(`exit code ${code}: ${what}: ${errors.slice(0, 200)}`);
-        if (command.status !== undefined) {
-          const statuses = statusesIn(output);
-          if (statuses.length === 0 || statuses.some((status) => status !== command.status)) {
-            failures.push(
-              `statuses ${statuses.join(', ') || 'none'}, not ${command.status}: ${what}: ${output.slice(0, 200)}`,
-            );
+  it(
+    'When each command of the walkthrough runs, ' +
+      'then each succeeds, answers the status its comment says, and the three orders land once',
+    async () => {
+      const before = ordersOfUser3();
+      const failures: string[] = [];
+      for (const block of blocks) {
+        const results = outcomes(run(block));
+        expect(results, `the commands of a block on ${block.host}`).to.have.length(block.commands.length);
+        block.commands.forEach((command, index) => {
+          const { code, output, errors } = results[index]!;
+          const what = `${command.line.split('\n')[0]} (on ${block.host})`;
+          if (code !== 0 && !(command.ctrlC && code === 124))
+            failures.push(`exit code ${code}: ${what}: ${errors.slice(0, 200)}`);
+          if (command.status !== undefined) {
+            const statuses = statusesIn(output);
+            if (statuses.length === 0 || statuses.some((status) => status !== command.status)) {
+              failures.push(
+                `statuses ${statuses.join(', ') || 'none'}, not ${command.status}: ${what}: ${output.slice(0, 200)}`,
+              );
+            }
           }
-        }
-      });
-    }
-    expect(failures.length, failures.join('\n')).to.equal(0);
-    // the walkthrough's promise: the restart drains the queue, and each order lands exactly once
-    await eventually(
-      () => (ordersOfUser3() === before + 3 ? true : undefined),
-      30_000,
-      "three more orders of user '3'",
-    );
-  });
+        });
+      }
+      expect(failures.length, failures.join('\n')).to.equal(0);
+      // the walkthrough's promise: the restart drains the queue, and each order lands exactly once
+      await eventually(
+        () => (ordersOfUser3() === before + 3 ? true : undefined),
+        30_000,
+        "three more orders of user '3'",
+      );
+    },
+  );
 });

@@ -35,30 +35,36 @@ describe('security of the deployed stack', () => {
     });
   }
 
-  it('When the env files are listed, then each is root:crud-master 0640 and the folder root:crud-master, closed to others', () => {
-    for (const { host, apps } of hostsWithApps()) {
-      // `<mode in octal> <owner>:<group> <path>` of the folder, then of each file in it (a host has the env files of
-      // its own apps only).
-      const [folder, ...files] = onHost(host, 'sh', ['-c', 'cd "$1" && stat -c "%a %U:%G %n" . *.env', 'sh', ENV_DIR])
-        .trim()
-        .split('\n');
-      const modes = Object.fromEntries(
-        files.map((line) => line.split(' ')).map(([mode, owner, file]) => [file!, `${mode} ${owner}`]),
-      );
-      expect(Object.keys(modes), `the env files on the ${host} host`).to.have.members(apps.map((app) => `${app}.env`));
-      for (const [file, mode] of Object.entries(modes))
-        expect(mode, `${file} on the ${host} host`).to.equal('640 root:crud-master');
-      const [folderMode, folderOwner] = folder!.split(' ');
-      expect(
-        folderOwner,
-        `the owner of ${ENV_DIR} on the ${host} host: the service user may not plant a link there`,
-      ).to.equal('root:crud-master');
-      expect(
-        Number.parseInt(folderMode!, 8) & 0o027,
-        `others may not list ${ENV_DIR}, nor the group write it, on the ${host} host`,
-      ).to.equal(0);
-    }
-  });
+  it(
+    'When the env files are listed, ' +
+      'then each is root:crud-master 0640 and the folder root:crud-master, closed to others',
+    () => {
+      for (const { host, apps } of hostsWithApps()) {
+        // `<mode in octal> <owner>:<group> <path>` of the folder, then of each file in it (a host has the env files of
+        // its own apps only).
+        const [folder, ...files] = onHost(host, 'sh', ['-c', 'cd "$1" && stat -c "%a %U:%G %n" . *.env', 'sh', ENV_DIR])
+          .trim()
+          .split('\n');
+        const modes = Object.fromEntries(
+          files.map((line) => line.split(' ')).map(([mode, owner, file]) => [file!, `${mode} ${owner}`]),
+        );
+        expect(Object.keys(modes), `the env files on the ${host} host`).to.have.members(
+          apps.map((app) => `${app}.env`),
+        );
+        for (const [file, mode] of Object.entries(modes))
+          expect(mode, `${file} on the ${host} host`).to.equal('640 root:crud-master');
+        const [folderMode, folderOwner] = folder!.split(' ');
+        expect(
+          folderOwner,
+          `the owner of ${ENV_DIR} on the ${host} host: the service user may not plant a link there`,
+        ).to.equal('root:crud-master');
+        expect(
+          Number.parseInt(folderMode!, 8) & 0o027,
+          `others may not list ${ENV_DIR}, nor the group write it, on the ${host} host`,
+        ).to.equal(0);
+      }
+    },
+  );
 
   it('When the tracked files are searched for the .env secrets, then none holds one', function () {
     // the topology test runs this suite from a copy of the checkout, without its git history

@@ -59,34 +59,38 @@ describe('the service user and its PM2 daemon', () => {
     }
   });
 
-  it(`When root runs pm2 startup for another user, then the unit still runs PM2 as ${SERVICE_USER} with its PM2_HOME`, () => {
-    for (const { host } of hostsWithApps()) {
-      // A host without systemd has no unit yet: the test removes what it writes (systemctl may fail there after
-      // pm2 has written the unit; its exit code is not the point).
-      const had = sh(
-        host,
-        'for f in "$@"; do [ -e "$f" ] && echo "$f"; done; true',
-        UNIT,
-        '/etc/systemd/system/pm2-root.service',
-      ).trim();
-      try {
-        spawnOnHost(host, 'pm2', ['startup', 'systemd', '-u', 'root', '--hp', '/root']);
-        const unit = sh(host, 'cat "$1"', UNIT);
-        expect(unit, `${UNIT} on the ${host} host`).to.match(new RegExp(`^User=${SERVICE_USER}$`, 'm'));
-        expect(unit, `${UNIT} on the ${host} host`).to.match(new RegExp(`^Environment=PM2_HOME=${PM2_HOME}$`, 'm'));
-        const units = sh(host, 'ls -d /etc/systemd/system/pm2-*.service').trim().split('\n');
-        expect(units, `the PM2 units on the ${host} host`).to.deep.equal([UNIT]);
-      } finally {
-        if (!had.includes('pm2-root'))
-          sh(
-            host,
-            'rm -f /etc/systemd/system/pm2-root.service /etc/systemd/system/multi-user.target.wants/pm2-root.service',
-          );
-        if (!had.includes(UNIT))
-          sh(host, 'rm -f "$1" "/etc/systemd/system/multi-user.target.wants/$(basename "$1")"', UNIT);
+  it(
+    `When root runs pm2 startup for another user, ` +
+      `then the unit still runs PM2 as ${SERVICE_USER} with its PM2_HOME`,
+    () => {
+      for (const { host } of hostsWithApps()) {
+        // A host without systemd has no unit yet: the test removes what it writes (systemctl may fail there after
+        // pm2 has written the unit; its exit code is not the point).
+        const had = sh(
+          host,
+          'for f in "$@"; do [ -e "$f" ] && echo "$f"; done; true',
+          UNIT,
+          '/etc/systemd/system/pm2-root.service',
+        ).trim();
+        try {
+          spawnOnHost(host, 'pm2', ['startup', 'systemd', '-u', 'root', '--hp', '/root']);
+          const unit = sh(host, 'cat "$1"', UNIT);
+          expect(unit, `${UNIT} on the ${host} host`).to.match(new RegExp(`^User=${SERVICE_USER}$`, 'm'));
+          expect(unit, `${UNIT} on the ${host} host`).to.match(new RegExp(`^Environment=PM2_HOME=${PM2_HOME}$`, 'm'));
+          const units = sh(host, 'ls -d /etc/systemd/system/pm2-*.service').trim().split('\n');
+          expect(units, `the PM2 units on the ${host} host`).to.deep.equal([UNIT]);
+        } finally {
+          if (!had.includes('pm2-root'))
+            sh(
+              host,
+              'rm -f /etc/systemd/system/pm2-root.service /etc/systemd/system/multi-user.target.wants/pm2-root.service',
+            );
+          if (!had.includes(UNIT))
+            sh(host, 'rm -f "$1" "/etc/systemd/system/multi-user.target.wants/$(basename "$1")"', UNIT);
+        }
       }
-    }
-  });
+    },
+  );
 
   it('When the PM2 daemon writes logs, then it runs with umask 0027 and no log is readable by others', () => {
     for (const { host } of hostsWithApps()) {
@@ -143,54 +147,59 @@ describe('the service user and its PM2 daemon', () => {
       onHost(host, 'runuser', ['-u', SERVICE_USER, '--', 'sh', '-c', `umask 0027; ${script}`, 'sh', ...args]);
     const firstLine = (n: number) => sh(host, 'gzip -dc "$1" | head -n 1', `${LOG}.${n}.gz`).trim();
 
-    it(`When api-gateway's log passes 10 MB, then within a minute it is rotated: compressed, ${KEPT} kept, closed to others, and the app writes on`, async function () {
-      this.timeout(150_000);
-      // The rotated files a real rotation would shift: those missing are seeded, so that the oldest one is dropped.
-      asServiceUser(
-        'for n in $(seq 1 "$2"); do [ -e "$1.$n.gz" ] || echo "seeded $n" | gzip > "$1.$n.gz"; done',
-        LOG,
-        String(KEPT),
-      );
-      const secondOldest = firstLine(KEPT - 1);
-      const marker = unique('rotation-marker');
-      asServiceUser(
-        `printf '%s\\n' "$2" >> "$1"; yes '{"padding":true}' | head -c "$3" >> "$1"`,
-        LOG,
-        marker,
-        String(CAP + 65536),
-      );
+    it(
+      `When api-gateway's log passes 10 MB, ` +
+        `then within a minute it is rotated: compressed, ${KEPT} kept, closed to others, and the app ` +
+        `writes on`,
+      async function () {
+        this.timeout(150_000);
+        // The rotated files a real rotation would shift: those missing are seeded, so that the oldest one is dropped.
+        asServiceUser(
+          'for n in $(seq 1 "$2"); do [ -e "$1.$n.gz" ] || echo "seeded $n" | gzip > "$1.$n.gz"; done',
+          LOG,
+          String(KEPT),
+        );
+        const secondOldest = firstLine(KEPT - 1);
+        const marker = unique('rotation-marker');
+        asServiceUser(
+          `printf '%s\\n' "$2" >> "$1"; yes '{"padding":true}' | head -c "$3" >> "$1"`,
+          LOG,
+          marker,
+          String(CAP + 65536),
+        );
 
-      // The root-owned timer (cron where systemd does not run) checks every minute. logrotate copies the log to
-      // .1, truncates it, compresses .1 into .1.gz, then removes .1: done when the log is small and .1 is gone.
-      const rotatedYet = 'test "$(stat -c %s "$1")" -lt "$2" && ! test -e "$1.1" && echo done || true';
-      await eventually(
-        () => (sh(host, rotatedYet, LOG, String(CAP)).trim() === 'done' ? true : undefined),
-        100_000,
-        `${LOG} rotated`,
-      );
-      expect(
-        sh(host, 'gzip -dc "$1" | grep -c -F -e "$2"', `${LOG}.1.gz`, marker).trim(),
-        `${LOG}.1.gz holds the marker`,
-      ).to.equal('1');
-      expect(firstLine(KEPT), `the oldest kept is the one that was second oldest`).to.equal(secondOldest);
-      expect(
-        sh(host, '[ -e "$1" ] && echo kept || echo dropped', `${LOG}.${KEPT + 1}.gz`).trim(),
-        `only ${KEPT} kept`,
-      ).to.equal('dropped');
-      for (const log of logModes(host))
-        expect(log.mode & 0o007, `${log.path} (${log.mode.toString(8)}) is not readable by others`).to.equal(0);
+        // The root-owned timer (cron where systemd does not run) checks every minute. logrotate copies the log to
+        // .1, truncates it, compresses .1 into .1.gz, then removes .1: done when the log is small and .1 is gone.
+        const rotatedYet = 'test "$(stat -c %s "$1")" -lt "$2" && ! test -e "$1.1" && echo done || true';
+        await eventually(
+          () => (sh(host, rotatedYet, LOG, String(CAP)).trim() === 'done' ? true : undefined),
+          100_000,
+          `${LOG} rotated`,
+        );
+        expect(
+          sh(host, 'gzip -dc "$1" | grep -c -F -e "$2"', `${LOG}.1.gz`, marker).trim(),
+          `${LOG}.1.gz holds the marker`,
+        ).to.equal('1');
+        expect(firstLine(KEPT), `the oldest kept is the one that was second oldest`).to.equal(secondOldest);
+        expect(
+          sh(host, '[ -e "$1" ] && echo kept || echo dropped', `${LOG}.${KEPT + 1}.gz`).trim(),
+          `only ${KEPT} kept`,
+        ).to.equal('dropped');
+        for (const log of logModes(host))
+          expect(log.mode & 0o007, `${log.path} (${log.mode.toString(8)}) is not readable by others`).to.equal(0);
 
-      // copytruncate: the app's open file goes on from its start (no hole of NUL bytes where the old end was)
-      const size = Number(sh(host, 'stat -c %s "$1"', LOG));
-      await eventually(
-        async () => {
-          await fetch(`${gateway}/api/movies?limit=1`).then((r) => r.arrayBuffer());
-          return Number(sh(host, 'stat -c %s "$1"', LOG)) > size ? true : undefined;
-        },
-        20_000,
-        `api-gateway to write on into ${LOG}`,
-      );
-      expect(sh(host, 'head -c 1 "$1" | od -An -c', LOG).trim(), `the first byte of ${LOG}`).to.not.equal('\\0');
-    });
+        // copytruncate: the app's open file goes on from its start (no hole of NUL bytes where the old end was)
+        const size = Number(sh(host, 'stat -c %s "$1"', LOG));
+        await eventually(
+          async () => {
+            await fetch(`${gateway}/api/movies?limit=1`).then((r) => r.arrayBuffer());
+            return Number(sh(host, 'stat -c %s "$1"', LOG)) > size ? true : undefined;
+          },
+          20_000,
+          `api-gateway to write on into ${LOG}`,
+        );
+        expect(sh(host, 'head -c 1 "$1" | od -An -c', LOG).trim(), `the first byte of ${LOG}`).to.not.equal('\\0');
+      },
+    );
   });
 });

@@ -50,69 +50,76 @@ const gatewayInstances = () =>
     .map(({ pm_id, pid, restarts, status }) => ({ pm_id, pid, restarts, status }));
 
 describe('slow connections against the deployed gateway', () => {
-  it(`When ${FLOOD.toLocaleString('en')} slow connections from one address hold on to :8080, then another address gets every GET answered, the flood is closed in time, and no instance restarts`, async function () {
-    this.timeout(CONNECTING_MS + closedWithinMs + 15_000);
-    if (!gatewayHere) {
-      console.log("      skipped: the gateway is not this host's own PM2 stack (E2E_GATEWAY_EXEC or E2E_GATEWAY_URL)");
-      this.skip();
-    }
-    // each flood connection binds a local port of FLOOD_FROM (32768-60999 by default)
-    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/).map(Number);
-    expect(high! - low! + 1, 'local ports (net.ipv4.ip_local_port_range)').to.be.above(FLOOD + 1_000);
+  it(
+    `When ${FLOOD.toLocaleString('en')} slow connections from one address hold on to :8080, ` +
+      `then another address gets every GET answered, the flood is closed in time, and no instance ` +
+      `restarts`,
+    async function () {
+      this.timeout(CONNECTING_MS + closedWithinMs + 15_000);
+      if (!gatewayHere) {
+        console.log(
+          "      skipped: the gateway is not this host's own PM2 stack (E2E_GATEWAY_EXEC or E2E_GATEWAY_URL)",
+        );
+        this.skip();
+      }
+      // each flood connection binds a local port of FLOOD_FROM (32768-60999 by default)
+      const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/).map(Number);
+      expect(high! - low! + 1, 'local ports (net.ipv4.ip_local_port_range)').to.be.above(FLOOD + 1_000);
 
-    const before = gatewayInstances();
-    const online = Array(instancesOf('api-gateway')).fill('online');
-    expect(
-      before.map((p) => p.status),
-      'api-gateway instances before',
-    ).to.deep.equal(online);
-    const url = new URL(stack.gateway);
-    // each GET on a new connection, as a new visitor comes: it is accepted by either instance, among the flood's
-    const client = new Agent({ keepAlive: false, localAddress: CLIENT_FROM });
-    try {
-      // from the flood's first connect until the last of its connections is closed (or it is late for that)
-      const { probe, report, settledMs } = await probeDuringFlood(
-        {
-          host: url.hostname,
-          port: Number(url.port),
-          localAddress: FLOOD_FROM,
-          count: FLOOD,
-          trickleMs: FLOOD_TRICKLE_MS,
-        },
-        { base: stack.gateway, path: '/api/movies?limit=1', agent: client, pauseMs: PAUSE_MS },
-        CONNECTING_MS + closedWithinMs + 2_000,
-      );
-      const after = gatewayInstances();
-      // what delays the answers and the closes: each instance's event loop (its max since Prometheus' last scrape)
-      const metrics = instanceUrls('api-gateway', url.hostname, Number(env.GATEWAY_METRICS_PORT ?? 9100));
-      const lags = (await Promise.all(metrics.map(scrape))).map((m) => m.get('nodejs_eventloop_lag_max_seconds')!);
-      console.log(
-        `      slow flood, settled in ${settledMs === undefined ? 'more than the limit' : `${Math.round(settledMs)} ms`}: ${describeFlood(probe, report, CLIENT_FROM)}`,
-      );
-      console.log(
-        `      api-gateway before ${JSON.stringify(before)}, after ${JSON.stringify(after)}; ` +
-          `event loop lag, max: ${lags.map((lag) => `${Math.round(lag * 1_000)} ms`).join(', ')}`,
-      );
+      const before = gatewayInstances();
+      const online = Array(instancesOf('api-gateway')).fill('online');
+      expect(
+        before.map((p) => p.status),
+        'api-gateway instances before',
+      ).to.deep.equal(online);
+      const url = new URL(stack.gateway);
+      // each GET on a new connection, as a new visitor comes: it is accepted by either instance, among the flood's
+      const client = new Agent({ keepAlive: false, localAddress: CLIENT_FROM });
+      try {
+        // from the flood's first connect until the last of its connections is closed (or it is late for that)
+        const { probe, report, settledMs } = await probeDuringFlood(
+          {
+            host: url.hostname,
+            port: Number(url.port),
+            localAddress: FLOOD_FROM,
+            count: FLOOD,
+            trickleMs: FLOOD_TRICKLE_MS,
+          },
+          { base: stack.gateway, path: '/api/movies?limit=1', agent: client, pauseMs: PAUSE_MS },
+          CONNECTING_MS + closedWithinMs + 2_000,
+        );
+        const after = gatewayInstances();
+        // what delays the answers and the closes: each instance's event loop (its max since Prometheus' last scrape)
+        const metrics = instanceUrls('api-gateway', url.hostname, Number(env.GATEWAY_METRICS_PORT ?? 9100));
+        const lags = (await Promise.all(metrics.map(scrape))).map((m) => m.get('nodejs_eventloop_lag_max_seconds')!);
+        console.log(
+          `      slow flood, settled in ${settledMs === undefined ? 'more than the limit' : `${Math.round(settledMs)} ms`}: ${describeFlood(probe, report, CLIENT_FROM)}`,
+        );
+        console.log(
+          `      api-gateway before ${JSON.stringify(before)}, after ${JSON.stringify(after)}; ` +
+            `event loop lag, max: ${lags.map((lag) => `${Math.round(lag * 1_000)} ms`).join(', ')}`,
+        );
 
-      expect(report.opened, 'flood connections opened').to.equal(FLOOD);
-      expect(report.connected, 'flood connections that connected').to.be.above(0);
-      // those the gateway turned away (no answer) show how late it picked a connection up
-      const late = `ms the longest flood connection lived, from its connect (turned away: ${report.longestByAnswer.none} ms)`;
-      expect(report.longestMs, late).to.be.below(closedWithinMs + report.lagMs);
-      expect(report.answers, 'the flood: closed by the request timeout (408)').to.have.property('408');
-      expect(Object.keys(report.answers), 'the flood: answers (none: closed by a cap)').to.have.members([
-        '408',
-        'none',
-      ]);
-      expect(report.openNow, 'flood connections still open at the end').to.equal(0);
-      expect(probe.errors, `errors of ${CLIENT_FROM}`).to.deep.equal([]);
-      expect(Object.fromEntries(probe.statuses), `statuses of ${CLIENT_FROM}`).to.deep.equal({
-        200: probe.latencies.length,
-      });
-      expect(probe.latencies.length, 'GETs answered').to.be.above(100);
-      expect(after, 'api-gateway instances after (pids and restarts)').to.deep.equal(before);
-    } finally {
-      client.destroy();
-    }
-  });
+        expect(report.opened, 'flood connections opened').to.equal(FLOOD);
+        expect(report.connected, 'flood connections that connected').to.be.above(0);
+        // those the gateway turned away (no answer) show how late it picked a connection up
+        const late = `ms the longest flood connection lived, from its connect (turned away: ${report.longestByAnswer.none} ms)`;
+        expect(report.longestMs, late).to.be.below(closedWithinMs + report.lagMs);
+        expect(report.answers, 'the flood: closed by the request timeout (408)').to.have.property('408');
+        expect(Object.keys(report.answers), 'the flood: answers (none: closed by a cap)').to.have.members([
+          '408',
+          'none',
+        ]);
+        expect(report.openNow, 'flood connections still open at the end').to.equal(0);
+        expect(probe.errors, `errors of ${CLIENT_FROM}`).to.deep.equal([]);
+        expect(Object.fromEntries(probe.statuses), `statuses of ${CLIENT_FROM}`).to.deep.equal({
+          200: probe.latencies.length,
+        });
+        expect(probe.latencies.length, 'GETs answered').to.be.above(100);
+        expect(after, 'api-gateway instances after (pids and restarts)').to.deep.equal(before);
+      } finally {
+        client.destroy();
+      }
+    },
+  );
 });

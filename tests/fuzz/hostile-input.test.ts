@@ -185,21 +185,25 @@ describe('hostile input against :8080', function () {
   this.timeout(0);
   const statuses = new Map<number, number>();
 
-  it(`When ${runs} generated hostile requests hit every route, then no 5xx, a problem+json on every 4xx, 413 over the limit, and no restart`, async () => {
-    const before = restartsByApp();
-    await fc.assert(
-      fc.asyncProperty(requests, async (req) => {
-        const reply = await rawRequest(base, req);
-        statuses.set(reply.status, (statuses.get(reply.status) ?? 0) + 1);
-        expectWellFormed(req, reply);
-      }),
-      { numRuns: runs },
-    );
-    expect(restartsByApp(), 'PM2 restarts per app').to.deep.equal(before);
-    const sent = [...statuses.values()].reduce((a, b) => a + b, 0);
-    const fiveXx = [...statuses].filter(([status]) => status >= 500).reduce((a, [, n]) => a + n, 0);
-    console.log(
-      `      fuzz: ${sent} requests, 5xx=${fiveXx}, by status ${JSON.stringify(Object.fromEntries(statuses))}`,
-    );
-  });
+  it(
+    `When ${runs} generated hostile requests hit every route, ` +
+      `then no 5xx, a problem+json on every 4xx, 413 over the limit, and no restart`,
+    async () => {
+      const before = restartsByApp();
+      await fc.assert(
+        fc.asyncProperty(requests, async (req) => {
+          const reply = await rawRequest(base, req);
+          statuses.set(reply.status, (statuses.get(reply.status) ?? 0) + 1);
+          expectWellFormed(req, reply);
+        }),
+        { numRuns: runs },
+      );
+      expect(restartsByApp(), 'PM2 restarts per app').to.deep.equal(before);
+      const sent = [...statuses.values()].reduce((a, b) => a + b, 0);
+      const fiveXx = [...statuses].filter(([status]) => status >= 500).reduce((a, [, n]) => a + n, 0);
+      console.log(
+        `      fuzz: ${sent} requests, 5xx=${fiveXx}, by status ${JSON.stringify(Object.fromEntries(statuses))}`,
+      );
+    },
+  );
 });

@@ -105,76 +105,85 @@ function writableFolders(user: string): string[] {
     .sort((a, b) => b.split('/').length - a.split('/').length);
 }
 
-describe('privileges of the deployment (a re-provisioning with links planted by the service and build users)', function () {
-  this.timeout(900_000);
-  const canaryDir = mkdtempSync('/usr/local/lib/crud-master-canary-');
-  const canaryFile = `${canaryDir}/canary`;
-  // Each plant: `<user> <path>`, in the order planted; undone in reverse.
-  const planted: Array<{ user: string; path: string }> = [];
-  let outsideBefore: Map<string, string>;
-  let attacks: Array<{ status: number | null; tail: string }>;
+describe(
+  'privileges of the deployment (a re-provisioning with links planted by the service and build ' + 'users)',
+  function () {
+    this.timeout(900_000);
+    const canaryDir = mkdtempSync('/usr/local/lib/crud-master-canary-');
+    const canaryFile = `${canaryDir}/canary`;
+    // Each plant: `<user> <path>`, in the order planted; undone in reverse.
+    const planted: Array<{ user: string; path: string }> = [];
+    let outsideBefore: Map<string, string>;
+    let attacks: Array<{ status: number | null; tail: string }>;
 
-  before(() => {
-    chmodSync(canaryDir, 0o755);
-    writeFileSync(canaryFile, 'canary\n', { mode: 0o644 });
-    outsideBefore = snapshot();
-    for (const user of USERS) {
-      for (const folder of writableFolders(user)) {
-        const names = run('ls', ['-A', folder])
-          .split('\n')
-          .filter((name) => name && !LIVE.has(name) && !name.endsWith(ASIDE));
-        for (const name of [...new Set([...names, ...STATE_NAMES])]) {
-          const path = `${folder}/${name}`;
-          const exists = names.includes(name);
-          const isDir = exists && statSync(path, { throwIfNoEntry: false })?.isDirectory();
-          const target =
-            isDir || name === '.deploy' || name === 'source' || name === 'unpacked' ? canaryDir : canaryFile;
-          const script = exists ? 'mv -T -- "$1" "$1$2" && ln -sT -- "$3" "$1"' : 'ln -sT -- "$3" "$1"';
-          if (spawnSync('runuser', ['-u', user, '--', 'sh', '-c', script, 'sh', path, ASIDE, target]).status === 0)
-            planted.push({ user, path });
+    before(() => {
+      chmodSync(canaryDir, 0o755);
+      writeFileSync(canaryFile, 'canary\n', { mode: 0o644 });
+      outsideBefore = snapshot();
+      for (const user of USERS) {
+        for (const folder of writableFolders(user)) {
+          const names = run('ls', ['-A', folder])
+            .split('\n')
+            .filter((name) => name && !LIVE.has(name) && !name.endsWith(ASIDE));
+          for (const name of [...new Set([...names, ...STATE_NAMES])]) {
+            const path = `${folder}/${name}`;
+            const exists = names.includes(name);
+            const isDir = exists && statSync(path, { throwIfNoEntry: false })?.isDirectory();
+            const target =
+              isDir || name === '.deploy' || name === 'source' || name === 'unpacked' ? canaryDir : canaryFile;
+            const script = exists ? 'mv -T -- "$1" "$1$2" && ln -sT -- "$3" "$1"' : 'ln -sT -- "$3" "$1"';
+            if (spawnSync('runuser', ['-u', user, '--', 'sh', '-c', script, 'sh', path, ASIDE, target]).status === 0)
+              planted.push({ user, path });
+          }
         }
       }
-    }
-    // The whole play, then the deploy alone: a role that stops on a planted link (which is fine) must not hide
-    // what the later roles would do.
-    attacks = [provision(), provision('--tags', 'deploy')];
-    console.log(
-      `      provisioning runs with the links in place: ${planted.length} links, exit codes ${attacks.map((a) => a.status).join(', ')}`,
+      // The whole play, then the deploy alone: a role that stops on a planted link (which is fine) must not hide
+      // what the later roles would do.
+      attacks = [provision(), provision('--tags', 'deploy')];
+      console.log(
+        `      provisioning runs with the links in place: ${planted.length} links, exit codes ${attacks.map((a) => a.status).join(', ')}`,
+      );
+    });
+
+    after(() => {
+      planted.reverse().forEach(unplant);
+      rmSync(canaryDir, { recursive: true, force: true });
+    });
+
+    it('When links are planted, then each user has planted some (the test reaches the folders)', () => {
+      const byUser = USERS.map((user) => planted.filter((p) => p.user === user).length);
+      expect(byUser, `links planted by ${USERS.join(', ')}`).to.satisfy((counts: number[]) =>
+        counts.every((n) => n > 0),
+      );
+    });
+
+    it(
+      'When the host is provisioned with the links in place, ' +
+        'then no file outside the deployment changed owner or mode',
+      () => {
+        const outsideAfter = snapshot();
+        const changed = [...outsideBefore]
+          .filter(([path, meta]) => outsideAfter.has(path) && outsideAfter.get(path) !== meta)
+          .map(([path, meta]) => `${path}: ${meta} -> ${outsideAfter.get(path)}`);
+        const runs = attacks.map((attack) => `exit ${attack.status}:\n${attack.tail}`).join('\n');
+        expect(changed, `changed by the provisioning runs (${runs})`).to.deep.equal([]);
+      },
     );
-  });
 
-  after(() => {
-    planted.reverse().forEach(unplant);
-    rmSync(canaryDir, { recursive: true, force: true });
-  });
+    it('When the host is provisioned with the links in place, then the canaries are untouched', () => {
+      expect(run('stat', ['-c', '%u:%g:%a', canaryDir, canaryFile]).trim().split('\n')).to.deep.equal([
+        '0:0:755',
+        '0:0:644',
+      ]);
+      expect(readFileSync(canaryFile, 'utf8')).to.equal('canary\n');
+      expect(run('ls', ['-A', canaryDir]).trim()).to.equal('canary');
+    });
 
-  it('When links are planted, then each user has planted some (the test reaches the folders)', () => {
-    const byUser = USERS.map((user) => planted.filter((p) => p.user === user).length);
-    expect(byUser, `links planted by ${USERS.join(', ')}`).to.satisfy((counts: number[]) => counts.every((n) => n > 0));
-  });
-
-  it('When the host is provisioned with the links in place, then no file outside the deployment changed owner or mode', () => {
-    const outsideAfter = snapshot();
-    const changed = [...outsideBefore]
-      .filter(([path, meta]) => outsideAfter.has(path) && outsideAfter.get(path) !== meta)
-      .map(([path, meta]) => `${path}: ${meta} -> ${outsideAfter.get(path)}`);
-    const runs = attacks.map((attack) => `exit ${attack.status}:\n${attack.tail}`).join('\n');
-    expect(changed, `changed by the provisioning runs (${runs})`).to.deep.equal([]);
-  });
-
-  it('When the host is provisioned with the links in place, then the canaries are untouched', () => {
-    expect(run('stat', ['-c', '%u:%g:%a', canaryDir, canaryFile]).trim().split('\n')).to.deep.equal([
-      '0:0:755',
-      '0:0:644',
-    ]);
-    expect(readFileSync(canaryFile, 'utf8')).to.equal('canary\n');
-    expect(run('ls', ['-A', canaryDir]).trim()).to.equal('canary');
-  });
-
-  it('When the links are removed again, then the host provisions cleanly', () => {
-    planted.reverse().forEach(unplant);
-    planted.length = 0;
-    const healed = provision();
-    expect(healed.status, healed.tail).to.equal(0);
-  });
-});
+    it('When the links are removed again, then the host provisions cleanly', () => {
+      planted.reverse().forEach(unplant);
+      planted.length = 0;
+      const healed = provision();
+      expect(healed.status, healed.tail).to.equal(0);
+    });
+  },
+);

@@ -47,78 +47,86 @@ const pm2Status = (machine: Machine, sudo = false): Record<string, string> =>
   Object.fromEntries(parseJlist(ssh(machine, `${sudo ? 'sudo ' : ''}pm2 jlist`)).map((app) => [app.name, app.status]));
 
 describe('the VM path with Vagrant (make up PROVIDER=docker)', () => {
-  it("When the seed's scenario is typed over vagrant ssh, then orders wait Ready in billing_queue and land once after pm2 restart", async function () {
-    this.timeout(180_000);
-    ssh('billing-vm', 'pm2 stop billing-consumer');
-    expect(pm2Status('billing-vm')).to.deep.equal({ 'billing-consumer': 'stopped' });
-    expect(pm2Status('billing-vm', true), '`sudo pm2 list` sees the same daemon as `pm2 list`').to.deep.equal(
-      pm2Status('billing-vm'),
-    );
-
-    const before = await readyInQueue();
-    const keys = await postOrders('vagrant-seed', 3);
-    await eventually(
-      async () => ((await readyInQueue()) === before + 3 ? true : undefined),
-      15_000,
-      'the management API on :15672 to show 3 more Ready',
-    );
-    expect(countsOf(keys), 'orders in billing_db while the consumer is stopped').to.deep.equal([0, 0, 0]);
-
-    ssh('billing-vm', 'pm2 restart billing-consumer');
-    await eventually(
-      () => (countsOf(keys).every((n) => n === 1) ? true : undefined),
-      30_000,
-      'each order once in billing_db',
-    );
-    expect(ssh('billing-vm', 'pm2 logs billing-consumer --lines 20 --nostream')).to.include('billing-consumer');
-    // The management API's counts lag by a few seconds: the next test starts from an empty queue it has seen.
-    await eventually(async () => ((await readyInQueue()) === 0 ? true : undefined), 30_000, 'an empty billing_queue');
-  });
-
-  it('When the three machines reboot with orders waiting, then PM2 brings every app back and the orders land once', async function () {
-    this.timeout(900_000);
-    ssh('billing-vm', 'pm2 stop billing-consumer');
-    const before = await readyInQueue();
-    const keys = await postOrders('vagrant-reboot', 3);
-    await eventually(
-      async () => ((await readyInQueue()) === before + 3 ? true : undefined),
-      15_000,
-      '3 more Ready before the reboot',
-    );
-
-    vagrant('reload', '--no-provision');
-
-    for (const [app, host] of Object.entries(appHosts)) {
-      const machine: Machine = `${host}-vm`;
-      const unit = ssh(
-        machine,
-        'systemctl is-active pm2-crud-master.service; systemctl is-enabled pm2-crud-master.service || true',
-      )
-        .trim()
-        .replace(/\s+/g, ' ');
-      expect(
-        unit,
-        `${machine}: the unit of \`pm2 startup\` (pm2-crud-master.service, roles/pm2 tasks/startup.yml) is active and enabled after boot`,
-      ).to.equal('active enabled');
-      const online = await eventually(
-        () => {
-          const status = pm2Status(machine);
-          return status[app] === 'online' ? status : undefined;
-        },
-        120_000,
-        `${app} online on ${machine} after the reboot`,
+  it(
+    "When the seed's scenario is typed over vagrant ssh, " +
+      'then orders wait Ready in billing_queue and land once after pm2 restart',
+    async function () {
+      this.timeout(180_000);
+      ssh('billing-vm', 'pm2 stop billing-consumer');
+      expect(pm2Status('billing-vm')).to.deep.equal({ 'billing-consumer': 'stopped' });
+      expect(pm2Status('billing-vm', true), '`sudo pm2 list` sees the same daemon as `pm2 list`').to.deep.equal(
+        pm2Status('billing-vm'),
       );
-      expect(Object.keys(online)).to.have.members([app]);
-      const failed = ssh(machine, 'systemctl list-units --failed --plain --no-legend').trim();
-      expect(failed, `${machine}: failed units after the reboot`).to.not.match(/pm2|postgresql|rabbitmq|ssh/);
-    }
-    await eventually(
-      () => (countsOf(keys).every((n) => n === 1) ? true : undefined),
-      60_000,
-      'the orders that waited through the reboot, each once in billing_db',
-    );
-    // PM2 says online as soon as it forks: the forwarded :8080 answers once api-gateway listens and reaches its broker.
-    const ready = async () => (await request(`${gateway}/readyz`).catch(() => undefined))?.status === 200 || undefined;
-    await eventually(ready, 60_000, "gateway-vm's :8080 to answer /readyz 200 after the reboot");
-  });
+
+      const before = await readyInQueue();
+      const keys = await postOrders('vagrant-seed', 3);
+      await eventually(
+        async () => ((await readyInQueue()) === before + 3 ? true : undefined),
+        15_000,
+        'the management API on :15672 to show 3 more Ready',
+      );
+      expect(countsOf(keys), 'orders in billing_db while the consumer is stopped').to.deep.equal([0, 0, 0]);
+
+      ssh('billing-vm', 'pm2 restart billing-consumer');
+      await eventually(
+        () => (countsOf(keys).every((n) => n === 1) ? true : undefined),
+        30_000,
+        'each order once in billing_db',
+      );
+      expect(ssh('billing-vm', 'pm2 logs billing-consumer --lines 20 --nostream')).to.include('billing-consumer');
+      // The management API's counts lag by a few seconds: the next test starts from an empty queue it has seen.
+      await eventually(async () => ((await readyInQueue()) === 0 ? true : undefined), 30_000, 'an empty billing_queue');
+    },
+  );
+
+  it(
+    'When the three machines reboot with orders waiting, ' + 'then PM2 brings every app back and the orders land once',
+    async function () {
+      this.timeout(900_000);
+      ssh('billing-vm', 'pm2 stop billing-consumer');
+      const before = await readyInQueue();
+      const keys = await postOrders('vagrant-reboot', 3);
+      await eventually(
+        async () => ((await readyInQueue()) === before + 3 ? true : undefined),
+        15_000,
+        '3 more Ready before the reboot',
+      );
+
+      vagrant('reload', '--no-provision');
+
+      for (const [app, host] of Object.entries(appHosts)) {
+        const machine: Machine = `${host}-vm`;
+        const unit = ssh(
+          machine,
+          'systemctl is-active pm2-crud-master.service; systemctl is-enabled pm2-crud-master.service || true',
+        )
+          .trim()
+          .replace(/\s+/g, ' ');
+        expect(
+          unit,
+          `${machine}: the unit of \`pm2 startup\` (pm2-crud-master.service, roles/pm2 tasks/startup.yml) is active and enabled after boot`,
+        ).to.equal('active enabled');
+        const online = await eventually(
+          () => {
+            const status = pm2Status(machine);
+            return status[app] === 'online' ? status : undefined;
+          },
+          120_000,
+          `${app} online on ${machine} after the reboot`,
+        );
+        expect(Object.keys(online)).to.have.members([app]);
+        const failed = ssh(machine, 'systemctl list-units --failed --plain --no-legend').trim();
+        expect(failed, `${machine}: failed units after the reboot`).to.not.match(/pm2|postgresql|rabbitmq|ssh/);
+      }
+      await eventually(
+        () => (countsOf(keys).every((n) => n === 1) ? true : undefined),
+        60_000,
+        'the orders that waited through the reboot, each once in billing_db',
+      );
+      // PM2 says online as soon as it forks: the forwarded :8080 answers once api-gateway listens and reaches its broker.
+      const ready = async () =>
+        (await request(`${gateway}/readyz`).catch(() => undefined))?.status === 200 || undefined;
+      await eventually(ready, 60_000, "gateway-vm's :8080 to answer /readyz 200 after the reboot");
+    },
+  );
 });

@@ -15,32 +15,41 @@ describe('billing-consumer: the ack ledger', () => {
     expect(ledger.outstanding).to.equal(0);
   });
 
-  it('When a delivery is unsettled, then no multiple ack covers it, and the settled ones after it are acked one by one', () => {
-    const ledger = new AckLedger<object>();
-    receive(ledger, a, 1, 2, 3, 4, 5);
-    [1, 2, 4, 5].forEach((tag) => ledger.settle(a, tag));
-    expect(ledger.takeAcks()).to.deep.equal([
-      { channel: a, tag: 2, multiple: true },
-      { channel: a, tag: 4, multiple: false },
-      { channel: a, tag: 5, multiple: false },
-    ]);
-    ledger.settle(a, 3);
-    expect(ledger.takeAcks()).to.deep.equal([{ channel: a, tag: 3, multiple: false }]);
-  });
+  it(
+    'When a delivery is unsettled, ' +
+      'then no multiple ack covers it, and the settled ones after it are acked one by one',
+    () => {
+      const ledger = new AckLedger<object>();
+      receive(ledger, a, 1, 2, 3, 4, 5);
+      [1, 2, 4, 5].forEach((tag) => ledger.settle(a, tag));
+      expect(ledger.takeAcks()).to.deep.equal([
+        { channel: a, tag: 2, multiple: true },
+        { channel: a, tag: 4, multiple: false },
+        { channel: a, tag: 5, multiple: false },
+      ]);
+      ledger.settle(a, 3);
+      expect(ledger.takeAcks()).to.deep.equal([{ channel: a, tag: 3, multiple: false }]);
+    },
+  );
 
-  it("When a channel closes, then its deliveries are forgotten, and a redelivery on the new channel is never acked by the old one's settlement", () => {
-    const ledger = new AckLedger<object>();
-    // the interleaving of issue 22: a poison message of a closed channel, then the new channel's redeliveries
-    receive(ledger, a, 1, 2);
-    ledger.close(a);
-    receive(ledger, b, 1, 2, 3);
-    expect(ledger.settle(a, 2), 'a closed channel settles nothing').to.equal(false);
-    ledger.settle(b, 3);
-    expect(ledger.takeAcks()).to.deep.equal([{ channel: b, tag: 3, multiple: false }]);
-    expect(ledger.isClosed(a)).to.equal(true);
-    ledger.received(a, 9);
-    expect(ledger.outstanding, 'b 1 and 2, unsettled; nothing of a').to.equal(2);
-  });
+  it(
+    'When a channel closes, ' +
+      'then its deliveries are forgotten, and a redelivery on the new channel is never acked by the ' +
+      "old one's settlement",
+    () => {
+      const ledger = new AckLedger<object>();
+      // the interleaving of issue 22: a poison message of a closed channel, then the new channel's redeliveries
+      receive(ledger, a, 1, 2);
+      ledger.close(a);
+      receive(ledger, b, 1, 2, 3);
+      expect(ledger.settle(a, 2), 'a closed channel settles nothing').to.equal(false);
+      ledger.settle(b, 3);
+      expect(ledger.takeAcks()).to.deep.equal([{ channel: b, tag: 3, multiple: false }]);
+      expect(ledger.isClosed(a)).to.equal(true);
+      ledger.received(a, 9);
+      expect(ledger.outstanding, 'b 1 and 2, unsettled; nothing of a').to.equal(2);
+    },
+  );
 
   it('When two channels are open, then each is acked on its own', () => {
     const ledger = new AckLedger<object>();

@@ -38,20 +38,27 @@ function recordingPorts({ failStores = 0, closed = new Set<string>(), onRetry = 
 }
 
 describe('billing-consumer: settling a batch', () => {
-  it('When a batch holds orders and a poison message, then each is settled its own way and every one is settled', async () => {
-    const { ports, seen } = recordingPorts();
-    await settleBatch([delivery('o1'), delivery('p1', 'a', 'not json'), delivery('o2')], ports);
-    expect(seen.deadLettered).to.deep.equal(['p1:poison']);
-    expect(seen.stored.map((batch) => batch.map((o) => o.message_id))).to.deep.equal([['o1', 'o2']]);
-    expect(seen.settled).to.have.members(['o1', 'p1', 'o2']);
-  });
+  it(
+    'When a batch holds orders and a poison message, ' + 'then each is settled its own way and every one is settled',
+    async () => {
+      const { ports, seen } = recordingPorts();
+      await settleBatch([delivery('o1'), delivery('p1', 'a', 'not json'), delivery('o2')], ports);
+      expect(seen.deadLettered).to.deep.equal(['p1:poison']);
+      expect(seen.stored.map((batch) => batch.map((o) => o.message_id))).to.deep.equal([['o1', 'o2']]);
+      expect(seen.settled).to.have.members(['o1', 'p1', 'o2']);
+    },
+  );
 
-  it("When a poison message's channel is closed, then the rest of the batch, of another channel, is still stored and settled", async () => {
-    const { ports, seen } = recordingPorts({ closed: new Set(['a']) });
-    await settleBatch([delivery('p1', 'a', 'not json'), delivery('r1', 'b'), delivery('r2', 'b')], ports);
-    expect(seen.deadLettered).to.deep.equal([]);
-    expect(seen.settled).to.deep.equal(['r1', 'r2']);
-  });
+  it(
+    "When a poison message's channel is closed, " +
+      'then the rest of the batch, of another channel, is still stored and settled',
+    async () => {
+      const { ports, seen } = recordingPorts({ closed: new Set(['a']) });
+      await settleBatch([delivery('p1', 'a', 'not json'), delivery('r1', 'b'), delivery('r2', 'b')], ports);
+      expect(seen.deadLettered).to.deep.equal([]);
+      expect(seen.settled).to.deep.equal(['r1', 'r2']);
+    },
+  );
 
   it("When the database is down and every delivery's channel closes meanwhile, then the retries stop", async () => {
     const closed = new Set<string>();
@@ -61,11 +68,14 @@ describe('billing-consumer: settling a batch', () => {
     expect(seen.settled).to.deep.equal([]);
   });
 
-  it('When the database is down, then the batch is retried until it is stored, and only its live deliveries are', async () => {
-    const closed = new Set<string>();
-    const { ports, seen } = recordingPorts({ failStores: 2, closed, onRetry: () => closed.add('a') });
-    await settleBatch([delivery('o1', 'a'), delivery('o2', 'b')], ports);
-    expect(seen.stored.map((batch) => batch.map((o) => o.message_id))).to.deep.equal([['o2']]);
-    expect(seen.settled).to.deep.equal(['o2']);
-  });
+  it(
+    'When the database is down, ' + 'then the batch is retried until it is stored, and only its live deliveries are',
+    async () => {
+      const closed = new Set<string>();
+      const { ports, seen } = recordingPorts({ failStores: 2, closed, onRetry: () => closed.add('a') });
+      await settleBatch([delivery('o1', 'a'), delivery('o2', 'b')], ports);
+      expect(seen.stored.map((batch) => batch.map((o) => o.message_id))).to.deep.equal([['o2']]);
+      expect(seen.settled).to.deep.equal(['o2']);
+    },
+  );
 });

@@ -40,27 +40,30 @@ describe('billing-consumer: storing orders', () => {
     expect(await billing.broker.count(billing.queue)).to.equal(0);
   });
 
-  it('When the database is down, then the order stays queued, is not dead-lettered, and is stored once it is back', async () => {
-    await billing.consumer!.stop();
-    const database = await relay(Number(process.env.BILLING_DB_PORT ?? 5432));
-    try {
-      billing.consumer = await billing.startConsumer({ BILLING_DB_PORT: database.port });
-      database.cut();
-      const id = unique('outage');
-      await billing.broker.publish(billing.queue, order(), { messageId: id });
-      const readyz = await readyzOf(billing.consumer);
-      expectProblem(readyz, 503);
-      await new Promise((resolve) => setTimeout(resolve, 1_500));
-      expect(await billing.orders.countsOf([id])).to.deep.equal([0]);
-      expect(await billing.broker.count(billing.deadLetters)).to.equal(0);
-      database.restore();
-      await billing.storedOnce([id]);
-    } finally {
-      await billing.consumer?.stop();
-      billing.consumer = undefined;
-      await database.close();
-    }
-  });
+  it(
+    'When the database is down, ' + 'then the order stays queued, is not dead-lettered, and is stored once it is back',
+    async () => {
+      await billing.consumer!.stop();
+      const database = await relay(Number(process.env.BILLING_DB_PORT ?? 5432));
+      try {
+        billing.consumer = await billing.startConsumer({ BILLING_DB_PORT: database.port });
+        database.cut();
+        const id = unique('outage');
+        await billing.broker.publish(billing.queue, order(), { messageId: id });
+        const readyz = await readyzOf(billing.consumer);
+        expectProblem(readyz, 503);
+        await new Promise((resolve) => setTimeout(resolve, 1_500));
+        expect(await billing.orders.countsOf([id])).to.deep.equal([0]);
+        expect(await billing.broker.count(billing.deadLetters)).to.equal(0);
+        database.restore();
+        await billing.storedOnce([id]);
+      } finally {
+        await billing.consumer?.stop();
+        billing.consumer = undefined;
+        await database.close();
+      }
+    },
+  );
 
   it('When two users place orders with the same Idempotency-Key, then both orders are stored', async () => {
     const key = unique('shared-key');

@@ -64,26 +64,30 @@ describe('api-gateway: POST /api/billing', () => {
     });
   }
 
-  it('When user_id is a JSON number above 2^53 - 1, then it answers 400 and says to send a string, rather than round it into another user', async () => {
-    for (const userId of ['9007199254740993', '9007199254740992', '1.5', '1e300']) {
-      const body = `{"user_id":${userId},"number_of_items":1,"total_amount":1}`;
-      const reply = await request(`${gw.base}/api/billing`, {
+  it(
+    'When user_id is a JSON number above 2^53 - 1, ' +
+      'then it answers 400 and says to send a string, rather than round it into another user',
+    async () => {
+      for (const userId of ['9007199254740993', '9007199254740992', '1.5', '1e300']) {
+        const body = `{"user_id":${userId},"number_of_items":1,"total_amount":1}`;
+        const reply = await request(`${gw.base}/api/billing`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body,
+        });
+        expectProblem(reply, 400, /Invalid body/);
+        expect(JSON.stringify(reply.body), userId).to.match(/as a string/);
+      }
+      const safe = await request(`${gw.base}/api/billing`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body,
+        json: { user_id: 9007199254740991, number_of_items: 1, total_amount: 1 },
       });
-      expectProblem(reply, 400, /Invalid body/);
-      expect(JSON.stringify(reply.body), userId).to.match(/as a string/);
-    }
-    const safe = await request(`${gw.base}/api/billing`, {
-      method: 'POST',
-      json: { user_id: 9007199254740991, number_of_items: 1, total_amount: 1 },
-    });
-    expect(safe.status).to.equal(202);
-    expect(safe.body.order.user_id).to.equal('9007199254740991');
-    expect(await gw.broker.count(gw.queue)).to.equal(1);
-    await gw.broker.take(gw.queue);
-  });
+      expect(safe.status).to.equal(202);
+      expect(safe.body.order.user_id).to.equal('9007199254740991');
+      expect(await gw.broker.count(gw.queue)).to.equal(1);
+      await gw.broker.take(gw.queue);
+    },
+  );
 
   it('When the Idempotency-Key is not visible ASCII, then it answers 400', async () => {
     const reply = await request(`${gw.base}/api/billing`, {
@@ -141,24 +145,28 @@ describe('api-gateway: POST /api/billing', () => {
   });
 
   describe('without billing_queue', () => {
-    it('When billing_queue does not exist, then the broker returns the message and it answers 503 with the message_id, never 202', async () => {
-      const missing = unique('billing-missing');
-      const orphan = await gw.startGateway({ RABBITMQ_QUEUE: missing });
-      try {
-        await untilReady(urlOf(orphan.server), 10_000, 'connected');
-        for (let i = 0; i < 3; i++) {
-          const reply = await request(`${urlOf(orphan.server)}/api/billing`, {
-            method: 'POST',
-            json: { user_id: 'u', number_of_items: 1, total_amount: 1 },
-          });
-          expectProblem(reply, 503, /not accepted/);
-          expect(reply.body.message_id).to.match(/^[0-9a-f-]{36}$/);
-          expect(reply.ms, 'answered at the return, not at the publish timeout').to.be.below(1_000);
+    it(
+      'When billing_queue does not exist, ' +
+        'then the broker returns the message and it answers 503 with the message_id, never 202',
+      async () => {
+        const missing = unique('billing-missing');
+        const orphan = await gw.startGateway({ RABBITMQ_QUEUE: missing });
+        try {
+          await untilReady(urlOf(orphan.server), 10_000, 'connected');
+          for (let i = 0; i < 3; i++) {
+            const reply = await request(`${urlOf(orphan.server)}/api/billing`, {
+              method: 'POST',
+              json: { user_id: 'u', number_of_items: 1, total_amount: 1 },
+            });
+            expectProblem(reply, 503, /not accepted/);
+            expect(reply.body.message_id).to.match(/^[0-9a-f-]{36}$/);
+            expect(reply.ms, 'answered at the return, not at the publish timeout').to.be.below(1_000);
+          }
+          expect(await gw.broker.inspect(missing), 'the gateway declares nothing').to.equal(undefined);
+        } finally {
+          await orphan.stop();
         }
-        expect(await gw.broker.inspect(missing), 'the gateway declares nothing').to.equal(undefined);
-      } finally {
-        await orphan.stop();
-      }
-    });
+      },
+    );
   });
 });

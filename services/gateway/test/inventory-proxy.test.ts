@@ -59,56 +59,60 @@ describe('api-gateway: the /api/movies proxy headers', () => {
 
   after(() => stopBoth(gateway, upstream));
 
-  it('When a client sends X-Forwarded-* and hop-by-hop headers, then inventory gets what the gateway saw and no hop-by-hop header', async () => {
-    const reply = await rawRequest(urlOf(gateway.server), {
-      method: 'GET',
-      path: '/api/movies?limit=1',
-      headers: {
-        host: 'movies.example:8080',
-        connection: 'keep-alive, X-Client-Hop',
-        'x-client-hop': 'for the gateway only',
-        'keep-alive': 'timeout=5',
-        te: 'trailers',
-        upgrade: 'websocket',
-        'proxy-authorization': 'Basic c2VjcmV0OnNlY3JldA==',
-        'proxy-connection': 'keep-alive',
-        'x-forwarded-for': '203.0.113.66',
-        'x-forwarded-proto': 'https',
-        'x-forwarded-host': 'forged.example',
-        'x-forwarded-port': '443',
-        forwarded: 'for=203.0.113.66;proto=https',
+  it(
+    'When a client sends X-Forwarded-* and hop-by-hop headers, ' +
+      'then inventory gets what the gateway saw and no hop-by-hop header',
+    async () => {
+      const reply = await rawRequest(urlOf(gateway.server), {
+        method: 'GET',
+        path: '/api/movies?limit=1',
+        headers: {
+          host: 'movies.example:8080',
+          connection: 'keep-alive, X-Client-Hop',
+          'x-client-hop': 'for the gateway only',
+          'keep-alive': 'timeout=5',
+          te: 'trailers',
+          upgrade: 'websocket',
+          'proxy-authorization': 'Basic c2VjcmV0OnNlY3JldA==',
+          'proxy-connection': 'keep-alive',
+          'x-forwarded-for': '203.0.113.66',
+          'x-forwarded-proto': 'https',
+          'x-forwarded-host': 'forged.example',
+          'x-forwarded-port': '443',
+          forwarded: 'for=203.0.113.66;proto=https',
+          'x-end-to-end': 'kept',
+        },
+      });
+      expect(reply.status).to.equal(200);
+      const headers = received.at(-1)!;
+      expect(headers).to.include({
+        'x-forwarded-for': '127.0.0.1',
+        'x-forwarded-proto': 'http',
+        'x-forwarded-host': 'movies.example:8080',
         'x-end-to-end': 'kept',
-      },
-    });
-    expect(reply.status).to.equal(200);
-    const headers = received.at(-1)!;
-    expect(headers).to.include({
-      'x-forwarded-for': '127.0.0.1',
-      'x-forwarded-proto': 'http',
-      'x-forwarded-host': 'movies.example:8080',
-      'x-end-to-end': 'kept',
-    });
-    for (const name of [
-      'x-client-hop',
-      'keep-alive',
-      'te',
-      'upgrade',
-      'proxy-authorization',
-      'proxy-connection',
-      'x-forwarded-port',
-      'forwarded',
-    ]) {
-      expect(headers, `inventory got ${name}`).to.not.have.property(name);
-    }
-    expect(headers.connection ?? '').to.not.match(/x-client-hop/i);
+      });
+      for (const name of [
+        'x-client-hop',
+        'keep-alive',
+        'te',
+        'upgrade',
+        'proxy-authorization',
+        'proxy-connection',
+        'x-forwarded-port',
+        'forwarded',
+      ]) {
+        expect(headers, `inventory got ${name}`).to.not.have.property(name);
+      }
+      expect(headers.connection ?? '').to.not.match(/x-client-hop/i);
 
-    expect(reply.headers).to.include({ 'x-end-to-end': 'kept' });
-    for (const name of ['x-upstream-hop', 'upgrade', 'proxy-authenticate']) {
-      expect(reply.headers, `the client got ${name}`).to.not.have.property(name);
-    }
-    expect(String(reply.headers.connection)).to.not.match(/x-upstream-hop/i);
-    expect(String(reply.headers['keep-alive'] ?? '')).to.not.match(/max=7/);
-  });
+      expect(reply.headers).to.include({ 'x-end-to-end': 'kept' });
+      for (const name of ['x-upstream-hop', 'upgrade', 'proxy-authenticate']) {
+        expect(reply.headers, `the client got ${name}`).to.not.have.property(name);
+      }
+      expect(String(reply.headers.connection)).to.not.match(/x-upstream-hop/i);
+      expect(String(reply.headers['keep-alive'] ?? '')).to.not.match(/max=7/);
+    },
+  );
 });
 
 /**
@@ -138,17 +142,23 @@ describe('api-gateway: its idle connections to inventory', () => {
 
   after(() => stopBoth(gateway, upstream));
 
-  it(`When a connection to inventory idles and inventory announces a ${KEEP_ALIVE_S} s keep-alive timeout, then the gateway closes it a second before that`, async function () {
-    this.timeout(10_000);
-    expect((await rawRequest(urlOf(gateway.server), { method: 'GET', path: '/api/movies' })).status).to.equal(200);
-    // Node's server announces timeout=2 and closes an idle connection a second later still
-    const deadline = performance.now() + (KEEP_ALIVE_S + 2) * 1_000;
-    while (closes.length === 0 && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(closes, 'the idle connection closed').to.have.length(1);
-    expect(closes[0]!.byGateway, 'closed by the gateway, not by inventory').to.equal(true);
-    expect(closes[0]!.idleMs, 'ms idle until it closed').to.be.within(
-      (KEEP_ALIVE_S - 1) * 1_000 - 100,
-      KEEP_ALIVE_S * 1_000,
-    );
-  });
+  it(
+    `When a connection to inventory idles and inventory announces a ${KEEP_ALIVE_S} s keep-alive ` +
+      `timeout, ` +
+      `then the gateway closes it a second before that`,
+    async function () {
+      this.timeout(10_000);
+      expect((await rawRequest(urlOf(gateway.server), { method: 'GET', path: '/api/movies' })).status).to.equal(200);
+      // Node's server announces timeout=2 and closes an idle connection a second later still
+      const deadline = performance.now() + (KEEP_ALIVE_S + 2) * 1_000;
+      while (closes.length === 0 && performance.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(closes, 'the idle connection closed').to.have.length(1);
+      expect(closes[0]!.byGateway, 'closed by the gateway, not by inventory').to.equal(true);
+      expect(closes[0]!.idleMs, 'ms idle until it closed').to.be.within(
+        (KEEP_ALIVE_S - 1) * 1_000 - 100,
+        KEEP_ALIVE_S * 1_000,
+      );
+    },
+  );
 });

@@ -81,25 +81,28 @@ describe('api-gateway: the /api/movies proxy', () => {
     }
   });
 
-  it('When a client goes away while inventory has not answered, then the gateway ends that request at once', async () => {
-    const hung = await silentPeer();
-    const patient = await gw.startGateway({
-      INVENTORY_API_URL: `http://127.0.0.1:${hung.port}`,
-      UPSTREAM_TIMEOUT_MS: 20_000,
-    });
-    const answered = async () => {
-      const text = await (await fetch(`${urlOf(patient.metricsServer)}/metrics`)).text();
-      return /^http_requests_total\{method="GET",route="\/api\/movies\/:id"/m.test(text) ? true : undefined;
-    };
-    try {
-      const gone = AbortSignal.timeout(200);
-      await fetch(`${urlOf(patient.server)}/api/movies/1`, { signal: gone }).catch(() => undefined);
-      expect(gone.aborted).to.equal(true);
-      // counted (and logged) only once the request's middleware has ended: long before the upstream timeout
-      await eventually(answered, 2_000, 'the gateway to count the abandoned request');
-    } finally {
-      await patient.stop();
-      await hung.close();
-    }
-  });
+  it(
+    'When a client goes away while inventory has not answered, ' + 'then the gateway ends that request at once',
+    async () => {
+      const hung = await silentPeer();
+      const patient = await gw.startGateway({
+        INVENTORY_API_URL: `http://127.0.0.1:${hung.port}`,
+        UPSTREAM_TIMEOUT_MS: 20_000,
+      });
+      const answered = async () => {
+        const text = await (await fetch(`${urlOf(patient.metricsServer)}/metrics`)).text();
+        return /^http_requests_total\{method="GET",route="\/api\/movies\/:id"/m.test(text) ? true : undefined;
+      };
+      try {
+        const gone = AbortSignal.timeout(200);
+        await fetch(`${urlOf(patient.server)}/api/movies/1`, { signal: gone }).catch(() => undefined);
+        expect(gone.aborted).to.equal(true);
+        // counted (and logged) only once the request's middleware has ended: long before the upstream timeout
+        await eventually(answered, 2_000, 'the gateway to count the abandoned request');
+      } finally {
+        await patient.stop();
+        await hung.close();
+      }
+    },
+  );
 });

@@ -25,33 +25,37 @@ describe('api-gateway: rate limits', () => {
     await Promise.all(started.map((gateway) => gateway.stop()));
   });
 
-  it('When one address floods POST /api/billing, then it gets 429 with Retry-After and another address is still served', async () => {
-    const gateway = await limited({ GATEWAY_RATE_LIMIT_WRITES: 3 });
-    const post = (agent?: Agent) =>
-      rawRequest(
-        urlOf(gateway.server),
-        {
-          method: 'POST',
-          path: '/api/billing',
-          headers: { 'content-type': 'application/json' },
-          body: order(unique('u')),
-        },
-        10_000,
-        agent,
-      );
-    const statuses = [];
-    for (let i = 0; i < 5; i++) statuses.push((await post()).status);
-    expect(statuses).to.deep.equal([202, 202, 202, 429, 429]);
-    const refused = await request(`${urlOf(gateway.server)}/api/billing`, {
-      method: 'POST',
-      json: JSON.parse(order('u')),
-    });
-    expect(refused.status).to.equal(429);
-    expect(refused.headers.get('content-type')).to.match(/^application\/problem\+json/);
-    expect(Number(refused.headers.get('retry-after'))).to.be.within(1, 60);
-    expect(refused.body).to.include({ status: 429, title: 'Too Many Requests' });
-    expect((await post(fromOtherAddress)).status, 'another address').to.equal(202);
-  });
+  it(
+    'When one address floods POST /api/billing, ' +
+      'then it gets 429 with Retry-After and another address is still served',
+    async () => {
+      const gateway = await limited({ GATEWAY_RATE_LIMIT_WRITES: 3 });
+      const post = (agent?: Agent) =>
+        rawRequest(
+          urlOf(gateway.server),
+          {
+            method: 'POST',
+            path: '/api/billing',
+            headers: { 'content-type': 'application/json' },
+            body: order(unique('u')),
+          },
+          10_000,
+          agent,
+        );
+      const statuses = [];
+      for (let i = 0; i < 5; i++) statuses.push((await post()).status);
+      expect(statuses).to.deep.equal([202, 202, 202, 429, 429]);
+      const refused = await request(`${urlOf(gateway.server)}/api/billing`, {
+        method: 'POST',
+        json: JSON.parse(order('u')),
+      });
+      expect(refused.status).to.equal(429);
+      expect(refused.headers.get('content-type')).to.match(/^application\/problem\+json/);
+      expect(Number(refused.headers.get('retry-after'))).to.be.within(1, 60);
+      expect(refused.body).to.include({ status: 429, title: 'Too Many Requests' });
+      expect((await post(fromOtherAddress)).status, 'another address').to.equal(202);
+    },
+  );
 
   it('When an address has used its writes, then it can still read: writes have the stricter limit', async () => {
     const gateway = await limited({ GATEWAY_RATE_LIMIT_WRITES: 1, GATEWAY_RATE_LIMIT_REQUESTS: 4 });
@@ -66,26 +70,30 @@ describe('api-gateway: rate limits', () => {
     expect((await request(`${base}/healthz`)).status).to.equal(429);
   });
 
-  it('When one user_id floods POST /api/billing from two addresses, then it gets 429 and another user is still accepted', async () => {
-    const gateway = await limited({ GATEWAY_RATE_LIMIT_ORDERS_PER_USER: 2 });
-    const user = unique('flooder');
-    const post = (userId: string, agent?: Agent, body = order(userId)) =>
-      rawRequest(
-        urlOf(gateway.server),
-        { method: 'POST', path: '/api/billing', headers: { 'content-type': 'application/json' }, body },
-        10_000,
-        agent,
-      );
-    // an invalid order is refused before the user's limit is counted
-    expect((await post(user, undefined, '{"user_id":"x"}')).status).to.equal(400);
-    expect((await post(user)).status).to.equal(202);
-    expect((await post(user, fromOtherAddress)).status).to.equal(202);
-    const refused = await post(user, fromOtherAddress);
-    expect(refused.status).to.equal(429);
-    expect(refused.headers['retry-after']).to.match(/^\d+$/);
-    expect(JSON.parse(refused.body).detail).to.match(/user_id/);
-    expect((await post(unique('someone-else'))).status).to.equal(202);
-  });
+  it(
+    'When one user_id floods POST /api/billing from two addresses, ' +
+      'then it gets 429 and another user is still accepted',
+    async () => {
+      const gateway = await limited({ GATEWAY_RATE_LIMIT_ORDERS_PER_USER: 2 });
+      const user = unique('flooder');
+      const post = (userId: string, agent?: Agent, body = order(userId)) =>
+        rawRequest(
+          urlOf(gateway.server),
+          { method: 'POST', path: '/api/billing', headers: { 'content-type': 'application/json' }, body },
+          10_000,
+          agent,
+        );
+      // an invalid order is refused before the user's limit is counted
+      expect((await post(user, undefined, '{"user_id":"x"}')).status).to.equal(400);
+      expect((await post(user)).status).to.equal(202);
+      expect((await post(user, fromOtherAddress)).status).to.equal(202);
+      const refused = await post(user, fromOtherAddress);
+      expect(refused.status).to.equal(429);
+      expect(refused.headers['retry-after']).to.match(/^\d+$/);
+      expect(JSON.parse(refused.body).detail).to.match(/user_id/);
+      expect((await post(unique('someone-else'))).status).to.equal(202);
+    },
+  );
 
   it('When two gateway instances run (PM2 cluster), then each keeps its own counters', async () => {
     const [first, second] = [
@@ -101,21 +109,25 @@ describe('api-gateway: rate limits', () => {
     expect(await statuses(second), 'the other instance').to.deep.equal([200, 200, 429]);
   });
 
-  it('When a trusted proxy forwards for clients, then each client address is limited apart; an untrusted X-Forwarded-For is ignored', async () => {
-    const trusting = await limited({ GATEWAY_RATE_LIMIT_REQUESTS: 1, GATEWAY_TRUSTED_PROXIES: '127.0.0.1' });
-    const via = (gateway: ApiGateway, forwardedFor: string) =>
-      rawRequest(urlOf(gateway.server), {
-        method: 'GET',
-        path: '/healthz',
-        headers: { 'x-forwarded-for': forwardedFor },
-      });
-    expect((await via(trusting, '203.0.113.7')).status).to.equal(200);
-    expect((await via(trusting, '6.6.6.6, 203.0.113.7')).status, 'the address the trusted proxy saw').to.equal(429);
-    expect((await via(trusting, '203.0.113.8')).status).to.equal(200);
-    const untrusting = await limited({ GATEWAY_RATE_LIMIT_REQUESTS: 1 });
-    expect((await via(untrusting, '203.0.113.7')).status).to.equal(200);
-    expect((await via(untrusting, '203.0.113.8')).status, 'the socket address').to.equal(429);
-  });
+  it(
+    'When a trusted proxy forwards for clients, ' +
+      'then each client address is limited apart; an untrusted X-Forwarded-For is ignored',
+    async () => {
+      const trusting = await limited({ GATEWAY_RATE_LIMIT_REQUESTS: 1, GATEWAY_TRUSTED_PROXIES: '127.0.0.1' });
+      const via = (gateway: ApiGateway, forwardedFor: string) =>
+        rawRequest(urlOf(gateway.server), {
+          method: 'GET',
+          path: '/healthz',
+          headers: { 'x-forwarded-for': forwardedFor },
+        });
+      expect((await via(trusting, '203.0.113.7')).status).to.equal(200);
+      expect((await via(trusting, '6.6.6.6, 203.0.113.7')).status, 'the address the trusted proxy saw').to.equal(429);
+      expect((await via(trusting, '203.0.113.8')).status).to.equal(200);
+      const untrusting = await limited({ GATEWAY_RATE_LIMIT_REQUESTS: 1 });
+      expect((await via(untrusting, '203.0.113.7')).status).to.equal(200);
+      expect((await via(untrusting, '203.0.113.8')).status, 'the socket address').to.equal(429);
+    },
+  );
 
   it('When requests are limited, then gateway_rate_limited_total counts them by route and by reason', async () => {
     const gateway = await limited({ GATEWAY_RATE_LIMIT_WRITES: 1, GATEWAY_RATE_LIMIT_ORDERS_PER_USER: 1 });

@@ -265,59 +265,72 @@ describe('inventory-api', () => {
   describe('metrics', () => {
     const metricsUrl = () => urlOf(api.metricsServer, '/metrics');
 
-    it('When movies are created, read, missed and deleted, then /metrics counts exactly those requests by method, route and status', async () => {
-      const before = await scrape(metricsUrl());
-      const ids: number[] = [];
-      for (const title of [unique('metrics-a'), unique('metrics-b')]) {
-        const reply = await request(`${base}/api/movies`, { method: 'POST', json: { title, description: 'counted' } });
-        expect(reply.status).to.equal(201);
-        ids.push(reply.body.id);
-      }
-      for (let i = 0; i < 3; i++) expect((await request(`${base}/api/movies/${ids[0]}`)).status).to.equal(200);
-      expectProblem(await request(`${base}/api/movies/999999999999`), 404);
-      expectProblem(await request(`${base}/no-such-route`), 404);
-      for (const id of ids)
-        expect((await request(`${base}/api/movies/${id}`, { method: 'DELETE' })).status).to.equal(204);
-      const after = await scrape(metricsUrl());
+    it(
+      'When movies are created, read, missed and deleted, ' +
+        'then /metrics counts exactly those requests by method, route and status',
+      async () => {
+        const before = await scrape(metricsUrl());
+        const ids: number[] = [];
+        for (const title of [unique('metrics-a'), unique('metrics-b')]) {
+          const reply = await request(`${base}/api/movies`, {
+            method: 'POST',
+            json: { title, description: 'counted' },
+          });
+          expect(reply.status).to.equal(201);
+          ids.push(reply.body.id);
+        }
+        for (let i = 0; i < 3; i++) expect((await request(`${base}/api/movies/${ids[0]}`)).status).to.equal(200);
+        expectProblem(await request(`${base}/api/movies/999999999999`), 404);
+        expectProblem(await request(`${base}/no-such-route`), 404);
+        for (const id of ids)
+          expect((await request(`${base}/api/movies/${id}`, { method: 'DELETE' })).status).to.equal(204);
+        const after = await scrape(metricsUrl());
 
-      const counted = (method: string, route: string, status: number) =>
-        moved(before, after, 'http_requests_total', { method, route, status });
-      expect(counted('POST', '/api/movies', 201)).to.equal(2);
-      expect(counted('GET', '/api/movies/:id', 200)).to.equal(3);
-      expect(counted('GET', '/api/movies/:id', 404)).to.equal(1);
-      expect(counted('GET', 'unmatched', 404)).to.equal(1);
-      expect(counted('DELETE', '/api/movies/:id', 204)).to.equal(2);
-      expect(
-        moved(before, after, 'http_request_duration_seconds_count', {
-          method: 'GET',
-          route: '/api/movies/:id',
-          status: 200,
-        }),
-      ).to.equal(3);
-      expect(
-        moved(before, after, 'http_request_duration_seconds_sum', {
-          method: 'GET',
-          route: '/api/movies/:id',
-          status: 200,
-        }),
-      ).to.be.above(0);
-    });
+        const counted = (method: string, route: string, status: number) =>
+          moved(before, after, 'http_requests_total', { method, route, status });
+        expect(counted('POST', '/api/movies', 201)).to.equal(2);
+        expect(counted('GET', '/api/movies/:id', 200)).to.equal(3);
+        expect(counted('GET', '/api/movies/:id', 404)).to.equal(1);
+        expect(counted('GET', 'unmatched', 404)).to.equal(1);
+        expect(counted('DELETE', '/api/movies/:id', 204)).to.equal(2);
+        expect(
+          moved(before, after, 'http_request_duration_seconds_count', {
+            method: 'GET',
+            route: '/api/movies/:id',
+            status: 200,
+          }),
+        ).to.equal(3);
+        expect(
+          moved(before, after, 'http_request_duration_seconds_sum', {
+            method: 'GET',
+            route: '/api/movies/:id',
+            status: 200,
+          }),
+        ).to.be.above(0);
+      },
+    );
 
-    it('When a client sends a method of its own, then it is counted as "other": a client cannot add series at will', async () => {
-      const before = await scrape(metricsUrl());
-      const reply = await fetch(`${base}/api/movies`, { method: 'PROPFIND' });
-      expect(reply.status).to.equal(405);
-      const after = await scrape(metricsUrl());
-      expect(
-        moved(before, after, 'http_requests_total', { method: 'other', route: 'unmatched', status: 405 }),
-        'no route takes PROPFIND',
-      ).to.equal(1);
-      expect([...after.keys()].some((key) => key.includes('PROPFIND'))).to.equal(false);
-    });
+    it(
+      'When a client sends a method of its own, ' + 'then it is counted as "other": a client cannot add series at will',
+      async () => {
+        const before = await scrape(metricsUrl());
+        const reply = await fetch(`${base}/api/movies`, { method: 'PROPFIND' });
+        expect(reply.status).to.equal(405);
+        const after = await scrape(metricsUrl());
+        expect(
+          moved(before, after, 'http_requests_total', { method: 'other', route: 'unmatched', status: 405 }),
+          'no route takes PROPFIND',
+        ).to.equal(1);
+        expect([...after.keys()].some((key) => key.includes('PROPFIND'))).to.equal(false);
+      },
+    );
 
-    it('When /metrics is asked for on the API port, then it is not there: metrics have a listener of their own', async () => {
-      expectProblem(await request(`${base}/metrics`), 404);
-      expect((await scrape(metricsUrl())).get('process_cpu_seconds_total')).to.be.a('number');
-    });
+    it(
+      'When /metrics is asked for on the API port, ' + 'then it is not there: metrics have a listener of their own',
+      async () => {
+        expectProblem(await request(`${base}/metrics`), 404);
+        expect((await scrape(metricsUrl())).get('process_cpu_seconds_total')).to.be.a('number');
+      },
+    );
   });
 });

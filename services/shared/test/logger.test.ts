@@ -11,27 +11,31 @@ describe('shared: the logs on stdout', () => {
   }
   const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-  it('When a service logs lines over several turns of the event loop, then they reach stdout a moment later, in one write', async () => {
-    const logger = createLogger('test-batching');
-    const { writes, restore } = captureStdout();
-    try {
-      for (let i = 0; i < 20; i++) {
-        logger.info({ i }, 'request');
-        await new Promise(setImmediate);
+  it(
+    'When a service logs lines over several turns of the event loop, ' +
+      'then they reach stdout a moment later, in one write',
+    async () => {
+      const logger = createLogger('test-batching');
+      const { writes, restore } = captureStdout();
+      try {
+        for (let i = 0; i < 20; i++) {
+          logger.info({ i }, 'request');
+          await new Promise(setImmediate);
+        }
+        expect(writes, 'written before 50 ms').to.have.length(0);
+        await pause(120);
+      } finally {
+        restore();
       }
-      expect(writes, 'written before 50 ms').to.have.length(0);
-      await pause(120);
-    } finally {
-      restore();
-    }
-    expect(writes).to.have.length(1);
-    expect(
-      writes[0]!
-        .trim()
-        .split('\n')
-        .map((line) => (JSON.parse(line) as { i: number }).i),
-    ).to.deep.equal([...Array(20).keys()]);
-  });
+      expect(writes).to.have.length(1);
+      expect(
+        writes[0]!
+          .trim()
+          .split('\n')
+          .map((line) => (JSON.parse(line) as { i: number }).i),
+      ).to.deep.equal([...Array(20).keys()]);
+    },
+  );
 
   it('When 64 KB of lines are waiting, then they are written at once', async () => {
     const logger = createLogger('test-batching');
