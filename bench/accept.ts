@@ -82,7 +82,8 @@ export async function acceptPhase(db: pg.Pool, channel: ConfirmChannel, memory: 
         Object.assign(memory.load, mergeMax(memory.load, sampler.stop()));
         gateway.push(result);
         log(
-          `accept gateway: ${result.rps} 202/s p99 ${result.p99_ms} ms (${result.non_ok} other statuses, ${result.errors} errors)`,
+          `accept gateway: ${result.rps} 202/s p99 ${result.p99_ms} ms (${result.non_ok} other statuses, ` +
+            `${result.errors} errors)`,
         );
       } else {
         count(await rawPublish(channel, concurrency, WARMUP_S));

@@ -73,7 +73,8 @@ export async function limiterPhase(db: pg.Pool, channel: ConfirmChannel) {
         runs.off.push(off);
         const others = on.non_ok + off.non_ok;
         log(
-          `limiter ${what}: on ${on.rps} req/s p99 ${on.p99_ms} ms, off ${off.rps} req/s p99 ${off.p99_ms} ms (${others} other statuses)`,
+          `limiter ${what}: on ${on.rps} req/s p99 ${on.p99_ms} ms, off ${off.rps} req/s p99 ${off.p99_ms} ms ` +
+            `(${others} other statuses)`,
         );
       }
       await stopCopies();

@@ -69,7 +69,8 @@ function buildGoProxy(dir: string): string {
   const built = spawnSync('go', ['build', '-o', binary, `${root}bench/peers/go-proxy.go`], { encoding: 'utf8', env });
   if (built.error || built.status !== 0) {
     throw new Error(
-      `go build of bench/peers/go-proxy.go failed (is golang-go installed? make bench installs it): ${built.error?.message ?? built.stderr}`,
+      'go build of bench/peers/go-proxy.go failed (is golang-go installed? make bench installs it): ' +
+        `${built.error?.message ?? built.stderr}`,
     );
   }
   return binary;

@@ -65,7 +65,9 @@ export function summarise(file: string, top = 15) {
     if (functionName === '(idle)') return;
     const us = profile.timeDeltas[i] ?? 0;
     busy += us;
-    const name = `${functionName || '(anonymous)'} ${url.replace(/^file:\/\/.*?\/(node_modules|services)\//, '$1/')}:${lineNumber + 1}`;
+    const name =
+      `${functionName || '(anonymous)'} ` +
+      `${url.replace(/^file:\/\/.*?\/(node_modules|services)\//, '$1/')}:${lineNumber + 1}`;
     byFunction.set(name, (byFunction.get(name) ?? 0) + us);
     const area = areaOf(url, functionName);
     byArea.set(area, (byArea.get(area) ?? 0) + us);

@@ -178,7 +178,8 @@ export async function proxyPhase(memory: { load: MemoryByApp }) {
           if (sampler) Object.assign(memory.load, mergeMax(memory.load, sampler.stop()));
           runs[side].push(result);
           log(
-            `proxy c=${connections} ${side}: ${result.rps} req/s p50 ${result.p50_ms} ms p99 ${result.p99_ms} ms (${result.non_ok} non-200, ${result.errors} errors)`,
+            `proxy c=${connections} ${side}: ${result.rps} req/s p50 ${result.p50_ms} ms p99 ${result.p99_ms} ms ` +
+              `(${result.non_ok} non-200, ${result.errors} errors)`,
           );
         }
       }
@@ -201,7 +202,8 @@ export async function proxyPhase(memory: { load: MemoryByApp }) {
         };
         runs[side].push(result);
         log(
-          `open loop ${rate}/s ${side}: p50 ${result.p50_ms} ms p99 ${result.p99_ms} ms max ${result.max_ms} ms (${result.non_ok} non-200, ${result.errors} errors, send lag p99 ${result.send_lag_p99_ms} ms)`,
+          `open loop ${rate}/s ${side}: p50 ${result.p50_ms} ms p99 ${result.p99_ms} ms max ${result.max_ms} ms ` +
+            `(${result.non_ok} non-200, ${result.errors} errors, send lag p99 ${result.send_lag_p99_ms} ms)`,
         );
       }
     }

@@ -74,7 +74,8 @@ function proxyRows(p: NonNullable<Results['proxy']>): string[][] {
     rows.push([
       `  vs nginx, ${c.slice(1)} conn`,
       `gateway ${run.gateway.rps} req/s`,
-      `nginx ${run.nginx.rps} req/s p50 ${run.nginx.p50_ms} p99 ${run.nginx.p99_ms} ms (${run.nginx_vs_direct}x direct)`,
+      `nginx ${run.nginx.rps} req/s p50 ${run.nginx.p50_ms} p99 ${run.nginx.p99_ms} ms ` +
+        `(${run.nginx_vs_direct}x direct)`,
       `${run.nginx_ratio}x`,
       last ? `>= ${TARGETS.nginx_ratio}x` : '',
       last ? mark(run.nginx_ratio >= TARGETS.nginx_ratio) : '',
@@ -116,7 +117,8 @@ function proxyRows(p: NonNullable<Results['proxy']>): string[][] {
   const o = p.open_loop;
   if (o) {
     rows.push([
-      `open loop ${o.rate} req/s (half of direct), p99${o.over_capacity.length ? ` (over the capacity of: ${o.over_capacity.join(', ')})` : ''}`,
+      `open loop ${o.rate} req/s (half of direct), ` +
+        `p99${o.over_capacity.length ? ` (over the capacity of: ${o.over_capacity.join(', ')})` : ''}`,
       `gateway p50 ${o.gateway.p50_ms} p99 ${o.gateway.p99_ms} ms`,
       `direct p50 ${o.direct.p50_ms} p99 ${o.direct.p99_ms} ms; nginx p99 ${o.nginx.p99_ms} ms`,
       `+${o.added_p99_ms} ms (nginx +${o.nginx_added_p99_ms} ms)`,
@@ -137,7 +139,8 @@ export function table(results: Results): string {
     const a = results.accept;
     rows.push([
       `billing accept, ${a.concurrency} outstanding`,
-      `${a.gateway.rate} 202/s p99 ${a.gateway.p99_ms} ms; CPU ${a.gateway.cpu_ms_per_request} ms/req (gw ${a.gateway['api-gateway_cpu_ms_per_request']})`,
+      `${a.gateway.rate} 202/s p99 ${a.gateway.p99_ms} ms; CPU ${a.gateway.cpu_ms_per_request} ms/req (gw ` +
+        `${a.gateway['api-gateway_cpu_ms_per_request']})`,
       `${a.raw.rate} confirms/s (raw amqplib); CPU ${a.raw.cpu_ms_per_message} ms/msg`,
       `${a.ratio}x`,
       `>= ${TARGETS.accept_ratio}x`,
@@ -180,8 +183,10 @@ export function table(results: Results): string {
   if (results.drain) {
     const d = results.drain;
     rows.push([
-      `drain ${d.messages} msgs, prefetch ${d.prefetch}${d.consumer.candidate ? ' (checkout copy)' : ''}, median of ${d.runs.length}`,
-      `${d.consumer.rate} msg/s, ${d.drained_rows} rows (${d.consumer.seconds_incl_startup} s incl. start); CPU ${d.consumer.cpu_ms_per_message.total} ms/msg`,
+      `drain ${d.messages} msgs, prefetch ${d.prefetch}${d.consumer.candidate ? ' (checkout copy)' : ''}, median of ` +
+        `${d.runs.length}`,
+      `${d.consumer.rate} msg/s, ${d.drained_rows} rows (${d.consumer.seconds_incl_startup} s incl. start); CPU ` +
+        `${d.consumer.cpu_ms_per_message.total} ms/msg`,
       `${d.raw.rate} msg/s (raw consume+ack); CPU ${d.raw.cpu_ms_per_message.total} ms/msg`,
       `${d.ratio}x (runs ${d.runs.map((r) => r.ratio).join(', ')})`,
       `>= ${TARGETS.drain_ratio}x, ${d.messages} rows`,

@@ -123,7 +123,8 @@ describe('the readers of .env', () => {
     const template = path.join(repo, 'roles/crud_service/templates/app.env.j2');
     writeFileSync(
       playbook,
-      `- hosts: localhost\n  gather_facts: false\n  tasks:\n    - template: { src: ${template}, dest: ${file}, mode: '0600' }\n`,
+      '- hosts: localhost\n  gather_facts: false\n  tasks:\n' +
+        `    - template: { src: ${template}, dest: ${file}, mode: '0600' }\n`,
     );
     const vars = JSON.stringify({ crud_service_app: 'probe', crud_service_env: values });
     execFileSync('ansible-playbook', ['-i', 'localhost,', '-c', 'local', playbook, '-e', vars], { encoding: 'utf8' });

@@ -98,7 +98,8 @@ describe('make backup and make restore', () => {
       ).to.equal(200);
       const added = await postMovie(unique('after-backup'));
       psqlBilling(
-        `DELETE FROM orders WHERE user_id = '${user}' AND message_id IN (${backedUp.map((key) => `'${key}'`).join(',')})`,
+        `DELETE FROM orders WHERE user_id = '${user}' AND message_id IN ` +
+          `(${backedUp.map((key) => `'${key}'`).join(',')})`,
       );
       expect(orderCounts(psqlBilling, backedUp)).to.deep.equal([0, 0, 0]);
 

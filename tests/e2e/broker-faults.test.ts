@@ -96,7 +96,9 @@ describe('the deployed stack under broker faults', function () {
       );
       const lostWithQueue = accepted.filter((key, i) => counts[i] === 0 && overlapping.has(key));
       console.log(
-        `      sent ${outcomes.size}: ${accepted.length} × 202, ${outcomes.size - accepted.length - others.length} × 503, ${lostWithQueue.length} lost with the queue; back with a consumer (as the management API shows it) after ${backSeconds} s`,
+        `      sent ${outcomes.size}: ${accepted.length} × 202, ${outcomes.size - accepted.length - others.length} ` +
+          `× 503, ${lostWithQueue.length} lost with the queue; back with a consumer (as the management API shows ` +
+          `it) after ${backSeconds} s`,
       );
       expect(others, 'answers other than 202 or 503').to.deep.equal([]);
       expect(counts.filter((n) => n > 1).length, 'orders stored more than once').to.equal(0);
@@ -228,7 +230,8 @@ describe('the deployed stack under broker faults', function () {
           'every 202 of the flood in orders or rejected_orders',
         );
         console.log(
-          `      flood: ${accepted.length} × 202 of 300, 1 stored and ${rejected.length} recorded as rejected; the 20 others stored within ${seconds} s`,
+          `      flood: ${accepted.length} × 202 of 300, 1 stored and ${rejected.length} recorded as rejected; the ` +
+            `20 others stored within ${seconds} s`,
         );
         expect(stored, 'the first order of the key').to.have.length(1);
         expect([...stored, ...rejected].sort((a, b) => a - b)).to.deep.equal(accepted);
@@ -305,7 +308,8 @@ describe('the deployed stack under broker faults', function () {
       await everyOnce([key], 60_000, 'the order in billing_db once the database is back');
       await untilReady(billingHealth, 30_000, 'billing-consumer ready');
       console.log(
-        `      consuming on a new connection ${closedAfter} s after the order; consumer_timeout restored to ${previous ?? 'unset'}`,
+        `      consuming on a new connection ${closedAfter} s after the order; consumer_timeout restored to ` +
+          `${previous ?? 'unset'}`,
       );
     },
   );

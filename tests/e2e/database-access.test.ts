@@ -35,7 +35,9 @@ describe('database access of the deployed stack', () => {
       const rules = asPostgres(
         host,
         name,
-        "SELECT line_number || ': ' || type || ' ' || array_to_string(database, ',') || ' ' || array_to_string(user_name, ',') FROM pg_hba_file_rules WHERE type LIKE 'host%' AND ('all' = ANY(database) OR 'all' = ANY(user_name))",
+        "SELECT line_number || ': ' || type || ' ' || array_to_string(database, ',') || ' ' || " +
+          "array_to_string(user_name, ',') FROM pg_hba_file_rules " +
+          "WHERE type LIKE 'host%' AND ('all' = ANY(database) OR 'all' = ANY(user_name))",
       );
       expect(rules, 'catch-all TCP rules').to.equal('');
       expect(
@@ -48,7 +50,8 @@ describe('database access of the deployed stack', () => {
       const rows = asPostgres(
         host,
         name,
-        `SELECT has_database_privilege('public', '${name}', 'CONNECT'), has_schema_privilege('public', 'public', 'CREATE')`,
+        `SELECT has_database_privilege('public', '${name}', 'CONNECT'), has_schema_privilege('public', 'public', ` +
+          `'CREATE')`,
       );
       expect(rows).to.equal('f|f');
     });

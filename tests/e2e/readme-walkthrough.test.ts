@@ -48,7 +48,10 @@ function script(commands: Command[]): string {
   const steps = commands.map(({ line, ctrlC }, index) => {
     const command = ctrlC ? `timeout -s INT ${CTRL_C_AFTER_S} ${line}` : line;
     // braces, not a subshell: a variable set here (id=…) is there for the next commands
-    return `{ ${command}\n} > "$out" 2> "$err" < /dev/null; code=$?; printf '\\n@@@ ${index} %s\\n' "$code"; cat "$out"; printf '\\n@@@ stderr\\n'; cat "$err"`;
+    return (
+      `{ ${command}\n} > "$out" 2> "$err" < /dev/null; code=$?; printf '\\n@@@ ${index} %s\\n' "$code"; ` +
+      `cat "$out"; printf '\\n@@@ stderr\\n'; cat "$err"`
+    );
   });
   return ['out=$(mktemp); err=$(mktemp)', ...steps, 'rm -f "$out" "$err"'].join('\n');
 }

@@ -93,7 +93,9 @@ describe('slow connections against the deployed gateway', () => {
         const metrics = instanceUrls('api-gateway', url.hostname, Number(env.GATEWAY_METRICS_PORT ?? 9100));
         const lags = (await Promise.all(metrics.map(scrape))).map((m) => m.get('nodejs_eventloop_lag_max_seconds')!);
         console.log(
-          `      slow flood, settled in ${settledMs === undefined ? 'more than the limit' : `${Math.round(settledMs)} ms`}: ${describeFlood(probe, report, CLIENT_FROM)}`,
+          '      slow flood, settled in ' +
+            `${settledMs === undefined ? 'more than the limit' : `${Math.round(settledMs)} ms`}: ` +
+            `${describeFlood(probe, report, CLIENT_FROM)}`,
         );
         console.log(
           `      api-gateway before ${JSON.stringify(before)}, after ${JSON.stringify(after)}; ` +
@@ -103,7 +105,9 @@ describe('slow connections against the deployed gateway', () => {
         expect(report.opened, 'flood connections opened').to.equal(FLOOD);
         expect(report.connected, 'flood connections that connected').to.be.above(0);
         // those the gateway turned away (no answer) show how late it picked a connection up
-        const late = `ms the longest flood connection lived, from its connect (turned away: ${report.longestByAnswer.none} ms)`;
+        const late =
+          'ms the longest flood connection lived, from its connect (turned away: ' +
+          `${report.longestByAnswer.none} ms)`;
         expect(report.longestMs, late).to.be.below(closedWithinMs + report.lagMs);
         expect(report.answers, 'the flood: closed by the request timeout (408)').to.have.property('408');
         expect(Object.keys(report.answers), 'the flood: answers (none: closed by a cap)').to.have.members([

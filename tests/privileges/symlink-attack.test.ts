@@ -141,7 +141,8 @@ describe(
       // what the later roles would do.
       attacks = [provision(), provision('--tags', 'deploy')];
       console.log(
-        `      provisioning runs with the links in place: ${planted.length} links, exit codes ${attacks.map((a) => a.status).join(', ')}`,
+        `      provisioning runs with the links in place: ${planted.length} links, exit codes ` +
+          `${attacks.map((a) => a.status).join(', ')}`,
       );
     });
 

@@ -122,7 +122,8 @@ export function assertContract(method: string, url: string, status: number, head
   }
   if (problems.length > 0) {
     throw new Error(
-      `contract: ${method} ${pathname} → ${status} does not match openapi.yaml: ${problems.join('; ')}\n${JSON.stringify(body)?.slice(0, 500)}`,
+      `contract: ${method} ${pathname} → ${status} does not match openapi.yaml: ` +
+        `${problems.join('; ')}\n${JSON.stringify(body)?.slice(0, 500)}`,
     );
   }
 }

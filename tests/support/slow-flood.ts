@@ -177,8 +177,10 @@ export const percentile = (values: number[], p: number): number =>
 /** One line of figures for a test's output: the probe's count, p50 and p99, and the flood's connections. */
 export const describeFlood = (probe: Probe, report: FloodReport, from: string): string =>
   `${probe.latencies.length} GETs from ${from} (statuses ${JSON.stringify(Object.fromEntries(probe.statuses))}, ` +
-  `${probe.errors.length} errors${probe.errors.length > 0 ? `: ${[...new Set(probe.errors)].join('; ')}` : ''}), p50 ${percentile(probe.latencies, 50).toFixed(1)} ms, ` +
-  `p99 ${percentile(probe.latencies, 99).toFixed(1)} ms; flood: ${report.opened} opened, ${report.connected} connected, ` +
+  `${probe.errors.length} errors${probe.errors.length > 0 ? `: ${[...new Set(probe.errors)].join('; ')}` : ''}), ` +
+  `p50 ${percentile(probe.latencies, 50).toFixed(1)} ms, ` +
+  `p99 ${percentile(probe.latencies, 99).toFixed(1)} ms; flood: ${report.opened} opened, ${report.connected} ` +
+  'connected, ' +
   `${report.failed} failed, ${report.openNow} still open, the longest lived ${Math.round(report.longestMs)} ms; ` +
   `closed after s: ${JSON.stringify(report.livedSeconds)}, with answers ${JSON.stringify(report.answers)}, ` +
   `the longest by answer (ms) ${JSON.stringify(report.longestByAnswer)}; ` +

@@ -124,141 +124,145 @@ async function countsOf(prefix: string, keys: string[]): Promise<number[]> {
   );
 }
 
-describe(`billing on ${billingVms.length} billing VM(s) under broker faults${clustered ? ', one RabbitMQ cluster (make scale-test)' : ''}`, function () {
-  this.timeout(0);
+describe(
+  `billing on ${billingVms.length} billing VM(s) under broker ` +
+    `faults${clustered ? ', one RabbitMQ cluster (make scale-test)' : ''}`,
+  function () {
+    this.timeout(0);
 
-  it('When the billing VMs are up, then the management API shows a running node on each', async () => {
-    expect(await runningNodes(), 'running nodes (GET /api/nodes on billing-vm)').to.deep.equal(nodes);
-  });
+    it('When the billing VMs are up, then the management API shows a running node on each', async () => {
+      expect(await runningNodes(), 'running nodes (GET /api/nodes on billing-vm)').to.deep.equal(nodes);
+    });
 
-  it(
-    'When the consumers have declared them on one node, ' +
-      'then billing_queue and its dead-letter queue are classic queues',
-    async function () {
-      if (clustered) this.skip();
-      for (const name of queues) expect((await queueInfo(name)).type, `${name}'s type`).to.equal('classic');
-    },
-  );
+    it(
+      'When the consumers have declared them on one node, ' +
+        'then billing_queue and its dead-letter queue are classic queues',
+      async function () {
+        if (clustered) this.skip();
+        for (const name of queues) expect((await queueInfo(name)).type, `${name}'s type`).to.equal('classic');
+      },
+    );
 
-  it(
-    'When the consumers have declared them on a cluster, ' +
-      'then billing_queue and its dead-letter queue are quorum queues with a replica on every node',
-    async function () {
-      if (!clustered) this.skip();
-      for (const name of queues) {
-        const info = await eventually(
-          async () => {
-            const found = await queueInfo(name);
-            return found.members !== undefined ? found : undefined;
-          },
-          30_000,
-          `${name}'s members in the management API`,
-        );
-        expect(info.type, `${name}'s type`).to.equal('quorum');
-        expect([...info.members].sort(), `${name}'s replicas`).to.deep.equal(nodes);
-      }
-      await eventually(clusterWhole, 60_000, 'every replica online and a consumer on every billing VM');
-    },
-  );
+    it(
+      'When the consumers have declared them on a cluster, ' +
+        'then billing_queue and its dead-letter queue are quorum queues with a replica on every node',
+      async function () {
+        if (!clustered) this.skip();
+        for (const name of queues) {
+          const info = await eventually(
+            async () => {
+              const found = await queueInfo(name);
+              return found.members !== undefined ? found : undefined;
+            },
+            30_000,
+            `${name}'s members in the management API`,
+          );
+          expect(info.type, `${name}'s type`).to.equal('quorum');
+          expect([...info.members].sort(), `${name}'s replicas`).to.deep.equal(nodes);
+        }
+        await eventually(clusterWhole, 60_000, 'every replica online and a consumer on every billing VM');
+      },
+    );
 
-  it(
-    `When orders arrive at ${rate}/s while ${brokerVm}'s broker stops and restarts, ` +
-      `then ${haltedVm} halts and comes back, then each is stored exactly once`,
-    async function () {
-      // two nodes: the quorum of either queue is both (check_if_node_is_quorum_critical never passes)
-      if (billingVms.length === 2 || (clustered && brokerVm === haltedVm) || !billingVms.includes(brokerVm))
-        this.skip();
-      const prefix = unique('scale');
-      const steps: string[] = [];
-      const loadStarted = Date.now();
-      /** Runs one step of the faults and notes when it started (seconds into the load) and how long it took. */
-      const step = async (what: string, action: () => Promise<unknown>) => {
-        const started = Date.now();
-        await action();
-        steps.push(
-          `${((started - loadStarted) / 1000).toFixed(1)}s ${what} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
-        );
-      };
-      // One after the other, never together: a quorum of three tolerates one node down. On one node the check passes
-      // (no quorum queue) and both faults stop the only broker.
-      const faults: Fault = async () => {
-        steps.push(`api-gateway's connections: ${await gatewayConnections()}`);
-        await step(`${brokerVm}: check_if_node_is_quorum_critical passes`, () =>
-          eventually(quorumSafe(brokerVm), 120_000, `${brokerVm} not quorum-critical`),
-        );
-        await step(`${brokerVm}: systemctl stop rabbitmq-server`, () =>
-          onVm(brokerVm, 'systemctl', 'stop', 'rabbitmq-server'),
-        );
-        await step(`${brokerVm}: broker down`, () => sleep(DOWN_MS));
-        await step(`${brokerVm}: systemctl start rabbitmq-server`, () =>
-          onVm(brokerVm, 'systemctl', 'start', 'rabbitmq-server'),
-        );
-        await step('the cluster whole again', () =>
-          eventually(clusterWhole, 180_000, `${brokerVm} back in the cluster`),
-        );
-        steps.push(`api-gateway's connections: ${await gatewayConnections()}`);
-        await step(`${haltedVm}: check_if_node_is_quorum_critical passes`, () =>
-          eventually(quorumSafe(haltedVm), 120_000, `${haltedVm} not quorum-critical`),
-        );
-        await step(`vagrant halt ${haltedVm}`, () => vagrant('halt', haltedVm));
-        await step(`${haltedVm}: halted`, () => sleep(DOWN_MS));
-        await step(`vagrant up ${haltedVm} --no-provision`, () => vagrant('up', '--no-provision', haltedVm));
-        await step('the cluster whole again', () =>
-          eventually(clusterWhole, 300_000, `${haltedVm} back in the cluster, its consumer consuming`),
-        );
-        steps.push(`api-gateway's connections: ${await gatewayConnections()}`);
-        return 'faults in sequence';
-      };
+    it(
+      `When orders arrive at ${rate}/s while ${brokerVm}'s broker stops and restarts, ` +
+        `then ${haltedVm} halts and comes back, then each is stored exactly once`,
+      async function () {
+        // two nodes: the quorum of either queue is both (check_if_node_is_quorum_critical never passes)
+        if (billingVms.length === 2 || (clustered && brokerVm === haltedVm) || !billingVms.includes(brokerVm))
+          this.skip();
+        const prefix = unique('scale');
+        const steps: string[] = [];
+        const loadStarted = Date.now();
+        /** Runs one step of the faults and notes when it started (seconds into the load) and how long it took. */
+        const step = async (what: string, action: () => Promise<unknown>) => {
+          const started = Date.now();
+          await action();
+          steps.push(
+            `${((started - loadStarted) / 1000).toFixed(1)}s ${what} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
+          );
+        };
+        // One after the other, never together: a quorum of three tolerates one node down. On one node the check passes
+        // (no quorum queue) and both faults stop the only broker.
+        const faults: Fault = async () => {
+          steps.push(`api-gateway's connections: ${await gatewayConnections()}`);
+          await step(`${brokerVm}: check_if_node_is_quorum_critical passes`, () =>
+            eventually(quorumSafe(brokerVm), 120_000, `${brokerVm} not quorum-critical`),
+          );
+          await step(`${brokerVm}: systemctl stop rabbitmq-server`, () =>
+            onVm(brokerVm, 'systemctl', 'stop', 'rabbitmq-server'),
+          );
+          await step(`${brokerVm}: broker down`, () => sleep(DOWN_MS));
+          await step(`${brokerVm}: systemctl start rabbitmq-server`, () =>
+            onVm(brokerVm, 'systemctl', 'start', 'rabbitmq-server'),
+          );
+          await step('the cluster whole again', () =>
+            eventually(clusterWhole, 180_000, `${brokerVm} back in the cluster`),
+          );
+          steps.push(`api-gateway's connections: ${await gatewayConnections()}`);
+          await step(`${haltedVm}: check_if_node_is_quorum_critical passes`, () =>
+            eventually(quorumSafe(haltedVm), 120_000, `${haltedVm} not quorum-critical`),
+          );
+          await step(`vagrant halt ${haltedVm}`, () => vagrant('halt', haltedVm));
+          await step(`${haltedVm}: halted`, () => sleep(DOWN_MS));
+          await step(`vagrant up ${haltedVm} --no-provision`, () => vagrant('up', '--no-provision', haltedVm));
+          await step('the cluster whole again', () =>
+            eventually(clusterWhole, 300_000, `${haltedVm} back in the cluster, its consumer consuming`),
+          );
+          steps.push(`api-gateway's connections: ${await gatewayConnections()}`);
+          return 'faults in sequence';
+        };
 
-      const sent = await sendOrdersUnderFaults({
-        gateway,
-        rate,
-        orders: total,
-        faults: [[3_000, faults]],
-        untilFaultsDone: true,
-        keyOf: (i) => `${prefix}-${i}`,
-      });
-      const retriesStarted = Date.now();
-      const final = await retryUntilAccepted(gateway, sent);
-      const retrySeconds = (Date.now() - retriesStarted) / 1000;
-      const keys = [...final.keys()];
-      const accepted = keys.filter((key) => final.get(key) === 202);
-      const { counts, drainSeconds } = await countsWhenDrained(
-        (some) => countsOf(prefix, some),
-        accepted,
-        DRAIN_LIMIT_MS,
-      );
+        const sent = await sendOrdersUnderFaults({
+          gateway,
+          rate,
+          orders: total,
+          faults: [[3_000, faults]],
+          untilFaultsDone: true,
+          keyOf: (i) => `${prefix}-${i}`,
+        });
+        const retriesStarted = Date.now();
+        const final = await retryUntilAccepted(gateway, sent);
+        const retrySeconds = (Date.now() - retriesStarted) / 1000;
+        const keys = [...final.keys()];
+        const accepted = keys.filter((key) => final.get(key) === 202);
+        const { counts, drainSeconds } = await countsWhenDrained(
+          (some) => countsOf(prefix, some),
+          accepted,
+          DRAIN_LIMIT_MS,
+        );
 
-      const others = unexpected(sent.outcomes);
-      const figures = {
-        sent: sent.outcomes.size,
-        accepted202: tally(sent.outcomes, 202),
-        unavailable503: tally(sent.outcomes, 503),
-        connectionErrors: tally(sent.outcomes, 'connection error'),
-        other: others.length,
-        retriedTo202: accepted.length - tally(sent.outcomes, 202),
-        unresolved: keys.length - accepted.length,
-        // what the last retry of each unresolved order got
-        unresolvedAs: outcomeCounts([...final.values()].filter((outcome) => outcome !== 202)),
-        lost: counts.filter((n) => n === 0).length,
-        duplicated: counts.filter((n) => n > 1).length,
-        sendSeconds: sent.seconds,
-        retrySeconds,
-        drainSeconds,
-      };
-      console.log(`      steps: ${steps.join('; ')}`);
-      console.log(`      chaos: ${JSON.stringify(figures)}`);
+        const others = unexpected(sent.outcomes);
+        const figures = {
+          sent: sent.outcomes.size,
+          accepted202: tally(sent.outcomes, 202),
+          unavailable503: tally(sent.outcomes, 503),
+          connectionErrors: tally(sent.outcomes, 'connection error'),
+          other: others.length,
+          retriedTo202: accepted.length - tally(sent.outcomes, 202),
+          unresolved: keys.length - accepted.length,
+          // what the last retry of each unresolved order got
+          unresolvedAs: outcomeCounts([...final.values()].filter((outcome) => outcome !== 202)),
+          lost: counts.filter((n) => n === 0).length,
+          duplicated: counts.filter((n) => n > 1).length,
+          sendSeconds: sent.seconds,
+          retrySeconds,
+          drainSeconds,
+        };
+        console.log(`      steps: ${steps.join('; ')}`);
+        console.log(`      chaos: ${JSON.stringify(figures)}`);
 
-      expect(figures.sent, 'orders sent').to.be.at.least(total);
-      expect(others, 'answers other than 202, 503 or a connection error').to.deep.equal([]);
-      expect(figures.unresolved, 'orders still not accepted after their retries').to.equal(0);
-      expect(figures.lost, 'orders answered 202 (at once or on a retry) but missing from billing_db').to.equal(0);
-      expect(figures.duplicated, 'orders stored more than once').to.equal(0);
-      if (clustered)
-        expect(
-          figures.unavailable503 + figures.connectionErrors,
-          'orders answered 503 (or not at all): at most 1%',
-        ).to.be.at.most(figures.sent / 100);
-    },
-  );
-});
+        expect(figures.sent, 'orders sent').to.be.at.least(total);
+        expect(others, 'answers other than 202, 503 or a connection error').to.deep.equal([]);
+        expect(figures.unresolved, 'orders still not accepted after their retries').to.equal(0);
+        expect(figures.lost, 'orders answered 202 (at once or on a retry) but missing from billing_db').to.equal(0);
+        expect(figures.duplicated, 'orders stored more than once').to.equal(0);
+        if (clustered)
+          expect(
+            figures.unavailable503 + figures.connectionErrors,
+            'orders answered 503 (or not at all): at most 1%',
+          ).to.be.at.most(figures.sent / 100);
+      },
+    );
+  },
+);

@@ -104,7 +104,8 @@ describe('the VM path with Vagrant (make up PROVIDER=docker)', () => {
           .replace(/\s+/g, ' ');
         expect(
           unit,
-          `${machine}: the unit of \`pm2 startup\` (pm2-crud-master.service, roles/pm2 tasks/startup.yml) is active and enabled after boot`,
+          `${machine}: the unit of \`pm2 startup\` (pm2-crud-master.service, roles/pm2 tasks/startup.yml) is active ` +
+            'and enabled after boot',
         ).to.equal('active enabled');
         const online = await eventually(
           () => {
@@ -123,7 +124,7 @@ describe('the VM path with Vagrant (make up PROVIDER=docker)', () => {
         60_000,
         'the orders that waited through the reboot, each once in billing_db',
       );
-      // PM2 says online as soon as it forks: the forwarded :8080 answers once api-gateway listens and reaches its broker.
+      // PM2 says online as soon as it forks: the forwarded :8080 answers once api-gateway listens and has its broker.
       const ready = async () =>
         (await request(`${gateway}/readyz`).catch(() => undefined))?.status === 200 || undefined;
       await eventually(ready, 60_000, "gateway-vm's :8080 to answer /readyz 200 after the reboot");

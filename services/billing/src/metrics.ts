@@ -12,7 +12,9 @@ export function consumerMetrics(registry: Registry) {
   };
   const storeFailures = new Counter({
     name: 'billing_store_failures_total',
-    help: 'Failed attempts to settle a batch, by kind: passing (the database is down) or permanent (retrying cannot cure it).',
+    help:
+      'Failed attempts to settle a batch, by kind: passing (the database is down) ' +
+      'or permanent (retrying cannot cure it).',
     labelNames: ['kind'],
     registers,
   });
@@ -37,7 +39,9 @@ export function consumerMetrics(registry: Registry) {
     }),
     rejected: new Counter({
       name: 'billing_orders_rejected_total',
-      help: 'Orders recorded in rejected_orders: their Idempotency-Key was already used by the same user for another order.',
+      help:
+        'Orders recorded in rejected_orders: ' +
+        'their Idempotency-Key was already used by the same user for another order.',
       registers,
     }),
     redeliveries: new Counter({
@@ -47,7 +51,9 @@ export function consumerMetrics(registry: Registry) {
     }),
     publishToCommit: new Histogram({
       name: 'billing_publish_to_commit_seconds',
-      help: "From the gateway's publish to the commit of the order in billing_db (the consumer's lag; across hosts, their clocks' offset too).",
+      help:
+        "From the gateway's publish to the commit of the order in billing_db (the consumer's lag; across hosts, " +
+        "their clocks' offset too).",
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
       registers,
     }),
@@ -94,7 +100,9 @@ export function consumerGauges(
   });
   new Gauge({
     name: 'billing_dead_letters_held',
-    help: 'Dead letters held in billing_db because the broker did not take them (absent when billing_db does not answer).',
+    help:
+      'Dead letters held in billing_db because the broker did not take them ' +
+      '(absent when billing_db does not answer).',
     registers,
     async collect() {
       const figures = await read();
@@ -121,7 +129,9 @@ export function consumerGauges(
   });
   new Gauge({
     name: 'billing_dead_letter_queue_max_length',
-    help: 'How many messages the dead-letter queue holds at most (its policy); past it, dead letters are held in billing_db.',
+    help:
+      'How many messages the dead-letter queue holds at most (its policy); ' +
+      'past it, dead letters are held in billing_db.',
     registers,
   }).set(maxLength);
 }

@@ -31,7 +31,8 @@ export const storedOnce = (orders: TestOrders, ids: string[], timeoutMs = 10_000
  * test's; `remove()` takes the policy away again.
  */
 export async function boundDeadLetters(queue: string, maxLength: number) {
-  const url = `${management}/policies/${encodeURIComponent(process.env.RABBITMQ_VHOST ?? '')}/${encodeURIComponent(`bound-${queue}`)}`;
+  const vhost = encodeURIComponent(process.env.RABBITMQ_VHOST ?? '');
+  const url = `${management}/policies/${vhost}/${encodeURIComponent(`bound-${queue}`)}`;
   const definition = { 'max-length': maxLength, overflow: 'reject-publish' };
   const body = { pattern: `^${queue.replace(/[.-]/g, '\\$&')}$`, definition, 'apply-to': 'queues', priority: 10 };
   const put = await request(url, { method: 'PUT', headers: managementAuth, json: body });

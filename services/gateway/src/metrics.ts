@@ -15,7 +15,9 @@ export const LIMITED_ROUTES = ['/api/movies', '/api/movies/:id', '/api/movies/*'
 export function gatewayMetrics(registry: Registry) {
   const orders = new Counter({
     name: 'gateway_orders_total',
-    help: 'Orders posted to /api/billing, by outcome: accepted (202), invalid (4xx), unavailable (503: the broker), failed.',
+    help:
+      'Orders posted to /api/billing, by outcome: ' +
+      'accepted (202), invalid (4xx), unavailable (503: the broker), failed.',
     labelNames: ['outcome'],
     registers: [registry],
   });
@@ -28,7 +30,9 @@ export function gatewayMetrics(registry: Registry) {
   });
   const rateLimited = new Counter({
     name: 'gateway_rate_limited_total',
-    help: 'Requests refused with 429, by route and by reason: address (any request), writes (POST/PUT/DELETE), user (user_id).',
+    help:
+      'Requests refused with 429, by route and by reason: ' +
+      'address (any request), writes (POST/PUT/DELETE), user (user_id).',
     labelNames: ['route', 'reason'],
     registers: [registry],
   });

@@ -116,7 +116,8 @@ function answerMalformedRequest(error: NodeJS.ErrnoException, socket: Duplex): v
       : `The request is not valid HTTP (${error.code ?? 'parse error'}).`;
   const body = JSON.stringify({ type: 'about:blank', title, status, detail });
   socket.end(
-    `HTTP/1.1 ${status} ${title}\r\nContent-Type: ${PROBLEM_JSON}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${title}\r\nContent-Type: ${PROBLEM_JSON}\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
 

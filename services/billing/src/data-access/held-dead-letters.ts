@@ -27,7 +27,8 @@ export const heldDeadLettersRepository = (pool: DatabasePool, exchange: string) 
   hold: async ({ messageId, cause, reason, properties, content }: DeadLetter): Promise<void> => {
     await pool.query(sql.unsafe`
       INSERT INTO held_dead_letters (exchange, message_id, cause, reason, properties, content)
-      VALUES (${exchange}, ${messageId ?? null}, ${cause}, ${reason}, ${sql.jsonb(properties as never)}, ${sql.binary(content)})`);
+      VALUES (${exchange}, ${messageId ?? null}, ${cause}, ${reason},
+        ${sql.jsonb(properties as never)}, ${sql.binary(content)})`);
   },
 
   /**

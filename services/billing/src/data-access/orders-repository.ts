@@ -43,7 +43,8 @@ export const ordersRepository = (pool: DatabasePool) => ({
       if (rejected.length > 0) {
         await transaction.query(sql.unsafe`
           INSERT INTO rejected_orders (user_id, number_of_items, total_amount, message_id, reason)
-          SELECT *, ${KEY_REUSED} FROM ${sql.unnest(rowsOf(rejected.map((position) => orders[position]!)), [...orderColumns])}
+          SELECT *, ${KEY_REUSED}
+          FROM ${sql.unnest(rowsOf(rejected.map((position) => orders[position]!)), [...orderColumns])}
           ON CONFLICT DO NOTHING`);
       }
       return { added: result.rowCount, rejected: [...rejected] };

@@ -56,7 +56,8 @@ export function queueMigration({ queues, queueType, state, quietFor, logger }: M
     if (kept && !state.queue.migrating) {
       logger.warn(
         { queue, existingType: kept.type, queueType },
-        `${queue} exists with another type or other arguments: it is consumed as it is, and replaced by a ${queueType} queue once it is empty and quiet`,
+        `${queue} exists with another type or other arguments: it is consumed as it is, and replaced by a ` +
+          `${queueType} queue once it is empty and quiet`,
       );
     }
     if (!kept && state.queue.migrating) logger.info({ queue, queueType }, `${queue} is now a ${queueType} queue`);
@@ -67,7 +68,8 @@ export function queueMigration({ queues, queueType, state, quietFor, logger }: M
     if (kept && !state.deadLetterQueueMigrating) {
       logger.warn(
         { queue: deadLetterQueue, existingType: kept.type, queueType },
-        `${deadLetterQueue} exists with another type or other arguments: it is kept as it is, and replaced by a ${queueType} queue once it is empty`,
+        `${deadLetterQueue} exists with another type or other arguments: it is kept as it is, and replaced by a ` +
+          `${queueType} queue once it is empty`,
       );
     }
     if (!kept && state.deadLetterQueueMigrating)

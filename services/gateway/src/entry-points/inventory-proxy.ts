@@ -158,7 +158,8 @@ export function inventoryProxy(target: string, timeoutMs: number, maxSockets: nu
     if (req.upstreamError)
       throw new HttpError(
         502,
-        `The inventory is unreachable (${(req.upstreamError as NodeJS.ErrnoException).code ?? req.upstreamError.message}).`,
+        'The inventory is unreachable ' +
+          `(${(req.upstreamError as NodeJS.ErrnoException).code ?? req.upstreamError.message}).`,
       );
   };
 }
