@@ -102,7 +102,13 @@ describe('the readers of .env', () => {
       ['-i', 'localhost,', '-c', 'local', probe, '-e', `crud_master_env_file=${sample}`],
       {
         encoding: 'utf8',
-        env: { ...process.env, ANSIBLE_STDOUT_CALLBACK: 'json', ANSIBLE_LOCALHOST_WARNING: 'false' },
+        // the json callback alone on stdout: ansible.cfg's timer would print after it
+        env: {
+          ...process.env,
+          ANSIBLE_STDOUT_CALLBACK: 'json',
+          ANSIBLE_CALLBACKS_ENABLED: '',
+          ANSIBLE_LOCALHOST_WARNING: 'false',
+        },
       },
     );
     const task = JSON.parse(out).plays[0].tasks[0];
