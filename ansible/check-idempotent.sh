@@ -27,7 +27,8 @@ export ANSIBLE_NOCOLOR=true
 echo "Idempotence check: ansible-playbook -i $inventory $here/site.yml${1+ $*} (log: $log)"
 started=$(date +%s)
 # The playbook's exit code, past tee (POSIX sh has no pipefail): written to fd 3, read by the substitution.
-{ status=$({ { rc=0; ansible-playbook -i "$inventory" "$here/site.yml" ${1+"$@"} 2>&1 || rc=$?; echo "$rc" >&3; } | tee "$log" >&4; } 3>&1); } 4>&1
+{ status=$({ { rc=0; ansible-playbook -i "$inventory" "$here/site.yml" ${1+"$@"} 2>&1 || rc=$?; echo "$rc" >&3; } \
+  | tee "$log" >&4; } 3>&1); } 4>&1
 elapsed=$(( $(date +%s) - started ))
 
 if [ "$status" -ne 0 ]; then

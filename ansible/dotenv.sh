@@ -47,7 +47,8 @@ billing_vm_names() {
   case $dotenv_count in
     '' | 0* | *[!0-9]*) echo "$1: BILLING_VM_COUNT must be a whole number, 1 or more." >&2; return 1 ;;
   esac
-  awk -v count="$dotenv_count" 'BEGIN { names = "billing-vm"; for (k = 2; k <= count; k++) names = names " billing-vm-" k; print names }'
+  awk -v count="$dotenv_count" 'BEGIN {
+    names = "billing-vm"; for (k = 2; k <= count; k++) names = names " billing-vm-" k; print names }'
 }
 
 monitor_vm_names() {

@@ -15,7 +15,8 @@ from=${BOX_FROM:-auto}
 mirror=${BOX_MIRROR:-http://deb.debian.org/debian}
 
 command -v docker >/dev/null || { echo "box: docker is missing (Debian: apt-get install docker.io)" >&2; exit 1; }
-docker info >/dev/null 2>&1 || { echo "box: no Docker engine answers (DOCKER_HOST=${DOCKER_HOST:-default})" >&2; exit 1; }
+docker info >/dev/null 2>&1 \
+  || { echo "box: no Docker engine answers (DOCKER_HOST=${DOCKER_HOST:-default})" >&2; exit 1; }
 
 # Vagrant's insecure public key: the box's first login, as in every Vagrant base box.
 vagrant_dir=$(ruby -e 'print Gem::Specification.find_by_name("vagrant").gem_dir' 2>/dev/null \
@@ -72,7 +73,8 @@ case $from in
     ;;
   debootstrap)
     [ "$(id -u)" -eq 0 ] || { echo "box: debootstrap needs root (sudo make box)" >&2; exit 1; }
-    command -v debootstrap >/dev/null || { echo "box: debootstrap is missing (apt-get install debootstrap)" >&2; exit 1; }
+    command -v debootstrap >/dev/null \
+      || { echo "box: debootstrap is missing (apt-get install debootstrap)" >&2; exit 1; }
     rootfs=$work/rootfs
     debootstrap --variant=minbase bookworm "$rootfs" "$mirror"
     mount -t proc proc "$rootfs/proc"

@@ -33,7 +33,8 @@ case ${1:-} in
       tar -x -C "$folder" -f "$folder/.$host.tar"
       rm "$folder/.$host.tar"
     done
-    [ -n "$(ls "$folder")" ] || { echo "No host holds a database: nothing was backed up." >&2; rmdir "$folder"; exit 1; }
+    [ -n "$(ls "$folder")" ] \
+      || { echo "No host holds a database: nothing was backed up." >&2; rmdir "$folder"; exit 1; }
     echo "Backed up into $folder:"
     ls -l "$folder"
     echo "Bring it back with: make restore BACKUP=$folder"

@@ -60,7 +60,7 @@ restore_database() {
 DO $$ BEGIN
   IF (SELECT array_agg(name ORDER BY name) FROM backup.pgmigrations)
      IS DISTINCT FROM (SELECT array_agg(name ORDER BY name) FROM public.pgmigrations) THEN
-    RAISE EXCEPTION 'the backup was taken with other migrations than this release has applied: restore it with its own release';
+    RAISE EXCEPTION 'the backup was taken under other migrations than this release has: restore it with its own';
   END IF;
 END $$;
 SQL

@@ -19,14 +19,19 @@ pm2 jlist 2>/dev/null | node -e '
     const apps = new Map();
     for (const p of list) apps.set(p.name, [...(apps.get(p.name) ?? []), p]);
     if (apps.size === 0) console.log("  pm2: no app");
-    const since = (ms) => { const m = Math.floor((Date.now() - ms) / 60000); return m < 60 ? `${m}m` : `${Math.floor(m / 60)}h${m % 60}m`; };
+    const since = (ms) => {
+      const m = Math.floor((Date.now() - ms) / 60000);
+      return m < 60 ? `${m}m` : `${Math.floor(m / 60)}h${m % 60}m`;
+    };
     for (const [name, procs] of apps) {
       const online = procs.filter((p) => p.pm2_env.status === "online");
       const states = [...new Set(procs.map((p) => p.pm2_env.status))].join(",");
       const restarts = procs.reduce((sum, p) => sum + p.pm2_env.restart_time, 0);
       const memory = procs.reduce((sum, p) => sum + (p.monit?.memory ?? 0), 0) / 2 ** 20;
       const up = online.length ? `up ${since(Math.min(...online.map((p) => p.pm2_env.pm_uptime)))}` : "";
-      console.log(`  ${name.padEnd(17)} ${states.padEnd(8)} ${online.length}/${procs.length}  ${up.padEnd(10)} restarts ${String(restarts).padEnd(4)} ${Math.round(memory)} MB`);
+      const count = `${online.length}/${procs.length}`;
+      console.log(`  ${name.padEnd(17)} ${states.padEnd(8)} ${count}  ${up.padEnd(10)} ` +
+        `restarts ${String(restarts).padEnd(4)} ${Math.round(memory)} MB`);
     }
   });'
 
@@ -54,7 +59,8 @@ if command -v rabbitmqctl >/dev/null 2>&1; then
   vhost=$(sed -n 's/^RABBITMQ_VHOST=//p' "$env_dir"/*.env 2>/dev/null | head -1)
   queue=$(sed -n 's/^RABBITMQ_QUEUE=//p' "$env_dir"/*.env 2>/dev/null | head -1)
   # the queue and those named after it (its dead-letter queue)
-  if queues=$(rabbitmqctl -q list_queues -p "${vhost:-/}" name messages_ready messages_unacknowledged consumers 2>&1); then
+  if queues=$(rabbitmqctl -q list_queues -p "${vhost:-/}" \
+    name messages_ready messages_unacknowledged consumers 2>&1); then
     printf '%s\n' "$queues" | awk -v queue="${queue:-billing_queue}" '
       NF == 4 && ($1 == queue || index($1, queue ".") == 1) {
         printf "  %-28s ready %-7s unacked %-7s consumers %s\n", $1, $2, $3, $4 }' | sort
@@ -67,9 +73,11 @@ fi
 sed -n 's/^[A-Z_]*_DB_NAME=//p' "$env_dir"/*.env 2>/dev/null | sort -u | while IFS= read -r db; do
   rows=$(cd / && runuser -u postgres -- psql -XqAt -d "$db" -c "
     SELECT string_agg(format('%s %s', table_name,
-             (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I', table_name), false, true, '')))[1]), ', '
+             (xpath('/row/c/text()',
+                    query_to_xml(format('SELECT count(*) AS c FROM %I', table_name), false, true, '')))[1]), ', '
            ORDER BY table_name)
-    FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name <> 'pgmigrations'" 2>/dev/null) \
+    FROM information_schema.tables
+    WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name <> 'pgmigrations'" 2>/dev/null) \
     && echo "  $db: $rows"
 done
 

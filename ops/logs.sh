@@ -11,9 +11,12 @@ cd "$(dirname "$0")/.." || exit 1
 lines=${LOG_LINES:-20}
 app=${APP:-}
 case $lines in '' | *[!0-9]*) echo "LOG_LINES must be a number" >&2; exit 2 ;; esac
-case $app in *[!a-z-]*) echo "APP must be an app's name (api-gateway, inventory-api, billing-consumer)" >&2; exit 2 ;; esac
+case $app in
+  *[!a-z-]*) echo "APP must be an app's name (api-gateway, inventory-api, billing-consumer)" >&2; exit 2 ;;
+esac
 # run as root on each host; pino-pretty from the release (the crud_build role's), one line an entry
-follow="pm2 logs $app --raw --lines $lines | $release/node_modules/.bin/pino-pretty --colorize --singleLine --ignore pid,hostname"
+pretty="$release/node_modules/.bin/pino-pretty --colorize --singleLine --ignore pid,hostname"
+follow="pm2 logs $app --raw --lines $lines | $pretty"
 vms=$(deployed_vms)
 
 if [ -n "$vms" ]; then
