@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { readDotenv } from '@crud-master/test-support/env';
+import { namedValues, readDotenv } from '@crud-master/test-support/env';
 
 /**
  * .env has one grammar (.env.example's header) and three readers, one per language that must read it:
@@ -55,15 +55,6 @@ describe('the readers of .env', () => {
   };
   let work: string;
   let sample: string;
-  /** NAME=VALUE lines as a record. */
-  const pairs = (text: string) =>
-    Object.fromEntries(
-      text
-        .split('\n')
-        .filter((line) => line !== '')
-        .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
-    );
-
   before(() => {
     work = mkdtempSync(path.join(tmpdir(), 'crud-master-dotenv-'));
     sample = path.join(work, 'sample.env');
@@ -88,7 +79,7 @@ describe('the readers of .env', () => {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    expect(pairs(out)).to.deep.equal(READ);
+    expect(namedValues(out)).to.deep.equal(READ);
   });
 
   it("When Ansible reads them (group_vars/all.yml's crud_master_env), then it agrees", () => {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
+import { namedValues } from '@crud-master/test-support/env';
 
 /**
  * What runs on a newcomer's host (make .env, make inventory, the Makefile's reader of .env) is POSIX sh: macOS has
@@ -22,13 +23,7 @@ describe('the host-side scripts on a POSIX sh (no bash on PATH)', () => {
     return { status: result.status, out: `${result.stdout}${result.stderr}` };
   };
   /** A written .env's NAME=VALUE lines, as make-env.sh writes them (no quotes). */
-  const envOf = (file: string): Record<string, string> =>
-    Object.fromEntries(
-      readFileSync(file, 'utf8')
-        .split('\n')
-        .filter((line) => /^\w+=/.test(line))
-        .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
-    );
+  const envOf = (file: string) => namedValues(readFileSync(file, 'utf8'));
   /** The hosts of [billing] in the inventory FILE of the copy. */
   const billingHosts = (file: string) => {
     const lines = readFileSync(path.join(checkout, file), 'utf8').split('\n');

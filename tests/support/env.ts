@@ -4,13 +4,19 @@ import { fileURLToPath } from 'node:url';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 
+/** The NAME=VALUE lines of TEXT, as written (no grammar applied): each value is what follows the first =. */
+export const namedValues = (text: string): Record<string, string> =>
+  Object.fromEntries(
+    text
+      .split('\n')
+      .filter((line) => /^\w+=/.test(line))
+      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+  );
+
 /** FILE's variables, read by ansible/dotenv.sh (Node's own reader follows another grammar: # is a comment there). */
 export const readDotenv = (file: string): Record<string, string> =>
-  Object.fromEntries(
-    execFileSync('sh', ['-c', '. "$1/ansible/dotenv.sh" && dotenv_pairs "$2"', 'sh', repo, file], { encoding: 'utf8' })
-      .split('\n')
-      .filter((line) => line !== '')
-      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+  namedValues(
+    execFileSync('sh', ['-c', '. "$1/ansible/dotenv.sh" && dotenv_pairs "$2"', 'sh', repo, file], { encoding: 'utf8' }),
   );
 
 /** The repository's .env (made from .env.example by `make`) holds the credentials the roles provisioned. What the
