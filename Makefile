@@ -19,8 +19,8 @@ APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 export ANSIBLE_CONFIG := $(CURDIR)/ansible/ansible.cfg
 PLAYBOOK := ansible/site.yml
 LOCAL_INVENTORY := ansible/local.ini
-# The VMs' inventory: inventory.ini as .env's BILLING_VM_COUNT and MONITOR_VM say (make inventory writes it).
-VM_INVENTORY := .vagrant/inventory.ini
+# The VMs' inventory, which the Vagrantfile writes from .env whenever Vagrant loads it (make inventory).
+VM_INVENTORY := .vagrant/inventory.json
 # More ansible-playbook arguments, e.g. `make local ANSIBLE_ARGS='--tags deploy -v'` or `-K` for a sudo password.
 ANSIBLE_ARGS ?=
 # The gateway that `make postman` runs the Postman collection against.
@@ -103,19 +103,16 @@ deps-lint: deps-ansible ## Install the linters (DEPS_LINT) when missing
 
 # Vagrant's provider: virtualbox (VMs), or docker (systemd containers from `make box`, for hosts without VirtualBox).
 PROVIDER ?= virtualbox
-# The billing VMs of .env: billing-vm, then billing-vm-2 … billing-vm-N (BILLING_VM_COUNT, 1 by default).
-# Expanded by the recipes that use it, once .env is made.
-BILLING_VMS = $(shell . ansible/dotenv.sh && billing_vm_names .env)
-# The billing VMs and inventory-vm come up first (the docker provider in parallel): gateway-vm's deploy waits until
-# inventory-api and RabbitMQ answer.
-BACKEND_VMS = $(BILLING_VMS) inventory-vm
+# The billing VMs (billing-vm, billing-vm-2 …, as Vagrant matches a /regular expression/) and inventory-vm come up
+# first (the docker provider in parallel): gateway-vm's deploy waits until inventory-api and RabbitMQ answer.
+BACKEND_VMS := '/^billing-vm/' inventory-vm
 
-# The VMs' SSH host keys, pinned for `make provision` (inventory.ini checks them strictly).
+# The VMs' SSH host keys, pinned for `make provision` (its inventory checks them strictly).
 KNOWN_HOSTS := .vagrant/known_hosts
 
 # gateway-vm, inventory-vm, the billing VMs and monitor-vm of .env; with PROVIDER=docker, `make box` first.
 .PHONY: up
-up: .env inventory $(if $(filter docker,$(PROVIDER)),box) ## Create and provision the VMs (PROVIDER=virtualbox|docker)
+up: .env $(if $(filter docker,$(PROVIDER)),box) ## Create and provision the VMs (PROVIDER=virtualbox|docker)
 	vagrant up --provider=$(PROVIDER) $(BACKEND_VMS)
 	vagrant up --provider=$(PROVIDER)
 	$(MAKE) known-hosts
@@ -134,18 +131,18 @@ known-hosts: .env ## Pin the VMs' SSH host keys for make provision
 $(KNOWN_HOSTS):
 	$(MAKE) known-hosts
 
-# inventory.ini with the [billing] and [monitor] hosts of .env's BILLING_VM_COUNT and MONITOR_VM (their addresses
-# come from .env through group_vars/all.yml), in .vagrant/ where git does not see it; written only when it changes.
+# Vagrant loads the Vagrantfile, which derives the VMs from .env and writes their inventory (git ignores .vagrant/)
+# when it changes; validate skips the provider's checks.
 .PHONY: inventory
-inventory: .env ## Write the VMs' inventory of .env (.vagrant/inventory.ini)
-	@ansible/vm-inventory.sh .env inventory.ini $(VM_INVENTORY)
+inventory: .env ## Write the VMs of .env into .vagrant/inventory.json
+	@vagrant validate --ignore-provider > /dev/null
 
 # Cached by a hash of box/; BOX_FROM=debootstrap|dockerfile|auto (box/build.sh says which when).
 .PHONY: box
 box: ## Build the docker provider's systemd image (Debian 12)
 	box/build.sh
 
-# ansible/site.yml with .vagrant/inventory.ini; the same PROVIDER as make up.
+# ansible/site.yml with .vagrant/inventory.json; the same PROVIDER as make up.
 .PHONY: provision
 provision: .env inventory deps-ansible $(KNOWN_HOSTS) ## Re-run the playbook on the running VMs, over SSH
 	ansible-playbook -i $(VM_INVENTORY) -e vagrant_provider=$(PROVIDER) $(PLAYBOOK) $(ANSIBLE_ARGS)
@@ -200,7 +197,7 @@ restore: ## Restore BACKUP=backups/<date> (docs/backups.md)
 # What the host-side targets run (.env, inventory, deps-ansible, box, provision, status, logs, backup, restore): POSIX
 # sh, for a stock Mac; and ops/host-status.sh and ops/host-backup.sh, which each deployed host runs. make local and the
 # test stages run on Linux only, and may use bash.
-HOST_SCRIPTS := ansible/dotenv.sh ansible/make-env.sh ansible/vm-inventory.sh ansible/collections.sh \
+HOST_SCRIPTS := ansible/dotenv.sh ansible/make-env.sh ansible/collections.sh \
   ansible/check-idempotent.sh box/build.sh ops/deployment.sh ops/status.sh ops/logs.sh ops/host-status.sh \
   ops/backup.sh ops/host-backup.sh
 
@@ -214,7 +211,6 @@ MAKE_AFTER_381 := -e '^\.(SHELLFLAGS|ONESHELL|RECIPEPREFIX)' -e '^(undefine|priv
 # ones under dash, posh and shellcheck -s sh), the Makefile against what make 3.81 lacks, and make help's width.
 .PHONY: lint-infra
 lint-infra: .env deps-lint ## Check the playbook, roles, Vagrantfile, Makefile, scripts
-	ansible-playbook --syntax-check -i inventory.ini $(PLAYBOOK)
 	ansible-playbook --syntax-check -i $(LOCAL_INVENTORY) $(PLAYBOOK)
 	ANSIBLE_ROLES_PATH=$(CURDIR)/roles ansible-lint --offline $(PLAYBOOK) roles
 	yamllint --strict ansible roles .ansible-lint .yamllint

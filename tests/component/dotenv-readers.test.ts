@@ -1,10 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { namedValues, readDotenv } from '@crud-master/test-support/env';
+import { copyForVagrantfile, loadVagrantfile } from '@crud-master/test-support/vagrantfile';
 
 /**
  * .env has one grammar (.env.example's header) and three readers, one per language that must read it:
@@ -59,9 +60,7 @@ describe('the readers of .env', () => {
     work = mkdtempSync(path.join(tmpdir(), 'crud-master-dotenv-'));
     sample = path.join(work, 'sample.env');
     writeFileSync(sample, `${AWKWARD.join('\n')}\n`);
-    for (const entry of ['Vagrantfile', '.env.example', '.gitignore', 'ansible']) {
-      cpSync(path.join(repo, entry), path.join(work, 'checkout', entry), { recursive: true });
-    }
+    copyForVagrantfile(path.join(work, 'checkout'));
   });
 
   after(() => rmSync(work, { recursive: true, force: true }));
@@ -71,15 +70,13 @@ describe('the readers of .env', () => {
   });
 
   it("When the Vagrantfile's read_dotenv reads them, then it agrees", () => {
-    const ruby =
-      'module Vagrant; def self.configure(*) end; end; load "Vagrantfile"; ' +
-      'read_dotenv(ARGV[0]).each { |name, value| puts "#{name}=#{value}" }';
-    const out = execFileSync('ruby', ['-e', ruby, sample], {
-      cwd: path.join(work, 'checkout'),
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    expect(namedValues(out)).to.deep.equal(READ);
+    const read = loadVagrantfile(
+      path.join(work, 'checkout'),
+      [sample],
+      'read_dotenv(ARGV[0]).each { |n, v| puts "#{n}=#{v}" }',
+    );
+    expect(read.status, read.out).to.equal(0);
+    expect(namedValues(read.stdout)).to.deep.equal(READ);
   });
 
   it("When Ansible reads them (group_vars/all.yml's crud_master_env), then it agrees", () => {

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { namedValues } from '@crud-master/test-support/env';
+import { copyForVagrantfile, loadVagrantfile, vagrantVms } from '@crud-master/test-support/vagrantfile';
 
 /**
  * What runs on a newcomer's host (make .env, make inventory, the Makefile's reader of .env) is POSIX sh: macOS has
@@ -24,17 +25,6 @@ describe('the host-side scripts on a POSIX sh (no bash on PATH)', () => {
   };
   /** A written .env's NAME=VALUE lines, as make-env.sh writes them (no quotes). */
   const envOf = (file: string) => namedValues(readFileSync(file, 'utf8'));
-  /** The hosts of [billing] in the inventory FILE of the copy. */
-  const billingHosts = (file: string) => {
-    const lines = readFileSync(path.join(checkout, file), 'utf8').split('\n');
-    const start = lines.indexOf('[billing]') + 1;
-    return lines
-      .slice(
-        start,
-        lines.findIndex((line, i) => i >= start && line.startsWith('[')),
-      )
-      .filter((line) => /^[^#;\s]/.test(line));
-  };
 
   before(() => {
     for (const shell of ['dash', 'posh']) {
@@ -44,8 +34,8 @@ describe('the host-side scripts on a POSIX sh (no bash on PATH)', () => {
     expect(path.basename(realpathSync('/bin/sh')), '/bin/sh').to.equal('dash');
     work = mkdtempSync(path.join(tmpdir(), 'crud-master-host-'));
     checkout = path.join(work, 'checkout');
-    for (const entry of ['Makefile', '.env.example', 'inventory.ini', 'ansible'])
-      cpSync(path.join(repo, entry), path.join(checkout, entry), { recursive: true });
+    cpSync(path.join(repo, 'Makefile'), path.join(checkout, 'Makefile'));
+    copyForVagrantfile(checkout);
     const bin = path.join(work, 'bin');
     execFileSync(path.join(repo, 'tests/support/no-bash-path.sh'), [bin]);
     noBash = { PATH: bin, HOME: work, LANG: 'C' };
@@ -53,20 +43,10 @@ describe('the host-side scripts on a POSIX sh (no bash on PATH)', () => {
 
   after(() => rmSync(work, { recursive: true, force: true }));
 
-  /**
-   * The Vagrantfile of a copy of the checkout, loaded by Ruby with ARGS as vagrant's command line (Vagrant stubbed).
-   */
+  /** A copy of the checkout for the Vagrantfile alone. */
   let vagrantCheckout: string;
-  const loadVagrantfile = (args: string[]) => {
-    const stub = 'module Vagrant; def self.configure(*) end; end; load "Vagrantfile"';
-    const result = spawnSync('ruby', ['-e', stub, '--', ...args], { cwd: vagrantCheckout, encoding: 'utf8' });
-    return { status: result.status, out: `${result.stdout}${result.stderr}` };
-  };
   before(() => {
-    vagrantCheckout = path.join(work, 'vagrant-checkout');
-    for (const entry of ['Vagrantfile', '.env.example', '.gitignore', 'ansible']) {
-      cpSync(path.join(repo, entry), path.join(vagrantCheckout, entry), { recursive: true });
-    }
+    vagrantCheckout = copyForVagrantfile(path.join(work, 'vagrant-checkout'));
   });
 
   it('When the PATH is set up, then it has no bash but has make (the control)', () => {
@@ -98,7 +78,7 @@ describe('the host-side scripts on a POSIX sh (no bash on PATH)', () => {
   it(
     'When `vagrant up` runs with no .env (Windows has no make), ' + 'then the Vagrantfile makes it as `make .env` does',
     () => {
-      const vagrant = loadVagrantfile(['status']);
+      const vagrant = loadVagrantfile(vagrantCheckout, ['status']);
       expect(vagrant.status, vagrant.out).to.equal(0);
       expect(vagrant.out).to.include('Made');
       expectFreshEnv(path.join(vagrantCheckout, '.env'));
@@ -126,7 +106,7 @@ describe('the host-side scripts on a POSIX sh (no bash on PATH)', () => {
         mkdirSync(path.dirname(path.join(vagrantCheckout, file)), { recursive: true });
         writeFileSync(path.join(vagrantCheckout, file), file);
       }
-      const vagrant = loadVagrantfile(['up', '--provider=docker']);
+      const vagrant = loadVagrantfile(vagrantCheckout, ['up', '--provider=docker']);
       expect(vagrant.status, vagrant.out).to.equal(0);
       const listed = execFileSync('tar', ['-tzf', path.join(vagrantCheckout, '.vagrant/provision/checkout.tar.gz')], {
         encoding: 'utf8',
@@ -140,7 +120,7 @@ describe('the host-side scripts on a POSIX sh (no bash on PATH)', () => {
 
   it(
     'When .env sets BILLING_VM_COUNT=3 and lacks some, ' +
-      'then `make inventory` adds them, writes 3 billing VMs in .vagrant/',
+      'then `make inventory` adds them, and Vagrant writes 3 billing VMs in .vagrant/',
     () => {
       const file = path.join(checkout, '.env');
       const before = envOf(file);
@@ -155,20 +135,18 @@ describe('the host-side scripts on a POSIX sh (no bash on PATH)', () => {
       expect(made.out).to.include('Added to').and.include('LOG_LEVEL');
       const after = envOf(file);
       for (const [name, value] of kept) expect(after[name], name).to.equal(value);
-      expect(billingHosts('.vagrant/inventory.ini')).to.deep.equal(['billing-vm', 'billing-vm-2', 'billing-vm-3']);
-      expect(readFileSync(path.join(checkout, 'inventory.ini'), 'utf8'), 'the tracked inventory.ini').to.equal(
-        readFileSync(path.join(repo, 'inventory.ini'), 'utf8'),
-      );
+      const billing = vagrantVms(checkout).filter((vm) => vm.group === 'billing');
+      expect(billing.map((vm) => vm.name)).to.deep.equal(['billing-vm', 'billing-vm-2', 'billing-vm-3']);
+      const written = statSync(path.join(checkout, '.vagrant/inventory.json')).mtimeMs;
       expect(run('make', ['inventory']).out, 'a second run').to.equal('');
+      expect(statSync(path.join(checkout, '.vagrant/inventory.json')).mtimeMs, 'rewritten').to.equal(written);
     },
   );
 
-  it("When `make up` is planned (make -n), then the Makefile's own reader of .env names the billing VMs", () => {
+  it('When `make up` is planned (make -n), then the billing VMs and inventory-vm come up before the rest', () => {
     const planned = run('make', ['-n', 'up', 'PROVIDER=virtualbox']);
     expect(planned.status, planned.out).to.equal(0);
-    expect(planned.out).to.include(
-      'vagrant up --provider=virtualbox billing-vm billing-vm-2 billing-vm-3 inventory-vm',
-    );
+    expect(planned.out).to.include("vagrant up --provider=virtualbox '/^billing-vm/' inventory-vm\n");
   });
 
   for (const shell of ['dash', 'posh']) {
@@ -189,27 +167,9 @@ describe('the host-side scripts on a POSIX sh (no bash on PATH)', () => {
             'D="',
           ].join('\n'),
         );
-        const read = run(shell, [
-          '-c',
-          '. ansible/dotenv.sh && dotenv_pairs "$1" && billing_vm_names "$1" && dotenv_get "$1" C',
-          shell,
-          sample,
-        ]);
+        const read = run(shell, ['-c', '. ansible/dotenv.sh && dotenv_pairs "$1"', shell, sample]);
         expect(read.status, read.out).to.equal(0);
-        expect(read.out.split('\n')).to.deep.equal([
-          'A=last',
-          'B=x',
-          'C=a=b',
-          'BILLING_VM_COUNT=2',
-          'D="',
-          'billing-vm billing-vm-2',
-          'a=b',
-          '',
-        ]);
-        writeFileSync(sample, 'BILLING_VM_COUNT=02\n');
-        const bad = run(shell, ['-c', '. ansible/dotenv.sh && billing_vm_names "$1"', shell, sample]);
-        expect(bad.status, 'BILLING_VM_COUNT=02').to.not.equal(0);
-        expect(bad.out).to.include('BILLING_VM_COUNT must be a whole number');
+        expect(read.out.split('\n')).to.deep.equal(['A=last', 'B=x', 'C=a=b', 'BILLING_VM_COUNT=2', 'D="', '']);
 
         const made = path.join(work, `${shell}-made.env`);
         const written = run(shell, ['ansible/make-env.sh', 'BILLING_VM_COUNT=4', 'RABBITMQ_USER=me'], {

@@ -1,5 +1,5 @@
-# Sourced by vagrant-stage.sh: each guest runs systemd and the pinned Node.js, is at the address of .env that
-# the inventory resolves to, and the gateway's settings name the other machines. Sets vm_ip (machine: address).
+# Sourced by vagrant-stage.sh: each guest runs systemd and the pinned Node.js, is at the address that the
+# Vagrantfile derived for it and the inventory resolves to, and the gateway's settings name the other machines.
 
 step "the guests"
 for vm in "${machines[@]}"; do
@@ -7,8 +7,9 @@ for vm in "${machines[@]}"; do
   if [ "$facts" = "systemd running v$pinned_node" ]; then
     pass "$vm: systemd is PID 1 and running; node --version is v$pinned_node"
   else
-    fail "$vm: systemd running and Node.js v$pinned_node (roles/node, node_version)" "PID 1, system state, node --version: $facts
+    msg="PID 1, system state, node --version: $facts
 $(on_vm "$vm" systemctl list-units --failed --plain --no-legend 2>&1 | head -5)"
+    fail "$vm: systemd running and Node.js v$pinned_node (roles/node, node_version)" "$msg"
   fi
 done
 
@@ -40,56 +41,50 @@ PY
 for vm in "${machines[@]}"; do
   seen=$(on_vm "$vm" python3 - <<<"$guest_power" 2>&1)
   if [ "$seen" = "core_pattern: Read-only file system; init_module: Operation not permitted; held: none" ]; then
-    pass "$vm: root cannot write kernel.core_pattern (read-only) nor load a module (refused), and holds no CAP_SYS_MODULE, SYS_RAWIO, SYS_PTRACE, SYS_BOOT, MAC_ADMIN…"
+    msg="$vm: root cannot write kernel.core_pattern (read-only) nor load a module (refused), and holds no"
+    pass "$msg CAP_SYS_MODULE, SYS_RAWIO, SYS_PTRACE, SYS_BOOT, MAC_ADMIN…"
   else
+    msg="as root on $vm: $seen. The Vagrantfile's DOCKER_SYSTEMD_ARGS must grant only the capabilities systemd and"
+    msg+=" the roles use, keep Docker's seccomp profile and /proc/sys read-only."
     fail "$vm: root cannot write kernel.core_pattern nor load a module, and holds no capability systemd does not need" \
-      "as root on $vm: $seen. The Vagrantfile's DOCKER_SYSTEMD_ARGS must grant only the capabilities systemd and the roles use, keep Docker's seccomp profile and /proc/sys read-only."
+      "$msg"
   fi
 done
 
-# Where .vagrant/inventory.ini sends make provision: each machine's ansible_host, which Ansible takes from .env
-# (crud_master_vm_ips of group_vars/all.yml). The later phases reach the guests there.
-declare -A vm_ip=()
+# Each guest is at the address that the Vagrantfile derived for it from .env (vm_ip, from .vagrant/inventory.json; the
+# component test vm-topology checks that derivation), and the inventory sends make provision there.
 resolved=$(cd "$checkout" && ANSIBLE_CONFIG=ansible/ansible.cfg \
-  ansible -i .vagrant/inventory.ini --playbook-dir ansible all -m debug -a var=ansible_host -o 2>&1)
-while read -r vm ip; do vm_ip[$vm]=$ip; done \
-  < <(sed -nE 's/^([^ ]+) \| SUCCESS => .*"ansible_host": "([^"]+)".*/\1 \2/p' <<<"$resolved")
+  ansible -i .vagrant/inventory.json all -m debug -a var=ansible_host -o 2>&1)
 for vm in "${machines[@]}"; do
-  [ -n "${vm_ip[$vm]:-}" ] \
-    || abort "the inventory resolves $vm's address" "ansible ad hoc on .vagrant/inventory.ini: $(tail -3 <<<"$resolved")"
-done
-# Each guest has its .env address on the private network, and the inventory resolves it there: GATEWAY_VM_IP, …,
-# billing-vm-k at BILLING_VM_IP's last octet + k - 1.
-for vm in "${machines[@]}"; do
-  if [[ $vm == billing-vm-* ]]; then
-    key="BILLING_VM_IP + ${vm#billing-vm-} - 1"
-    want="${BILLING_VM_IP%.*}.$(( ${BILLING_VM_IP##*.} + ${vm#billing-vm-} - 1 ))"
-  else
-    key=$(tr '[:lower:]-' '[:upper:]_' <<<"${vm%-vm}")_VM_IP
-    want=${!key}
-  fi
+  want=${vm_ip[$vm]}
   has=$(on_vm "$vm" hostname -I 2>&1)
-  if [[ " $has " == *" $want "* ]] && [ "${vm_ip[$vm]}" = "$want" ]; then
-    pass "$vm is at $want ($key of .env), where the inventory resolves it"
+  if [[ " $has " == *" $want "* ]] && grep -q "^$vm | SUCCESS => .*\"ansible_host\": \"$want\"" <<<"$resolved"; then
+    pass "$vm is at $want, where the inventory resolves it"
   else
-    fail "$vm is at $want ($key of .env), where the inventory resolves it" \
-      "$vm has the addresses: $has; .env $key=$want; the inventory's ansible_host resolves to ${vm_ip[$vm]}. The Vagrantfile and group_vars/all.yml (crud_master_vm_ips) must derive the same address from .env, inside the private network of the other machines."
+    msg="$vm has the addresses: $has; the inventory's ansible_host: $(grep "^$vm " <<<"$resolved" | tail -1)."
+    msg+=" The Vagrantfile gives each machine its address on the private network, and writes it in the inventory."
+    fail "$vm is at $want, where the inventory resolves it" "$msg"
   fi
 done
 
 gateway_env=$(on_vm gateway-vm cat /etc/crud-master/api-gateway.env 2>&1)
 env_value() { printf '%s\n' "$gateway_env" | sed -n "s/^$1=//p" | tr -d "\"'" | tail -1; }
-want_inventory_url="http://$INVENTORY_VM_IP:$INVENTORY_API_PORT"
+want_inventory_url="http://${vm_ip[inventory-vm]}:$INVENTORY_API_PORT"
 # Every billing VM's broker, billing-vm first.
 want_brokers=$(for vm in "${billing_vms[@]}"; do echo "${vm_ip[$vm]}"; done | paste -sd,)
 message=""
-[ "$(env_value INVENTORY_API_URL)" = "$want_inventory_url" ] || message="INVENTORY_API_URL=$(env_value INVENTORY_API_URL), expected $want_inventory_url (INVENTORY_VM_IP:INVENTORY_API_PORT of .env). "
-[ "$(env_value RABBITMQ_HOST)" = "$want_brokers" ] || message="${message}RABBITMQ_HOST=$(env_value RABBITMQ_HOST), expected $want_brokers (BILLING_VM_IP of .env, and the addresses after it for BILLING_VM_COUNT=$billing_vm_count). "
+[ "$(env_value INVENTORY_API_URL)" = "$want_inventory_url" ] \
+  || message="INVENTORY_API_URL=$(env_value INVENTORY_API_URL), expected $want_inventory_url (inventory-vm's). "
+[ "$(env_value RABBITMQ_HOST)" = "$want_brokers" ] \
+  || message+="RABBITMQ_HOST=$(env_value RABBITMQ_HOST), expected $want_brokers (the billing VMs', billing-vm first). "
+brokers="billing-vm's RabbitMQ"
+[ "$scale" = 1 ] && brokers="every billing VM's RabbitMQ"
 if [ -z "$message" ]; then
-  pass "gateway-vm's api-gateway targets inventory-vm ($want_inventory_url) and $([ "$scale" = 1 ] && echo "every billing VM's RabbitMQ" || echo "billing-vm's RabbitMQ") ($want_brokers)"
+  pass "gateway-vm's api-gateway targets inventory-vm ($want_inventory_url) and $brokers ($want_brokers)"
 else
-  fail "gateway-vm's api-gateway targets the other machines" \
-    "/etc/crud-master/api-gateway.env on gateway-vm: ${message}The play gives the gateway the wrong address of another machine (ansible/group_vars/all.yml: crud_master_inventory_ip, crud_master_billing_ip, crud_master_inventory_api_port)."
+  msg="/etc/crud-master/api-gateway.env on gateway-vm: ${message}The play gives the gateway the wrong address of"
+  msg+=" another machine (ansible/group_vars/all.yml: crud_master_vm_ips, crud_master_billing_vms)."
+  fail "gateway-vm's api-gateway targets the other machines" "$msg"
 fi
 
 reply=$(net_of gateway-vm curl -sS -m 5 -o /dev/null -w '%{http_code}' "$want_inventory_url/readyz" 2>&1)
@@ -97,7 +92,7 @@ if [ "$reply" = 200 ]; then
   pass "inventory-vm's inventory-api answers gateway-vm on $want_inventory_url (/readyz 200)"
 else
   fail "inventory-vm's inventory-api answers gateway-vm on $want_inventory_url" \
-    "GET $want_inventory_url/readyz from gateway-vm: $reply. inventory-api does not listen on INVENTORY_VM_IP:INVENTORY_API_PORT, or is not ready."
+    "GET $want_inventory_url/readyz from gateway-vm: $reply. inventory-api does not listen there, or is not ready."
 fi
 
 # monitor-vm (MONITOR_VM=true, the default): its Prometheus, through the host's forwarded port, scrapes every target of
@@ -110,7 +105,8 @@ if [ "$MONITOR_VM" = true ]; then
     targets=$(in_sandbox curl -sS -m 5 "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets" 2>&1 | python3 -c '
 import json, sys
 targets = json.load(sys.stdin)["data"]["activeTargets"]
-down = ["%s %s: %s" % (t["labels"]["job"], t["labels"]["instance"], t["lastError"]) for t in targets if t["health"] != "up"]
+down = ["%s %s: %s" % (t["labels"]["job"], t["labels"]["instance"], t["lastError"])
+        for t in targets if t["health"] != "up"]
 print(len(targets), len(down), "; ".join(down))' 2>&1)
     read -r total down _ <<<"$targets"
     [ "$total" = "$want" ] && [ "$down" = 0 ] && break

@@ -11,8 +11,8 @@
 #     (scale.test.ts: exactly once; the 503s are reported, to compare with make scale-test's);
 #   - billing-vm's disk lost: `make backup`, `vagrant destroy -f billing-vm`, `make up`, `make restore` bring its
 #     orders back row for row, and a new order is stored (stage-restore.sh; one billing VM only);
-#   - `make provision-idempotent`: ansible-playbook over SSH (.vagrant/inventory.ini) reports changed=0 on every host, and
-#     refuses a machine whose host key is not the pinned one;
+#   - `make provision-idempotent`: ansible-playbook over SSH (.vagrant/inventory.json) reports changed=0 on every host,
+#     and refuses a machine whose host key is not the pinned one;
 #   - isolation: which databases and broker logins each guest gets, and what each guest's firewall lets in (the host
 #     scrapes RabbitMQ's metrics; inventory-api stays closed to it); gateway-vm's firewall caps the connections of
 #     one address on :8080 while it serves another; each guest holds only its own secrets;
@@ -31,7 +31,8 @@
 # Settings (environment):
 #   VAGRANT_STAGE_SOURCE  the checkout to deploy and test (this repository); e.g. a copy with a deliberate bug
 #   VAGRANT_STAGE_BILLING_VMS  how many billing VMs (BILLING_VM_COUNT of the checkout's .env): 1, the three-VM layout
-#   VAGRANT_STAGE_LOGS    where the logs go (.test-results/vagrant; .test-results/vagrant-scale with several billing VMs)
+#   VAGRANT_STAGE_LOGS    where the logs go (.test-results/vagrant; .test-results/vagrant-scale with several
+#                         billing VMs)
 #   VAGRANT_STAGE_SKIP    phases not to run, of `provision isolation` (make test: the scale stage runs them on five
 #                         machines, and the three-VM stage would only repeat them)
 #   VAGRANT_STAGE_KEEP=1  leave the machines and the sandbox up at the end, to look around:
@@ -97,7 +98,8 @@ teardown() {
     tmp=""
     return 0
   fi
-  [ -d "$checkout/.vagrant/machines" ] && in_sandbox make -C "$checkout" --no-print-directory destroy > "$logs/teardown.log" 2>&1
+  [ -d "$checkout/.vagrant/machines" ] \
+    && in_sandbox make -C "$checkout" --no-print-directory destroy > "$logs/teardown.log" 2>&1
   "$sandbox" down >> "$logs/teardown.log" 2>&1
   rm -rf "$tmp"
   tmp=""
@@ -117,14 +119,15 @@ net_of() {
   pid=$(in_sandbox docker inspect -f '{{.State.Pid}}' "crud-master-$vm") || return 1
   nsenter --net="/proc/$pid/ns/net" -- "$@"
 }
-# A machine's Ansible group.
-group_of() { case $1 in billing-vm*) echo billing ;; *) echo "${1%-vm}" ;; esac; }
 # The task that failed and Ansible's message, from a provisioning log.
 failed_task() { awk '/^TASK \[/ { task = $0 } /^(fatal|failed):/ { print task; print substr($0, 1, 700); exit }' "$1"; }
 
 # The phases, in order. Each adds its checks to the counts; stage-up.sh aborts the run when the machines are not up.
 for phase in up guests suites restore provision isolation; do
-  case $phase in up | guests | suites | restore) ;; *) [[ $skip == *" $phase "* ]] && { step "$phase: skipped (VAGRANT_STAGE_SKIP)"; continue; } ;; esac
+  case $phase in
+    up | guests | suites | restore) ;;
+    *) [[ $skip == *" $phase "* ]] && { step "$phase: skipped (VAGRANT_STAGE_SKIP)"; continue; } ;;
+  esac
   # shellcheck source=/dev/null
   . "$here/stage-$phase.sh"
 done
@@ -133,11 +136,13 @@ if [ "$keep" != 1 ]; then
   step "make destroy"
   t0=$(date +%s)
   on_host make -C "$checkout" --no-print-directory destroy > "$logs/destroy.log" 2>&1
-  left=$(in_sandbox docker ps -a --filter name=crud-master- --format '{{.Names}}'; in_sandbox docker network ls --filter name=vagrant_network --format '{{.Name}}')
+  left=$(in_sandbox docker ps -a --filter name=crud-master- --format '{{.Names}}'
+    in_sandbox docker network ls --filter name=vagrant_network --format '{{.Name}}')
   if [ -z "$left" ]; then
     pass "make destroy leaves no container and no network ($(( $(date +%s) - t0 ))s)"
   else
-    fail "make destroy leaves no container and no network" "left behind: $(tr '\n' ' ' <<<"$left") (log: $logs/destroy.log)"
+    fail "make destroy leaves no container and no network" \
+      "left behind: $(tr '\n' ' ' <<<"$left") (log: $logs/destroy.log)"
   fi
 fi
 
