@@ -22,7 +22,8 @@ alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 up() {
   [ "$(id -u)" -eq 0 ] || die "run as root (namespaces and dockerd need it)"
   for command in ip nsenter slirp4netns dockerd docker; do
-    command -v "$command" >/dev/null || die "$command is missing (make vagrant-test installs docker.io, slirp4netns; ip: iproute2; nsenter: util-linux)"
+    command -v "$command" >/dev/null && continue
+    die "$command is missing (make vagrant-test installs docker.io, slirp4netns; ip: iproute2; nsenter: util-linux)"
   done
   mkdir -p "$run_dir"
   [ -e "$netns_path" ] || ip netns add "$name"
@@ -33,8 +34,12 @@ up() {
     slirp4netns --configure --mtu=65520 --disable-host-loopback --netns-type=path "$netns_path" tap0 \
       > "$run_dir/slirp4netns.log" 2>&1 &
     echo $! > "$run_dir/slirp4netns.pid"
-    for _ in $(seq 50); do ip -n "$name" addr show tap0 2>/dev/null | grep 'inet ' >/dev/null && break; sleep 0.1; done
-    ip -n "$name" addr show tap0 | grep 'inet ' >/dev/null || die "slirp4netns did not configure tap0 ($run_dir/slirp4netns.log)"
+    for _ in $(seq 50); do
+      ip -n "$name" addr show tap0 2>/dev/null | grep 'inet ' >/dev/null && break
+      sleep 0.1
+    done
+    ip -n "$name" addr show tap0 | grep 'inet ' >/dev/null \
+      || die "slirp4netns did not configure tap0 ($run_dir/slirp4netns.log)"
   fi
   if ! alive "$run_dir/dockerd.pid"; then
     mkdir -p "$data_root"

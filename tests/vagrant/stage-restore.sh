@@ -26,11 +26,18 @@ if on_checkout 'make backup' \
     sleep 1
   done
   lines=$(grep -c . <<<"$at_backup")
-  if [ "$fresh" = 0 ] && [ "$lines" -gt 0 ] && [ "$restored" == "$at_backup" ] && [ "$reply" = 202 ] && [ "$stored" = 1 ]; then
-    pass "billing-vm's disk lost: the fresh billing-vm got the backup's $lines orders row for row, and stores new ones ($(( $(date +%s) - t0 ))s)"
+  if [ "$fresh" = 0 ] && [ "$lines" -gt 0 ] && [ "$restored" == "$at_backup" ] \
+    && [ "$reply" = 202 ] && [ "$stored" = 1 ]; then
+    msg="billing-vm's disk lost: the fresh billing-vm got the backup's $lines orders row for row, and stores new ones"
+    msg+=" ($(( $(date +%s) - t0 ))s)"
+    pass "$msg"
   else
-    fail "billing-vm's disk lost: make restore brings its orders back" "at backup: $lines orders; the fresh billing_db: $fresh; restored equal: $([ "$restored" == "$at_backup" ] && echo yes || echo "no ($(grep -c . <<<"$restored") rows)"); a new order: $reply, stored $stored (log: $logs/restore.log)"
+    msg="at backup: $lines orders; the fresh billing_db: $fresh; restored equal: "
+    msg+=$([ "$restored" == "$at_backup" ] && echo yes || echo "no ($(grep -c . <<<"$restored") rows)")
+    msg+="; a new order: $reply, stored $stored (log: $logs/restore.log)"
+    fail "billing-vm's disk lost: make restore brings its orders back" "$msg"
   fi
 else
-  fail "billing-vm's disk lost: make restore brings its orders back" "$(tail -5 "$logs/restore.log") (log: $logs/restore.log)"
+  fail "billing-vm's disk lost: make restore brings its orders back" \
+    "$(tail -5 "$logs/restore.log") (log: $logs/restore.log)"
 fi

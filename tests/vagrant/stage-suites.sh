@@ -26,12 +26,13 @@ suite() { # NAME SECONDS [VAR=VALUE…] -- MOCHA_ARGUMENTS…
 if [ "$scale" = 0 ]; then
   step "end-to-end suite against gateway-vm's :$GATEWAY_PORT (forwarded), pm2 and psql over SSH"
   # The firewalls let only gateway-vm reach inventory-api and AMQP, and billing-consumer's health port is on loopback:
-  # the suite reaches them through SSH tunnels from the sandbox, as an operator would. The metrics it scrapes directly, on
-  # the private IPs: the firewalls let the host in (crud_master_metrics_scrapers).
+  # the suite reaches them through SSH tunnels from the sandbox, as an operator would. The metrics it scrapes directly,
+  # on the private IPs: the firewalls let the host in (crud_master_metrics_scrapers).
   tunnel_inventory=18081 tunnel_billing_health=18082 tunnel_amqp=15673
   open_tunnel() { # VM -L SPEC…
     local vm=$1; shift
-    in_sandbox ssh -F "$tmp/ssh_config" -q -N -o ExitOnForwardFailure=yes "$@" "$vm" > /dev/null 2>> "$logs/tunnels.log" &
+    in_sandbox ssh -F "$tmp/ssh_config" -q -N -o ExitOnForwardFailure=yes "$@" "$vm" \
+      > /dev/null 2>> "$logs/tunnels.log" &
     tunnels+=($!)
   }
   open_tunnel gateway-vm -L "127.0.0.1:$tunnel_inventory:$INVENTORY_VM_IP:$INVENTORY_API_PORT" \
@@ -48,7 +49,8 @@ if [ "$scale" = 0 ]; then
     E2E_RABBITMQ_API_URL="http://127.0.0.1:$RABBITMQ_UI_PORT/api" \
     E2E_PROMETHEUS_URL="http://127.0.0.1:$PROMETHEUS_PORT" E2E_ALERTMANAGER_URL="http://127.0.0.1:$ALERTMANAGER_PORT" \
     E2E_GATEWAY_METRICS_HOST="$GATEWAY_VM_IP" E2E_INVENTORY_METRICS_HOST="$INVENTORY_VM_IP" \
-    E2E_BILLING_METRICS_HOST="$BILLING_VM_IP" E2E_RABBITMQ_METRICS_URL="http://$BILLING_VM_IP:$RABBITMQ_PROMETHEUS_PORT" \
+    E2E_BILLING_METRICS_HOST="$BILLING_VM_IP" \
+    E2E_RABBITMQ_METRICS_URL="http://$BILLING_VM_IP:$RABBITMQ_PROMETHEUS_PORT" \
     E2E_GATEWAY_EXEC="$tmp/on-vm gateway-vm" \
     E2E_INVENTORY_EXEC="$tmp/on-vm inventory-vm" \
     E2E_BILLING_EXEC="$tmp/on-vm billing-vm" \
@@ -75,9 +77,13 @@ if [ "$scale" = 0 ]; then
     -- tests/vagrant/vm-path.test.ts
 fi
 if [ "$scale" = 1 ]; then
-  step "the RabbitMQ cluster of the ${#billing_vms[@]} billing VMs, and orders while a broker stops and a billing VM halts"
+  msg="the RabbitMQ cluster of the ${#billing_vms[@]} billing VMs, and orders while a broker stops and a billing VM"
+  msg+=" halts"
+  step "$msg"
 else
-  step "orders while billing-vm's broker stops and restarts, then billing-vm halts and comes back (the figures to compare with make scale-test)"
+  msg="orders while billing-vm's broker stops and restarts, then billing-vm halts and comes back (the figures to"
+  msg+=" compare with make scale-test)"
+  step "$msg"
 fi
 suite scale 2400 VAGRANT_CWD="$checkout" SCALE_ON_VM="$tmp/on-vm" \
   E2E_GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" E2E_RABBITMQ_API_URL="http://127.0.0.1:$RABBITMQ_UI_PORT/api" \
