@@ -2,7 +2,7 @@ import { unique } from '@crud-master/test-support/env';
 import { onHost, type Host } from '@crud-master/test-support/hosts';
 import { request } from '@crud-master/test-support/http';
 import { management, managementAuth } from '@crud-master/test-support/operator';
-import { billingQueue } from '@crud-master/test-support/stack';
+import { billingQueue, stack } from '@crud-master/test-support/stack';
 import amqplib, { type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { expect } from 'chai';
 
@@ -20,8 +20,7 @@ const vhostPath = encodeURIComponent(vhost);
 
 async function connectAs(username: string | undefined, password: string | undefined): Promise<ChannelModel> {
   const connection = await amqplib.connect({
-    hostname: env.E2E_RABBITMQ_HOST ?? '127.0.0.1',
-    port: Number(env.E2E_RABBITMQ_PORT ?? env.RABBITMQ_PORT ?? 5672),
+    ...stack.broker,
     username,
     password,
     vhost,

@@ -16,21 +16,9 @@ import { expect } from 'chai';
 const env = process.env;
 const { gateway, rabbitmqMetrics } = stack;
 const metricsOf = {
-  gateway: instanceUrls(
-    'api-gateway',
-    env.E2E_GATEWAY_METRICS_HOST ?? '127.0.0.1',
-    Number(env.GATEWAY_METRICS_PORT ?? 9100),
-  ),
-  inventory: instanceUrls(
-    'inventory-api',
-    env.E2E_INVENTORY_METRICS_HOST ?? '127.0.0.1',
-    Number(env.INVENTORY_METRICS_PORT ?? 9110),
-  ),
-  billing: instanceUrls(
-    'billing-consumer',
-    env.E2E_BILLING_METRICS_HOST ?? '127.0.0.1',
-    Number(env.BILLING_METRICS_PORT ?? 9120),
-  ),
+  gateway: instanceUrls('api-gateway', stack.metricsHosts.gateway, Number(env.GATEWAY_METRICS_PORT ?? 9100)),
+  inventory: instanceUrls('inventory-api', stack.metricsHosts.inventory, Number(env.INVENTORY_METRICS_PORT ?? 9110)),
+  billing: instanceUrls('billing-consumer', stack.metricsHosts.billing, Number(env.BILLING_METRICS_PORT ?? 9120)),
 };
 const { vhost, queue } = billingQueue;
 

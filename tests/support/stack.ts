@@ -7,6 +7,8 @@ import { hostsWithApps, isThisHost } from './hosts.js';
  *   E2E_GATEWAY_URL, E2E_INVENTORY_URL, E2E_BILLING_HEALTH_URL   the base URL of each service
  *   E2E_RABBITMQ_API_URL                                         the management API (…:15672/api)
  *   E2E_RABBITMQ_METRICS_URL                                     RabbitMQ's Prometheus exporter (…:15692)
+ *   E2E_RABBITMQ_HOST, E2E_RABBITMQ_PORT                         billing-vm's AMQP listener
+ *   E2E_{GATEWAY,INVENTORY,BILLING}_METRICS_HOST                  where each service's metrics listen
  *   E2E_PROMETHEUS_URL, E2E_ALERTMANAGER_URL                     the monitor's (…:9090, …:9093)
  */
 const env = process.env;
@@ -26,6 +28,15 @@ export const stack = {
   billingHealth: env.E2E_BILLING_HEALTH_URL ?? thisHost.billingHealth,
   management: env.E2E_RABBITMQ_API_URL ?? `${loopback(env.RABBITMQ_UI_PORT, 15672)}/api`,
   rabbitmqMetrics: env.E2E_RABBITMQ_METRICS_URL ?? loopback(env.RABBITMQ_PROMETHEUS_PORT, 15692),
+  broker: {
+    hostname: env.E2E_RABBITMQ_HOST ?? '127.0.0.1',
+    port: Number(env.E2E_RABBITMQ_PORT ?? env.RABBITMQ_PORT ?? 5672),
+  },
+  metricsHosts: {
+    gateway: env.E2E_GATEWAY_METRICS_HOST ?? '127.0.0.1',
+    inventory: env.E2E_INVENTORY_METRICS_HOST ?? '127.0.0.1',
+    billing: env.E2E_BILLING_METRICS_HOST ?? '127.0.0.1',
+  },
 };
 
 /** billing_queue and its vhost, as .env names them. */

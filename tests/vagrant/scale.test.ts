@@ -14,6 +14,7 @@ import { unique } from '@crud-master/test-support/env';
 import { eventually, request } from '@crud-master/test-support/http';
 import { countsPerKey, management, managementAuth, orderCountsQuery } from '@crud-master/test-support/operator';
 import { billingQueue, stack } from '@crud-master/test-support/stack';
+import { stage } from '@crud-master/test-support/stage';
 import { expect } from 'chai';
 
 /**
@@ -22,28 +23,17 @@ import { expect } from 'chai';
  * queues with a replica on each, and orders survive a broker stopped on purpose and a billing VM halted, one after the
  * other, with at most 1% answered 503. With one billing VM (the three-VM stage) the same faults hit its single broker:
  * the 503s are only reported, for comparison; no order answered 202 is lost or stored twice either way.
- *   VAGRANT_CWD            the checkout whose Vagrantfile and .vagrant/ hold the machines
  *   E2E_GATEWAY_URL        gateway-vm's :8080 as forwarded to the host
  *   E2E_RABBITMQ_API_URL   billing-vm's management API as forwarded to the host (…:15672/api)
- *   SCALE_ON_VM            a command that runs `MACHINE COMMAND…` as root on a machine (the stage's on-vm)
- *   SCALE_CHAOS_ORDERS, SCALE_CHAOS_RATE   at least this many orders (2,000), this many per second (100)
- *   SCALE_BROKER_VM        the billing VM whose broker is stopped (billing-vm: the one api-gateway connects to
- *                          first); the last billing VM is the one halted
+ *   the machines and SCALE_*: tests/support/stage.ts
  */
 const env = process.env;
 const { gateway } = stack;
-const total = Number(env.SCALE_CHAOS_ORDERS ?? 2_000);
-const rate = Number(env.SCALE_CHAOS_RATE ?? 100);
+const { billingVms, brokerVm, orders: total, rate } = stage;
 const { vhost, queue } = billingQueue;
 const queues = [queue, `${queue}.dead-letter`];
-/** billing-vm, billing-vm-2 … billing-vm-N, as the Vagrantfile names them. */
-const billingVms = [
-  'billing-vm',
-  ...Array.from({ length: Number(env.BILLING_VM_COUNT ?? 1) - 1 }, (_, i) => `billing-vm-${i + 2}`),
-];
 const nodes = billingVms.map((vm) => `rabbit@${vm}`).sort();
 const clustered = billingVms.length > 1;
-const brokerVm = env.SCALE_BROKER_VM ?? 'billing-vm';
 const haltedVm = billingVms.at(-1)!;
 /** How long a stopped broker and a halted VM stay down. */
 const DOWN_MS = 5_000;
@@ -51,7 +41,7 @@ const DRAIN_LIMIT_MS = 300_000;
 
 const run = promisify(execFile);
 const onVm = async (vm: string, ...command: string[]) =>
-  (await run(env.SCALE_ON_VM ?? 'false', [vm, ...command], { encoding: 'utf8', maxBuffer: 64 << 20 })).stdout;
+  (await run(stage.onVm, [vm, ...command], { encoding: 'utf8', maxBuffer: 64 << 20 })).stdout;
 const vagrant = async (...args: string[]) =>
   (await run('vagrant', args, { encoding: 'utf8', maxBuffer: 64 << 20 })).stdout;
 
