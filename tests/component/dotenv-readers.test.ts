@@ -10,7 +10,7 @@ import { copyForVagrantfile, loadVagrantfile } from '@crud-master/test-support/v
 /**
  * .env has one grammar (.env.example's header) and three readers, one per language that must read it:
  * ansible/dotenv.sh (the Makefile, the host scripts, the tests), the Vagrantfile's read_dotenv (Vagrant, Windows too)
- * and crud_master_env of group_vars/all.yml (Ansible). Each reads the same awkward lines; all must agree.
+ * and crud_master_env of group_vars/all/env.yml (Ansible). Each reads the same awkward lines; all must agree.
  */
 describe('the readers of .env', () => {
   const repo = fileURLToPath(new URL('../..', import.meta.url));
@@ -79,7 +79,7 @@ describe('the readers of .env', () => {
     expect(namedValues(read.stdout)).to.deep.equal(READ);
   });
 
-  it("When Ansible reads them (group_vars/all.yml's crud_master_env), then it agrees", () => {
+  it("When Ansible reads them (group_vars/all/env.yml's crud_master_env), then it agrees", () => {
     const probe = path.join(work, 'checkout/ansible/probe.yml');
     writeFileSync(
       probe,

@@ -113,7 +113,7 @@ describe('the host-side scripts on a POSIX sh (no bash on PATH)', () => {
       })
         .split('\n')
         .filter((entry) => !entry.endsWith('/') && entry !== '');
-      expect(listed).to.include.members([...kept, 'Vagrantfile', '.env.example', 'ansible/group_vars/all.yml']);
+      expect(listed).to.include.members([...kept, 'Vagrantfile', '.env.example', 'ansible/group_vars/all/env.yml']);
       expect(listed.filter((entry) => [...planted, '.env'].includes(entry))).to.deep.equal([]);
     },
   );

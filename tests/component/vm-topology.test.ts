@@ -37,7 +37,7 @@ describe('the VMs of .env, as the Vagrantfile derives them', () => {
     'When .env asks for 3 billing VMs and no monitor, ' +
       'then billing-vm, -2 and -3 take the addresses from BILLING_VM_IP on, each with its group’s secrets',
     () => {
-      const groupSecrets = parse(readFileSync(path.join(checkout, 'ansible/group_vars/all.yml'), 'utf8'))
+      const groupSecrets = parse(readFileSync(path.join(checkout, 'ansible/group_vars/all/env.yml'), 'utf8'))
         .crud_master_group_secrets as Record<string, string[]>;
       const example = namedValues(readFileSync(path.join(checkout, '.env.example'), 'utf8'));
       const vm = (name: string, group: string, ip: string) => ({ name, group, ip, secrets: groupSecrets[group] });
