@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -51,29 +51,47 @@ describe('the VMs of .env, as the Vagrantfile derives them', () => {
     },
   );
 
-  it("When Ansible reads that inventory, then each VM's address, peers and billing_db follow it", () => {
+  /** What Ansible renders of the Jinja MSG for each host of the Vagrantfile's inventory (no host is contacted). */
+  const rendered = (msg: string, task = '') => {
     const probe = path.join(checkout, 'ansible/probe.yml');
-    const facts = '{{ [ansible_host, crud_master_own_ip, crud_master_billing_peer_ips, crud_master_billing_db_host] }}';
-    writeFileSync(probe, `- hosts: all\n  gather_facts: false\n  tasks:\n    - debug: { msg: "${facts}" }\n`);
-    const out = execFileSync('ansible-playbook', ['-i', path.join(checkout, '.vagrant/inventory.json'), probe], {
+    writeFileSync(probe, `- hosts: all\n  gather_facts: false\n  tasks:\n    - debug: { msg: "${msg}" }\n${task}`);
+    const result = spawnSync('ansible-playbook', ['-i', path.join(checkout, '.vagrant/inventory.json'), probe], {
       encoding: 'utf8',
       env: { ...process.env, ANSIBLE_STDOUT_CALLBACK: 'json', ANSIBLE_CALLBACKS_ENABLED: '' },
     });
-    const hosts = JSON.parse(out).plays[0].tasks[0].hosts as Record<string, { msg: unknown }>;
-    const seen = Object.fromEntries(Object.entries(hosts).map(([host, result]) => [host, result.msg]));
+    const tasks = JSON.parse(result.stdout).plays[0].tasks as { hosts: Record<string, { msg: unknown }> }[];
+    return tasks.map((each) => Object.fromEntries(Object.entries(each.hosts).map(([host, seen]) => [host, seen.msg])));
+  };
+
+  it("When Ansible reads that inventory, then each VM's address, peers, billing_db and targets follow it", () => {
+    const [seen] = rendered(
+      '{{ [ansible_host, crud_master_own_ip, crud_master_billing_peer_ips, crud_master_billing_db_host,' +
+        " crud_master_scrape_configs | selectattr('job_name', 'eq', 'billing-consumer') | first] }}",
+    );
     const peers = ['10.1.2.20', '10.1.2.21', '10.1.2.22'];
+    const consumers = { job_name: 'billing-consumer', static_configs: [{ targets: peers.map((ip) => `${ip}:9120`) }] };
     expect(seen).to.deep.include({
-      'billing-vm': ['10.1.2.20', '10.1.2.20', ['10.1.2.21', '10.1.2.22'], '127.0.0.1'],
-      'billing-vm-3': ['10.1.2.22', '10.1.2.22', ['10.1.2.20', '10.1.2.21'], '10.1.2.20'],
-      'gateway-vm': ['10.1.2.5', '10.1.2.5', peers, '10.1.2.20'],
+      'billing-vm': ['10.1.2.20', '10.1.2.20', ['10.1.2.21', '10.1.2.22'], '127.0.0.1', consumers],
+      'billing-vm-3': ['10.1.2.22', '10.1.2.22', ['10.1.2.20', '10.1.2.21'], '10.1.2.20', consumers],
+      'gateway-vm': ['10.1.2.5', '10.1.2.5', peers, '10.1.2.20', consumers],
     });
-    expect(Object.keys(seen)).to.have.members([
+    expect(Object.keys(seen!)).to.have.members([
       'billing-vm',
       'billing-vm-2',
       'billing-vm-3',
       'inventory-vm',
       'gateway-vm',
     ]);
+  });
+
+  it("When group_vars' filters count ports, then nftables' ranges and Prometheus' targets; 0 is refused", () => {
+    const [seen, refused] = rendered(
+      "{{ ['9100' | crud_master_port_range(10), 9200 | crud_master_port_range(1)," +
+        " ['a', 'b'] | crud_master_endpoints('9100', 2), [] | crud_master_endpoints(1)] }}",
+      `    - debug: { msg: "{{ 9100 | crud_master_port_range(0) }}" }\n      ignore_errors: true\n`,
+    );
+    expect(seen!['gateway-vm']).to.deep.equal(['9100-9109', '9200', ['a:9100', 'a:9101', 'b:9100', 'b:9101'], []]);
+    expect(refused!['gateway-vm']).to.include('count must be 1 or more');
   });
 
   it('When the billing VMs would go past .254, then the Vagrantfile refuses, and says why', () => {
