@@ -54,7 +54,11 @@ function floodOne(): void {
   socket.on('error', () => undefined);
   let answer = 'none';
   socket.once('data', (chunk: Buffer) => {
-    answer = /^HTTP\/1\.1 (\d{3})/.exec(chunk.toString('latin1'))?.[1] ?? 'other';
+    const head = chunk.toString('latin1');
+    const status = /^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 'other';
+    // a 400 names what Node's parser found (server.ts's answer to a clientError): e.g. "400 HPE_INVALID_METHOD"
+    const cause = /is not valid HTTP \(([^)]+)\)/.exec(head)?.[1];
+    answer = cause ? `${status} ${cause}` : status;
   });
   socket.resume();
   const trickle = setInterval(() => socket.writable && socket.write(' '), trickleMs);

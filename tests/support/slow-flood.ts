@@ -36,7 +36,10 @@ export interface FloodReport {
   failed: number;
   /** how many closed after how many whole seconds: those of second 0 were turned away at once (a connection cap) */
   livedSeconds: Record<number, number>;
-  /** how many closed after which answer: its status (408: the request timeout), or none (closed by a cap) */
+  /**
+   * how many closed after which answer: its status (408: the request timeout; a 400 with the parser's error code), or
+   * none (closed by a cap)
+   */
   answers: Record<string, number>;
   /** the longest lifetime (ms) by answer: that of none is how late the server closed a connection it turned away */
   longestByAnswer: Record<string, number>;
