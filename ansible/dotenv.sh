@@ -1,6 +1,7 @@
-# Sourced, never run: the reader of .env for the shell scripts, the Makefile and the tests, in POSIX sh (dash, and
-# macOS's bash 3.2, run it), by the grammar in .env.example's header, as group_vars/all/env.yml and the Vagrantfile read
-# it (tests/component/dotenv-readers.test.ts). Its variables are prefixed dotenv_: POSIX sh has no local ones.
+# Sourced, never run: the reader of .env for the shell scripts (make-env.sh, the stage) and the tests, in POSIX sh
+# (dash, and macOS's bash 3.2, run it), by the grammar in .env.example's header, as group_vars/all/env.yml and the
+# Vagrantfile read it (tests/component/dotenv-readers.test.ts). Its variables are prefixed dotenv_: POSIX sh has no
+# local ones.
 #
 #   dotenv_pairs FILE         prints FILE's variables as NAME=VALUE lines, each name once
 #   dotenv_export FILE        exports FILE's variables to this shell

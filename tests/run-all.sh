@@ -3,8 +3,8 @@
 # command line), prove the second run changes nothing, check the types and run every linter (make lint), then run the
 # component suite, and against the deployed stack the end-to-end suite, the Postman collection (newman), the
 # privileges of the deployment (links planted before a provisioning run), the hostile-input fuzz and the chaos test;
-# last, the Vagrant stage (tests/vagrant/vagrant-stage.sh: the three machines of the Vagrantfile with the docker
-# provider), and again with three billing VMs (as make scale-test: five machines), which alone runs the stage's
+# last, the Vagrant stage (tests/vagrant/vagrant-stage.sh: the four machines of the Vagrantfile with the docker
+# provider), and again with three billing VMs (as make scale-test: six machines), which alone runs the stage's
 # provisioning and isolation checks. Every step runs even when an earlier one failed; each counts from its runner's
 # JSON report (tests/counts.sh). The end lists what failed (each check, test or stage check by name), and the last
 # line sums them all: `tests: N passed, M failed`.
@@ -82,7 +82,7 @@ suite privileges 'tests/privileges/**/*.test.ts'
 postman
 FUZZ_RUNS=2000 suite fuzz 'tests/fuzz/**/*.test.ts'
 CHAOS_ORDERS=2000 suite chaos 'tests/chaos/**/*.test.ts'
-# The scale stage provisions over SSH and checks each machine's isolation on all five machines: not repeated here.
+# The scale stage provisions over SSH and checks each machine's isolation on all six machines: not repeated here.
 vagrant_stage vagrant VAGRANT_STAGE_SKIP="provision isolation"
 # Three billing VMs by default (make test passes SCALE_BILLING_VMS): one RabbitMQ cluster, quorum queues.
 vagrant_stage vagrant-scale VAGRANT_STAGE_BILLING_VMS="${SCALE_BILLING_VMS:-3}"

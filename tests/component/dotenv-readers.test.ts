@@ -9,7 +9,7 @@ import { copyForVagrantfile, loadVagrantfile } from '@crud-master/test-support/v
 
 /**
  * .env has one grammar (.env.example's header) and three readers, one per language that must read it:
- * ansible/dotenv.sh (the Makefile, the host scripts, the tests), the Vagrantfile's read_dotenv (Vagrant, Windows too)
+ * ansible/dotenv.sh (the host scripts, the tests), the Vagrantfile's read_dotenv (Vagrant, Windows too)
  * and crud_master_env of group_vars/all/env.yml (Ansible). Each reads the same awkward lines; all must agree.
  */
 describe('the readers of .env', () => {

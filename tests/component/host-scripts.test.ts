@@ -8,9 +8,9 @@ import { namedValues } from '@crud-master/test-support/env';
 import { copyForVagrantfile, loadVagrantfile, vagrantVms } from '@crud-master/test-support/vagrantfile';
 
 /**
- * What runs on a newcomer's host (make .env, make inventory, the Makefile's reader of .env) is POSIX sh: macOS has
- * bash 3.2. Here, in a copy of the checkout, with /bin/sh as Debian's dash and no bash on PATH; and the scripts under
- * dash and posh (Debian's policy-compliant shell, which refuses what POSIX does not have) alike.
+ * What runs on a newcomer's host (make .env and its reader of .env, make inventory's and make up's recipes) is POSIX
+ * sh: macOS has bash 3.2. Here, in a copy of the checkout, with /bin/sh as Debian's dash and no bash on PATH; and the
+ * scripts under dash and posh (Debian's policy-compliant shell, which refuses what POSIX does not have) alike.
  */
 describe('the host-side scripts on a POSIX sh (no bash on PATH)', () => {
   const repo = fileURLToPath(new URL('../..', import.meta.url));

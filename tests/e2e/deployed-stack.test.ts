@@ -12,7 +12,7 @@ import { expect } from 'chai';
  * The stack that `make local` deployed, used as a user would: curl on :8080, pm2, the RabbitMQ management API and
  * psql as postgres. Addresses come from .env, as tests/support/stack.ts reads them.
  *
- * The defaults are the single host. The Vagrant stage (tests/vagrant/) runs the same suite against the three machines:
+ * The defaults are the single host. The Vagrant stage (tests/vagrant/) runs the same suite against the VMs:
  *   E2E_GATEWAY_URL, E2E_INVENTORY_URL, E2E_BILLING_HEALTH_URL   the base URL of each service
  *   E2E_RABBITMQ_API_URL                                         the management API (…:15672/api)
  *   E2E_GATEWAY_EXEC, E2E_INVENTORY_EXEC, E2E_BILLING_EXEC       a command prefix that runs `pm2 …` and

@@ -19,7 +19,7 @@ import { expect } from 'chai';
 
 /**
  * Billing under broker faults, on the Vagrant stage's machines. Scaled out (`make scale-test`: BILLING_VM_COUNT=3,
- * five machines), the billing VMs' RabbitMQ nodes form one cluster, billing_queue and its dead-letter queue are quorum
+ * six machines), the billing VMs' RabbitMQ nodes form one cluster, billing_queue and its dead-letter queue are quorum
  * queues with a replica on each, and orders survive a broker stopped on purpose and a billing VM halted, one after the
  * other, with at most 1% answered 503. With one billing VM (the three-VM stage) the same faults hit its single broker:
  * the 503s are only reported, for comparison; no order answered 202 is lost or stored twice either way.

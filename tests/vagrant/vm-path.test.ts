@@ -10,7 +10,7 @@ import { expect } from 'chai';
 
 /**
  * The VM path as its users walk it, with Vagrant itself: the seed's resilience scenario typed over `vagrant ssh`,
- * then a reboot (`vagrant reload`) of the three machines. The Vagrant stage (vagrant-stage.sh) runs it in its sandbox
+ * then a reboot (`vagrant reload`) of every machine. The Vagrant stage (vagrant-stage.sh) runs it in its sandbox
  * against the machines that `make up PROVIDER=docker` made:
  *   VAGRANT_CWD            the checkout whose Vagrantfile and .vagrant/ hold the machines
  *   E2E_GATEWAY_URL        gateway-vm's :8080 as forwarded to the host
@@ -80,7 +80,7 @@ describe('the VM path with Vagrant (make up PROVIDER=docker)', () => {
   );
 
   it(
-    'When the three machines reboot with orders waiting, ' + 'then PM2 brings every app back and the orders land once',
+    'When every machine reboots with orders waiting, ' + 'then PM2 brings every app back and the orders land once',
     async function () {
       this.timeout(900_000);
       ssh('billing-vm', 'pm2 stop billing-consumer');

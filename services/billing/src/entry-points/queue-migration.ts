@@ -8,7 +8,7 @@ const MIGRATION_CHECK_MS = 1_000;
  * message it routed to a queue that is deleted before the message reaches it: a publish in that instant would be
  * answered 202 and lost. After this lull no publish is in flight; under steady traffic the queue waits
  * (docs/messaging.md). The lull says so for the whole cluster only while this consumer is the queue's only one: with
- * several, each sees a share of the deliveries, so the queue waits until the others stopped (queueHasOtherConsumers).
+ * several, each sees a share of the deliveries, so the queue waits until the others stopped (WAIT_FOR_OTHER_CONSUMERS).
  */
 const MIGRATION_QUIET_MS = 3_000;
 
