@@ -83,7 +83,7 @@ if [ -z "$message" ]; then
   pass "gateway-vm's api-gateway targets inventory-vm ($want_inventory_url) and $brokers ($want_brokers)"
 else
   msg="/etc/crud-master/api-gateway.env on gateway-vm: ${message}The play gives the gateway the wrong address of"
-  msg+=" another machine (ansible/group_vars/all.yml: crud_master_vm_ips, crud_master_billing_vms)."
+  msg+=" another machine (ansible/group_vars/all/hosts.yml: crud_master_vm_ips, crud_master_billing_vms)."
   fail "gateway-vm's api-gateway targets the other machines" "$msg"
 fi
 

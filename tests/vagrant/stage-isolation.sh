@@ -88,8 +88,8 @@ check_reach() { # FROM IP PORT WHAT yes|no
     pass "$from $([ "$want" = yes ] && echo reaches || echo 'cannot reach') $what ($ip:$port)"
   else
     msg="a TCP connection from $from to $ip:$port $([ "$got" = yes ] && echo opened || echo failed). The firewall"
-    msg+=" (roles/firewall, crud_master_firewall_allowed_tcp in ansible/group_vars/all.yml) or the listener's address"
-    msg+=" is wrong."
+    msg+=" (roles/firewall, crud_master_firewall_allowed_tcp in ansible/group_vars/all/firewall.yml) or the"
+    msg+=" listener's address is wrong."
     fail "$from $([ "$want" = yes ] && echo reaches || echo 'cannot reach') $what ($ip:$port)" "$msg"
   fi
 }

@@ -71,7 +71,7 @@ else
 fi
 
 if [ "$scale" = 0 ]; then
-  step "the seed's scenario over vagrant ssh, and a reboot of the three machines"
+  step "the seed's scenario over vagrant ssh, and a reboot of every machine"
   suite vm-path 1200 VAGRANT_CWD="$checkout" \
     E2E_GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" E2E_RABBITMQ_API_URL="http://127.0.0.1:$RABBITMQ_UI_PORT/api" \
     -- tests/vagrant/vm-path.test.ts

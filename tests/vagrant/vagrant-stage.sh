@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # `make vagrant-test`, the last stage of `make test`: the VM path for real. The checkout's own Vagrantfile, with
-# Vagrant's docker provider, brings up gateway-vm, inventory-vm and billing-vm (`make up PROVIDER=docker`: systemd
-# guests from `make box`, provisioned by ansible_local), and then, against the guests (the make steps run with no bash
-# on PATH, as on a stock Mac):
-#   - each guest runs systemd and the pinned Node.js, and has the address of .env that the inventory resolves to;
+# Vagrant's docker provider, brings up the machines of .env (`make up PROVIDER=docker`: systemd guests from `make box`,
+# provisioned by ansible_local), and then, against the guests (the make steps run with no bash on PATH, as on a stock
+# Mac):
+#   - each guest runs systemd and the pinned Node.js, and has the address that the Vagrantfile derived and the
+#     inventory resolves to;
 #     root on it cannot write kernel.core_pattern nor load a module (the Vagrantfile's capabilities);
 #   - the end-to-end suite (pm2 and psql over SSH on the guests) and the Postman collection through gateway-vm;
-#   - the seed's scenario over `vagrant ssh`, and a `vagrant reload` of all three with orders waiting (vm-path.test.ts);
+#   - the seed's scenario over `vagrant ssh`, and a `vagrant reload` of every machine with orders waiting
+#     (vm-path.test.ts);
 #   - orders at 100/s while billing-vm's broker stops and restarts, then billing-vm halts and comes back
 #     (scale.test.ts: exactly once; the 503s are reported, to compare with make scale-test's);
 #   - billing-vm's disk lost: `make backup`, `vagrant destroy -f billing-vm`, `make up`, `make restore` bring its
@@ -17,7 +19,7 @@
 #     scrapes RabbitMQ's metrics; inventory-api stays closed to it); gateway-vm's firewall caps the connections of
 #     one address on :8080 while it serves another; each guest holds only its own secrets;
 #   - `make destroy` leaves no container and no network.
-# With VAGRANT_STAGE_BILLING_VMS=N >= 2 (`make scale-test`: 3, five machines) the checkout's .env says
+# With VAGRANT_STAGE_BILLING_VMS=N >= 2 (`make scale-test`: 3, six machines) the checkout's .env says
 # BILLING_VM_COUNT=N, and the stage runs the same checks on every machine, but not the end-to-end suite and the seed's
 # scenario (one consumer per queue); tests/vagrant/scale.test.ts checks one RabbitMQ cluster, quorum queues with a
 # replica on each billing VM, and orders at 100/s while billing-vm's broker stops and billing-vm-N halts (exactly
@@ -33,7 +35,7 @@
 #   VAGRANT_STAGE_BILLING_VMS  how many billing VMs (BILLING_VM_COUNT of the checkout's .env): 1, the three-VM layout
 #   VAGRANT_STAGE_LOGS    where the logs go (.test-results/vagrant; .test-results/vagrant-scale with several
 #                         billing VMs)
-#   VAGRANT_STAGE_SKIP    phases not to run, of `provision isolation` (make test: the scale stage runs them on five
+#   VAGRANT_STAGE_SKIP    phases not to run, of `provision isolation` (make test: the scale stage runs them on six
 #                         machines, and the three-VM stage would only repeat them)
 #   VAGRANT_STAGE_KEEP=1  leave the machines and the sandbox up at the end, to look around:
 #                         `tests/vagrant/sandbox.sh exec sh -c 'cd DIR && vagrant ssh billing-vm'`
