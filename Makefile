@@ -29,8 +29,8 @@ BASE_URL ?= http://localhost:8080
 # Packages per purpose (Debian 12 / Ubuntu 22.04 names). Ansible itself: see deps-ansible.
 DEPS_BASE := python3-apt sudo rsync openssl
 DEPS_LINT := ansible-lint yamllint ruby shellcheck posh
-# The end-to-end suite loads the Swagger UI in headless Chromium.
-DEPS_TEST := chromium curl
+# The end-to-end suite loads the Swagger UI in headless Chromium; the component suite runs make inventory (Vagrant).
+DEPS_TEST := chromium curl vagrant
 # The peer proxies that make bench starts with configurations of its own: nginx, and Go's httputil (golang-go builds
 # bench/peers/go-proxy.go).
 DEPS_BENCH := nginx-light golang-go
@@ -92,7 +92,7 @@ deps-ansible: ## Install Ansible and its collections when missing
 	@ansible/collections.sh install
 
 .PHONY: deps-test
-deps-test: ## Install what the suites use (Chromium, curl) when missing
+deps-test: ## Install what the suites use (Chromium, curl, Vagrant)
 	$(call apt_ensure,$(DEPS_TEST))
 
 .PHONY: deps-lint
