@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { namedValues, readDotenv } from '@crud-master/test-support/env';
-import { copyForVagrantfile, loadVagrantfile } from '@crud-master/test-support/vagrantfile';
+import { ansibleProbe, copyForVagrantfile, loadVagrantfile } from '@crud-master/test-support/vagrantfile';
 
 /**
  * .env has one grammar (.env.example's header) and three readers, one per language that must read it:
@@ -80,27 +80,12 @@ describe('the readers of .env', () => {
   });
 
   it("When Ansible reads them (group_vars/all/env.yml's crud_master_env), then it agrees", () => {
-    const probe = path.join(work, 'checkout/ansible/probe.yml');
-    writeFileSync(
-      probe,
+    const [task] = ansibleProbe(
+      path.join(work, 'checkout'),
       '- hosts: localhost\n  gather_facts: false\n  tasks:\n    - debug: { var: crud_master_env }\n',
+      ['-i', 'localhost,', '-c', 'local', '-e', `crud_master_env_file=${sample}`],
     );
-    const out = execFileSync(
-      'ansible-playbook',
-      ['-i', 'localhost,', '-c', 'local', probe, '-e', `crud_master_env_file=${sample}`],
-      {
-        encoding: 'utf8',
-        // the json callback alone on stdout: ansible.cfg's timer would print after it
-        env: {
-          ...process.env,
-          ANSIBLE_STDOUT_CALLBACK: 'json',
-          ANSIBLE_CALLBACKS_ENABLED: '',
-          ANSIBLE_LOCALHOST_WARNING: 'false',
-        },
-      },
-    );
-    const task = JSON.parse(out).plays[0].tasks[0];
-    expect(task.hosts.localhost.crud_master_env).to.deep.equal(READ);
+    expect(task!.localhost!.crud_master_env).to.deep.equal(READ);
   });
 
   it("When an app's env file holds #, quotes and blanks, then node --env-file reads each value as it is", () => {

@@ -1,11 +1,10 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { parse } from 'yaml';
 import { namedValues } from '@crud-master/test-support/env';
-import { copyForVagrantfile, loadVagrantfile, vagrantVms } from '@crud-master/test-support/vagrantfile';
+import { ansibleProbe, copyForVagrantfile, loadVagrantfile, vagrantVms } from '@crud-master/test-support/vagrantfile';
 
 /**
  * The VMs (names, groups, addresses, secrets) are derived from .env in one place, the Vagrantfile. It writes them into
@@ -52,16 +51,11 @@ describe('the VMs of .env, as the Vagrantfile derives them', () => {
   );
 
   /** What Ansible renders of the Jinja MSG for each host of the Vagrantfile's inventory (no host is contacted). */
-  const rendered = (msg: string, task = '') => {
-    const probe = path.join(checkout, 'ansible/probe.yml');
-    writeFileSync(probe, `- hosts: all\n  gather_facts: false\n  tasks:\n    - debug: { msg: "${msg}" }\n${task}`);
-    const result = spawnSync('ansible-playbook', ['-i', path.join(checkout, '.vagrant/inventory.json'), probe], {
-      encoding: 'utf8',
-      env: { ...process.env, ANSIBLE_STDOUT_CALLBACK: 'json', ANSIBLE_CALLBACKS_ENABLED: '' },
-    });
-    const tasks = JSON.parse(result.stdout).plays[0].tasks as { hosts: Record<string, { msg: unknown }> }[];
-    return tasks.map((each) => Object.fromEntries(Object.entries(each.hosts).map(([host, seen]) => [host, seen.msg])));
-  };
+  const rendered = (msg: string, task = '') =>
+    ansibleProbe(checkout, `- hosts: all\n  gather_facts: false\n  tasks:\n    - debug: { msg: "${msg}" }\n${task}`, [
+      '-i',
+      path.join(checkout, '.vagrant/inventory.json'),
+    ]).map((hosts) => Object.fromEntries(Object.entries(hosts).map(([host, seen]) => [host, seen.msg])));
 
   it("When Ansible reads that inventory, then each VM's address, peers, billing_db and targets follow it", () => {
     const [seen] = rendered(
